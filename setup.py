@@ -1,0 +1,24 @@
+"""Packaging for feedlake: the package lives in lib/feedlake, stream rules in conf/."""
+
+from setuptools import setup
+
+setup(
+    name="feedlake",
+    version="0.1.0",
+    description="PySpark ingestion of B2B customer data feeds into Delta Lake tables",
+    python_requires=">=3.10",
+    package_dir={"feedlake": "lib/feedlake", "feedlake.conf": "conf"},
+    packages=["feedlake", "feedlake.conf"],
+    package_data={"feedlake.conf": ["*.yaml", "profiles/*.yaml"]},
+    include_package_data=True,
+    install_requires=[
+        "pyspark>=4.1,<4.2",
+        "delta-spark>=4.4,<4.5",
+        "deltalake>=1.6,<1.7",
+        "great-expectations>=1.24,<1.25",
+        "boto3",
+        "pyarrow",
+        "PyYAML",
+    ],
+    entry_points={"console_scripts": ["feedlake=feedlake.cli:main"]},
+)
