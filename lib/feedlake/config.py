@@ -1,0 +1,209 @@
+"""Configuration: parsed once at the entry point, then passed around as plain data.
+
+Stream contracts (``streams.yaml``), table definitions (``tables.yaml``) and job
+settings (``ingest.yaml``) live in ``conf/``; the same files are installed as the
+package ``feedlake.conf`` so a wheel shipped to a cluster carries its defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+FIELD_TYPES = ("string", "unix_seconds")
+PRECEDENCES = ("first", "last")
+POLICIES = ("row", "attribute", "replace")
+
+
+class ConfigError(ValueError):
+    """Raised when a configuration file does not follow its documented shape."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One declared attribute of a stream."""
+
+    name: str
+    type: str = "string"
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """The contract of one landing stream (see conf/streams.yaml)."""
+
+    name: str
+    mapper: str
+    targets: tuple[str, ...]
+    precedence: str
+    fields: tuple[FieldSpec, ...]
+    derive: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    spec: str = ""
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.required)
+
+    @property
+    def primary_table(self) -> str:
+        return self.targets[0]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A Delta table: columns in order, merge key and merge policy (conf/tables.yaml)."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+    policy: str
+    attributes: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    @property
+    def ddl(self) -> str:
+        return ", ".join(f"`{name}` {dtype}" for name, dtype in self.columns)
+
+
+@dataclass(frozen=True)
+class FeedlakeConfig:
+    """Everything a run needs to know, built once by :func:`load_config`."""
+
+    streams: Mapping[str, StreamSpec]
+    tables: Mapping[str, TableSpec]
+    job: Mapping[str, Any]
+
+    def stream(self, name: str) -> StreamSpec:
+        return self.streams[name]
+
+    def table(self, name: str) -> TableSpec:
+        return self.tables[name]
+
+
+def _read_yaml(path: Path | resources.abc.Traversable) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def default_conf_dir() -> resources.abc.Traversable:
+    """The conf/ folder installed with the package."""
+    return resources.files("feedlake.conf")
+
+
+def parse_streams(raw: Mapping[str, Any]) -> dict[str, StreamSpec]:
+    """Build stream contracts from the mapping found in streams.yaml."""
+    streams: dict[str, StreamSpec] = {}
+    for name, body in raw.items():
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"stream {name!r}: expected a mapping")
+        fields = []
+        for fname, fbody in (body.get("fields") or {}).items():
+            fbody = fbody or {}
+            ftype = fbody.get("type", "string")
+            if ftype not in FIELD_TYPES:
+                raise ConfigError(f"stream {name!r} field {fname!r}: type {ftype!r} not in {FIELD_TYPES}")
+            fields.append(FieldSpec(fname, ftype, bool(fbody.get("required", False))))
+        precedence = body.get("precedence", "last")
+        if precedence not in PRECEDENCES:
+            raise ConfigError(f"stream {name!r}: precedence {precedence!r} not in {PRECEDENCES}")
+        targets = tuple(body.get("targets") or ())
+        if not targets or "mapper" not in body:
+            raise ConfigError(f"stream {name!r}: 'mapper' and 'targets' are required")
+        streams[name] = StreamSpec(
+            name=name,
+            mapper=body["mapper"],
+            targets=targets,
+            precedence=precedence,
+            fields=tuple(fields),
+            derive=dict(body.get("derive") or {}),
+            spec=str(body.get("spec", "")),
+        )
+    return streams
+
+
+def parse_tables(raw: Mapping[str, Any]) -> dict[str, TableSpec]:
+    """Build table definitions from the mapping found in tables.yaml."""
+    tables: dict[str, TableSpec] = {}
+    for name, body in raw.items():
+        columns = tuple((str(c), str(t)) for c, t in (body.get("columns") or {}).items())
+        key = tuple(body.get("key") or ())
+        policy = body.get("policy", "row")
+        if policy not in POLICIES:
+            raise ConfigError(f"table {name!r}: policy {policy!r} not in {POLICIES}")
+        names = {c for c, _ in columns}
+        missing = [k for k in key if k not in names]
+        if not key or missing or "tenant_id" not in key:
+            raise ConfigError(f"table {name!r}: key {key} must include tenant_id and name declared columns")
+        tables[name] = TableSpec(name, columns, key, policy, tuple(body.get("attributes") or ()))
+    return tables
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def build_config(
+    streams: Mapping[str, Any],
+    tables: Mapping[str, Any],
+    job: Mapping[str, Any] | None = None,
+) -> FeedlakeConfig:
+    """Build a config from plain mappings (what tests pass in)."""
+    stream_specs = parse_streams(streams)
+    table_specs = parse_tables(tables)
+    for s in stream_specs.values():
+        unknown = [t for t in s.targets if t not in table_specs]
+        if unknown:
+            raise ConfigError(f"stream {s.name!r}: unknown target tables {unknown}")
+    return FeedlakeConfig(stream_specs, table_specs, dict(job or {}))
+
+
+def load_config(
+    conf_dir: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> FeedlakeConfig:
+    """Read streams.yaml, tables.yaml and ingest.yaml from ``conf_dir`` (default: packaged).
+
+    ``overrides`` is deep-merged over ingest.yaml (e.g. ``{"engine": "delta-rs"}``).
+    """
+    base = Path(conf_dir) if conf_dir else default_conf_dir()
+    job = _read_yaml(base / "ingest.yaml")
+    profile = (overrides or {}).get("profile") or job.get("profile")
+    if profile:
+        profile_file = base / "profiles" / f"{profile}.yaml"
+        if not profile_file.is_file():
+            raise ConfigError(f"unknown profile {profile!r}: no {profile_file}")
+        job = _deep_merge(job, _read_yaml(profile_file))
+    job = _deep_merge(job, overrides or {})
+    return build_config(_read_yaml(base / "streams.yaml"), _read_yaml(base / "tables.yaml"), job)
+
+
+def parse_set_option(items: list[str] | None) -> dict[str, Any]:
+    """Turn ``--set a.b=c`` options into a nested mapping (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        dotted, value = item.split("=", 1)
+        node = out
+        # Spark settings are dotted themselves: spark.conf.<spark key> keeps its key whole.
+        parts = dotted.split(".", 2) if dotted.startswith("spark.conf.") else dotted.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
