@@ -1,0 +1,97 @@
+"""``feedlake`` command line: the one entry point for local runs, spark-submit and CI.
+
+Config is parsed once here and passed down; nothing below reads files of conf itself.
+Exit codes: 0 when the run completed (even if records were quarantined), 1 when the
+job failed, 2 for a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from feedlake.config import ConfigError, load_config, parse_set_option
+
+log = logging.getLogger("feedlake")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="feedlake", description="Ingest B2B customer data feeds into Delta Lake.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="ingest new landing files into the warehouse tables")
+    ingest.add_argument("--landing", required=True, help="landing root: PATH/tenant=<id>/<stream>/... (local or s3://)")
+    ingest.add_argument("--warehouse", required=True, help="warehouse root: one Delta table per folder (local or s3://)")
+    ingest.add_argument("--tenant", action="extend", nargs="+", default=None, help="only these tenants")
+    ingest.add_argument("--stream", action="extend", nargs="+", default=None, help="only these streams")
+    _common(ingest)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--conf", default=None, help="folder with streams.yaml, tables.yaml, ingest.yaml (default: packaged)")
+    parser.add_argument("--profile", default=None, help="conf profile: conf/profiles/<name>.yaml (local, emr, databricks)")
+    parser.add_argument("--engine", choices=("auto", "delta-rs", "delta-spark"), default=None, help="Delta engine")
+    parser.add_argument("--set", dest="settings", action="append", default=None, metavar="KEY=VALUE",
+                        help="override a job setting, e.g. --set spark.conf.spark.sql.shuffle.partitions=8")
+
+
+def load_job_config(args: argparse.Namespace):
+    overrides = parse_set_option(args.settings)
+    if args.engine:
+        overrides["engine"] = args.engine
+    if args.profile:
+        overrides["profile"] = args.profile
+    return load_config(args.conf, overrides)
+
+
+def session_for(config) :
+    """The SparkSession for a CLI run: the active one (spark-submit, notebooks) or a new one."""
+    from pyspark.sql import SparkSession
+
+    from feedlake.session import build_session, prepare_session
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return prepare_session(active)
+    return build_session(config.job.get("spark") or {}, with_delta_jar=config.job.get("engine") == "delta-spark")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from feedlake.delta import make_engine
+    from feedlake.pipeline import IngestRequest, run_ingest
+
+    config = load_job_config(args)
+    spark = session_for(config)
+    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), config.job.get("storage_options"))
+    request = IngestRequest(
+        landing=args.landing,
+        warehouse=args.warehouse,
+        tenants=tuple(args.tenant or ()),
+        streams=tuple(args.stream or ()),
+    )
+    report = run_ingest(spark, config, engine, request)
+    print(report.render())
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"feedlake: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except Exception:
+        log.exception("feedlake %s failed", args.command)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Stream contracts: required fields and field types, checked as Spark column expressions.
+
+The rules are data (``conf/streams.yaml``); this module only renders them. For the
+seed-000 feeds (seed 000 §1.1–§1.3):
+
+* a required field that is absent, JSON ``null`` or blank is ``missing_required_field``;
+* a ``unix_seconds`` field must be Unix time in seconds, a JSON number or a string of
+  digits (``1436172703``, ``"1436172703"``, ``1436172703.0``); anything else is
+  ``invalid_type`` (13-digit values get a hint that they look like milliseconds);
+* a ``string`` field holding a JSON object or array is ``invalid_type``.
+
+A record keeps the **first** failing rule as its ``error_code`` and every failure in
+``error_message`` so a tenant can fix all of them in one go.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from feedlake.config import FieldSpec, StreamSpec
+
+UNIX_SECONDS = r"^[0-9]{1,11}(\.0*)?$"
+UNIX_MILLIS = r"^[0-9]{13}(\.0*)?$"
+
+
+def field_text(name: str) -> Column:
+    """The text of a record attribute, trimmed; NULL when absent or blank."""
+    value = F.trim(F.col("values").getItem(name))
+    return F.when(value != "", value)
+
+
+def _nested(name: str) -> Column:
+    return F.substring(F.col("json_values").getItem(name), 1, 1).isin("{", "[")
+
+
+def field_checks(field: FieldSpec, spec_ref: str) -> list[tuple[Column, str, Column]]:
+    """``(failed, error_code, message)`` triples for one declared field."""
+    text = field_text(field.name)
+    checks: list[tuple[Column, str, Column]] = []
+    if field.required:
+        checks.append(
+            (
+                text.isNull(),
+                "missing_required_field",
+                F.lit(f"required field '{field.name}' is missing or empty ({spec_ref})"),
+            )
+        )
+    if field.type == "unix_seconds":
+        hint = F.when(text.rlike(UNIX_MILLIS), F.lit(" (it looks like milliseconds: divide by 1000)")).otherwise("")
+        checks.append(
+            (
+                text.isNotNull() & ~text.rlike(UNIX_SECONDS),
+                "invalid_type",
+                F.concat(
+                    F.lit(f"field '{field.name}' must be Unix time in seconds (digits only, e.g. 1436172703), got '"),
+                    F.substring(text, 1, 64),
+                    F.lit("'"),
+                    hint,
+                ),
+            )
+        )
+    else:
+        checks.append(
+            (
+                text.isNotNull() & _nested(field.name),
+                "invalid_type",
+                F.lit(f"field '{field.name}' must be a single value, got a JSON object or array"),
+            )
+        )
+    return checks
+
+
+def validate(df: DataFrame, stream: StreamSpec) -> DataFrame:
+    """Set ``error_code``/``error_message`` on records that break the stream contract.
+
+    Records that already carry a parse error keep it. Input and output columns are
+    the same; only the two error columns change.
+    """
+    checks = [c for f in stream.fields for c in field_checks(f, stream.spec or f"stream {stream.name}")]
+    if not checks:
+        return df
+    code = F.coalesce(*[F.when(failed, F.lit(c)) for failed, c, _ in checks])
+    message = F.concat_ws("; ", *[F.when(failed, msg) for failed, _, msg in checks])
+    ok = F.col("error_code").isNull()
+    return df.select(
+        *[c for c in df.columns if c not in ("error_code", "error_message")],
+        F.when(ok, code).otherwise(F.col("error_code")).alias("error_code"),
+        F.when(ok, F.when(code.isNotNull(), message)).otherwise(F.col("error_message")).alias("error_message"),
+    ).select(*df.columns)
+
+
+def unix_seconds(name: str) -> Column:
+    """A validated ``unix_seconds`` field as BIGINT."""
+    return F.regexp_extract(field_text(name), r"^([0-9]+)", 1).cast("bigint")

@@ -1,0 +1,270 @@
+"""The Delta Lake seam: one small interface, two engines writing the same protocol.
+
+* :class:`DeltaRsEngine` (``deltalake`` on PyPI, delta-rs): the embedded default. It
+  needs no JVM jar, so it runs on a laptop, in CI and against S3 through its own
+  object store. Spark computes; the rows to merge cross to delta-rs as Arrow.
+* :class:`DeltaSparkEngine` (``delta-spark``): used wherever the Delta JVM classes are
+  on the Spark classpath (EMR, Databricks, ``spark.jars.packages``); the MERGE runs on
+  the executors.
+
+Both render the same :class:`feedlake.merge.MergePlan`, so merge semantics exist once.
+``engine: auto`` in conf picks delta-spark when the JVM classes load, else delta-rs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from feedlake.config import ConfigError, TableSpec
+from feedlake.merge import MergePlan, sql_literal
+from feedlake.session import delta_jvm_available
+
+ENGINES = ("auto", "delta-rs", "delta-spark")
+
+_ARROW_TYPES: Mapping[str, pa.DataType] = {
+    "string": pa.string(),
+    "bigint": pa.int64(),
+    "int": pa.int32(),
+    "double": pa.float64(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+def arrow_schema(table: TableSpec) -> pa.Schema:
+    """The Arrow schema of a declared table (types of conf/tables.yaml)."""
+    try:
+        return pa.schema([(name, _ARROW_TYPES[dtype]) for name, dtype in table.columns])
+    except KeyError as exc:
+        raise ConfigError(f"table {table.name!r}: column type {exc} is not supported by the Delta engines") from None
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """Row counts of one MERGE."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+class DeltaEngine(Protocol):
+    """What the pipeline needs from a Delta implementation."""
+
+    name: str
+
+    def table_path(self, table: TableSpec) -> str: ...
+
+    def read(self, table: TableSpec, tenants: Sequence[str] | None = None) -> DataFrame: ...
+
+    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult: ...
+
+    def delete(self, table: TableSpec, predicate: str) -> int: ...
+
+    def version(self, table: TableSpec) -> int | None: ...
+
+
+def tenant_predicate(tenants: Sequence[str], column: str = "tenant_id") -> str:
+    """``tenant_id IN ('a', 'b')``: prunes partitions in both engines."""
+    return f"{column} IN ({', '.join(sql_literal(t) for t in tenants)})"
+
+
+def _join_path(root: str, name: str) -> str:
+    return root.rstrip("/") + "/" + name
+
+
+def delta_rs_storage_options(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Object-store options for delta-rs from the standard AWS environment.
+
+    ``AWS_ENDPOINT_URL`` over plain ``http://`` (an S3-compatible server) needs
+    ``AWS_ALLOW_HTTP``; the S3 conditional-put commit (``if-match``) keeps concurrent
+    writers safe without a lock table.
+    """
+    options: dict[str, str] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    options.setdefault("AWS_S3_ALLOW_UNSAFE_RENAME", "false")
+    options["conditional_put"] = "etag"
+    options.update(extra or {})
+    return options
+
+
+class DeltaRsEngine:
+    """Delta tables through delta-rs; Spark DataFrames cross as Arrow."""
+
+    name = "delta-rs"
+
+    def __init__(self, spark: SparkSession, warehouse: str, storage_options: Mapping[str, str] | None = None):
+        self.spark = spark
+        self.warehouse = warehouse
+        self.remote = "://" in warehouse
+        self.storage_options = delta_rs_storage_options(storage_options) if self.remote else None
+
+    def table_path(self, table: TableSpec) -> str:
+        return _join_path(self.warehouse, table.name)
+
+    def _open(self, table: TableSpec):
+        from deltalake import DeltaTable
+
+        path = self.table_path(table)
+        if not DeltaTable.is_deltatable(path, storage_options=self.storage_options):
+            return None
+        return DeltaTable(path, storage_options=self.storage_options)
+
+    def ensure(self, table: TableSpec):
+        from deltalake import DeltaTable
+
+        existing = self._open(table)
+        if existing is not None:
+            return existing
+        if not self.remote:
+            os.makedirs(self.table_path(table), exist_ok=True)
+        return DeltaTable.create(
+            self.table_path(table),
+            arrow_schema(table),
+            mode="ignore",
+            partition_by=["tenant_id"],
+            name=table.name,
+            storage_options=self.storage_options,
+        )
+
+    def read_arrow(self, table: TableSpec, tenants: Sequence[str] | None = None) -> pa.Table:
+        dt = self._open(table)
+        schema = arrow_schema(table)
+        if dt is None:
+            return schema.empty_table()
+        filters = [("tenant_id", "in", list(tenants))] if tenants else None
+        return dt.to_pyarrow_table(filters=filters).select(schema.names).cast(schema)
+
+    def read(self, table: TableSpec, tenants: Sequence[str] | None = None) -> DataFrame:
+        data = self.read_arrow(table, tenants)
+        if data.num_rows == 0:
+            return self.spark.createDataFrame([], table.ddl)
+        return self.spark.createDataFrame(data).select(*table.column_names)
+
+    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
+        data = source.select(*table.column_names).toArrow()
+        if data.num_rows == 0:
+            return MergeResult()
+        data = data.cast(arrow_schema(table))
+        dt = self.ensure(table)
+        merger = dt.merge(source=data, predicate=plan.on, source_alias="s", target_alias="t")
+        merger = merger.when_matched_update_all(predicate=plan.update_when)
+        if plan.insert:
+            merger = merger.when_not_matched_insert_all()
+        metrics = merger.execute()
+        return MergeResult(
+            inserted=int(metrics.get("num_target_rows_inserted", 0)),
+            updated=int(metrics.get("num_target_rows_updated", 0)),
+            deleted=int(metrics.get("num_target_rows_deleted", 0)),
+        )
+
+    def delete(self, table: TableSpec, predicate: str) -> int:
+        dt = self._open(table)
+        if dt is None:
+            return 0
+        return int(dt.delete(predicate).get("num_deleted_rows", 0))
+
+    def version(self, table: TableSpec) -> int | None:
+        dt = self._open(table)
+        return None if dt is None else dt.version()
+
+
+class DeltaSparkEngine:
+    """Delta tables through delta-spark's ``DeltaTable`` API (JVM jar required)."""
+
+    name = "delta-spark"
+
+    def __init__(self, spark: SparkSession, warehouse: str):
+        self.spark = spark
+        self.warehouse = warehouse
+
+    def table_path(self, table: TableSpec) -> str:
+        return _join_path(self.warehouse, table.name)
+
+    def _exists(self, table: TableSpec) -> bool:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(self.spark, self.table_path(table))
+
+    def ensure(self, table: TableSpec):
+        from delta.tables import DeltaTable
+
+        return (
+            DeltaTable.createIfNotExists(self.spark)
+            .location(self.table_path(table))
+            .addColumns(self.spark.createDataFrame([], table.ddl).schema)
+            .partitionedBy("tenant_id")
+            .execute()
+        )
+
+    def read(self, table: TableSpec, tenants: Sequence[str] | None = None) -> DataFrame:
+        if not self._exists(table):
+            return self.spark.createDataFrame([], table.ddl)
+        df = self.spark.read.format("delta").load(self.table_path(table))
+        if tenants:
+            df = df.where(F.col("tenant_id").isin(list(tenants)))
+        return df.select(*table.column_names)
+
+    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
+        dt = self.ensure(table)
+        merger = dt.alias("t").merge(source.select(*table.column_names).alias("s"), plan.on)
+        merger = merger.whenMatchedUpdateAll(condition=plan.update_when)
+        if plan.insert:
+            merger = merger.whenNotMatchedInsertAll()
+        merger.execute()
+        last = dt.history(1).collect()[0]
+        if last["operation"] != "MERGE":
+            return MergeResult()
+        metrics = last["operationMetrics"] or {}
+        return MergeResult(
+            inserted=int(metrics.get("numTargetRowsInserted", 0)),
+            updated=int(metrics.get("numTargetRowsUpdated", 0)),
+            deleted=int(metrics.get("numTargetRowsDeleted", 0)),
+        )
+
+    def delete(self, table: TableSpec, predicate: str) -> int:
+        from delta.tables import DeltaTable
+
+        if not self._exists(table):
+            return 0
+        dt = DeltaTable.forPath(self.spark, self.table_path(table))
+        dt.delete(predicate)
+        metrics = dt.history(1).collect()[0]["operationMetrics"] or {}
+        return int(metrics.get("numDeletedRows", 0))
+
+    def version(self, table: TableSpec) -> int | None:
+        from delta.tables import DeltaTable
+
+        if not self._exists(table):
+            return None
+        return int(DeltaTable.forPath(self.spark, self.table_path(table)).history(1).collect()[0]["version"])
+
+
+def make_engine(
+    spark: SparkSession,
+    warehouse: str,
+    choice: str = "auto",
+    storage_options: Mapping[str, str] | None = None,
+) -> DeltaEngine:
+    """Pick the Delta engine: ``auto`` prefers delta-spark when its JVM classes load."""
+    if choice not in ENGINES:
+        raise ConfigError(f"engine {choice!r} not in {ENGINES}")
+    if choice == "delta-spark" or (choice == "auto" and delta_jvm_available(spark)):
+        if not delta_jvm_available(spark):
+            raise ConfigError(
+                "engine delta-spark needs the Delta Lake JVM classes on the Spark classpath "
+                "(io.delta:delta-spark via spark.jars.packages, EMR's or Databricks' Delta)"
+            )
+        return DeltaSparkEngine(spark, warehouse)
+    return DeltaRsEngine(spark, warehouse, storage_options)

@@ -1,0 +1,138 @@
+"""Mapping functions: validated records of a stream → rows of its target tables.
+
+A stream names its mapper in ``conf/streams.yaml``; adding a stream with the same
+shape as an existing one is configuration only. Every mapper takes the accepted
+records (columns of :data:`RECORD_COLUMNS`) and returns one DataFrame per target
+table, ending in an explicit ``select``.
+
+Attributes a stream does not declare are kept, never dropped (seed 000 §1.1–§1.3:
+"you can add any attributes"): they go to ``properties``, carried here as
+``props`` (attribute → JSON text) and rendered as a JSON object string with sorted
+keys by :func:`render_properties`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from feedlake.config import StreamSpec
+from feedlake.contracts import field_text, unix_seconds
+
+RECORD_COLUMNS = (
+    "tenant_id", "stream", "source_file", "line_number", "_seq", "batch_id", "values", "json_values",
+)
+
+
+def lineage() -> list[Column]:
+    """Where a row came from: sequence, batch, file and line (bookkeeping columns)."""
+    return [
+        F.col("_seq"),
+        F.col("batch_id").alias("_batch_id"),
+        F.col("source_file").alias("_source_file"),
+        F.col("line_number").alias("_line_number"),
+    ]
+
+
+Mapper = Callable[[DataFrame, StreamSpec], dict[str, DataFrame]]
+
+
+def extra_props(declared: tuple[str, ...] | list[str]) -> Column:
+    """Every attribute of the record that the stream does not declare (JSON texts)."""
+    names = F.array(*[F.lit(n) for n in declared]) if declared else F.array().cast("array<string>")
+    return F.map_filter(F.col("json_values"), lambda k, _v: ~F.array_contains(names, k))
+
+
+def render_properties(props: Column) -> Column:
+    """A map attribute → JSON text as a JSON object string, keys sorted; ``{}`` if empty."""
+    ordered = F.map_from_entries(F.array_sort(F.map_entries(F.coalesce(props, F.create_map().cast("map<string,string>")))))
+    return F.to_json(F.transform_values(ordered, lambda _k, v: F.parse_json(v)))
+
+
+def parse_properties(properties: Column) -> Column:
+    """Inverse of :func:`render_properties`: JSON object string → attribute → JSON text."""
+    as_map = F.parse_json(F.coalesce(properties, F.lit("{}"))).cast("map<string,variant>")
+    return F.transform_values(as_map, lambda _k, v: F.to_json(v))
+
+
+def _declared(stream: StreamSpec) -> list[str]:
+    return [f.name for f in stream.fields] + list(stream.derive)
+
+
+def contact_profile(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame]:
+    """identify → ``contacts`` (seed 000 §1.2): contact_key, email, other attributes."""
+    contacts = records.select(
+        "tenant_id",
+        field_text("contact_key").alias("contact_key"),
+        field_text("email").alias("email"),
+        extra_props(_declared(stream)).alias("props"),
+        *lineage(),
+    )
+    return {"contacts": contacts}
+
+
+def derived_key(stream: StreamSpec, name: str) -> Column:
+    """``derive: {name: {hash_of: [...]}}``: SHA-256 of the listed fields, ``\\x1f``-joined.
+
+    Seed 000 §1.1: "If you do not have one, we suggest creating a combination of
+    event_text + contact_key + event_timestamp"; hashing keeps the key short and
+    makes the same event always get the same key.
+    """
+    rule = stream.derive[name]
+    parts = [F.coalesce(field_text(f), F.lit("")) for f in rule["hash_of"]]
+    return F.sha2(F.concat_ws("\x1f", *parts), 256)
+
+
+def contact_event(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame]:
+    """track → ``contact_events`` (seed 000 §1.1)."""
+    seconds = unix_seconds("event_timestamp")
+    events = records.select(
+        "tenant_id",
+        F.coalesce(field_text("event_key"), derived_key(stream, "event_key")).alias("event_key"),
+        field_text("contact_key").alias("contact_key"),
+        field_text("event_text").alias("event_text"),
+        seconds.alias("event_timestamp"),
+        F.timestamp_seconds(seconds).alias("event_ts"),
+        render_properties(extra_props(_declared(stream))).alias("properties"),
+        *lineage(),
+    )
+    return {"contact_events": events}
+
+
+def contact_group(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame]:
+    """group → ``contact_accounts`` and ``accounts`` (seed 000 §1.3).
+
+    "Our system supports one account per contact. If there are several, we'll use the
+    latest one": contact_accounts is keyed by contact, the latest record wins. Other
+    attributes (e.g. ``name``) describe the account.
+    """
+    links = records.select(
+        "tenant_id",
+        field_text("contact_key").alias("contact_key"),
+        field_text("account_key").alias("account_key"),
+        *lineage(),
+    )
+    accounts = records.select(
+        "tenant_id",
+        field_text("account_key").alias("account_key"),
+        extra_props(_declared(stream)).alias("props"),
+        *lineage(),
+    )
+    return {"contact_accounts": links, "accounts": accounts}
+
+
+MAPPERS: Mapping[str, Mapper] = {
+    "contact_profile": contact_profile,
+    "contact_event": contact_event,
+    "contact_group": contact_group,
+}
+
+
+def mapper_for(stream: StreamSpec) -> Mapper:
+    """The mapping function a stream names in conf."""
+    try:
+        return MAPPERS[stream.mapper]
+    except KeyError:
+        raise KeyError(f"stream {stream.name!r}: unknown mapper {stream.mapper!r}; known: {sorted(MAPPERS)}") from None

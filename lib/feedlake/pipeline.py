@@ -1,0 +1,291 @@
+"""The ingest job: extract (landing files) → transform (parse, validate, map, dedupe) → load (MERGE).
+
+I/O stays here and in :mod:`feedlake.delta`; every transform it calls takes and
+returns DataFrames. Order of writes: business tables, then quarantine, then the
+manifest (``ingest_files``) last, so a run that dies half-way is simply redone by the
+next run: every step is an idempotent MERGE keyed on what it writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable, Mapping, Sequence
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from feedlake.config import FeedlakeConfig, StreamSpec
+from feedlake.contracts import validate
+from feedlake.dedupe import resolve_attributes, sequence
+from feedlake.delta import DeltaEngine, tenant_predicate
+from feedlake.landing import LandingFile, discover
+from feedlake.mappers import mapper_for
+from feedlake.merge import plan_for, sql_literal
+from feedlake.parsing import read_landing_files
+from feedlake.report import RunReport, TableCounts, report_location, write_report
+
+QUARANTINE_COLUMNS = (
+    "tenant_id", "stream", "source_file", "line_number", "raw_record", "error_code", "error_message", "batch_id",
+)
+FILE_META_SCHEMA = "file_id INT, tenant_id STRING, stream STRING, source_file STRING, landing_time TIMESTAMP, batch_id STRING"
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """What to ingest: the CLI arguments of ``feedlake ingest``."""
+
+    landing: str
+    warehouse: str
+    tenants: tuple[str, ...] = ()
+    streams: tuple[str, ...] = ()
+
+
+@dataclass
+class FilePlan:
+    """Landing files sorted by what this run does with them."""
+
+    to_read: list[LandingFile] = field(default_factory=list)
+    rejected: list[tuple[LandingFile, str, str]] = field(default_factory=list)
+    skipped: list[LandingFile] = field(default_factory=list)
+    changed: list[LandingFile] = field(default_factory=list)
+
+
+def new_run_id(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def batch_id(stream: str, tenant_id: str, files: Iterable[LandingFile]) -> str:
+    """Deterministic batch id: the same files always make the same batch."""
+    digest = hashlib.sha1("\n".join(sorted(f.fingerprint for f in files)).encode()).hexdigest()[:16]
+    return f"{stream}:{tenant_id}:{digest}"
+
+
+def _same_version(file: LandingFile, row: Mapping) -> bool:
+    if file.etag or row.get("etag"):
+        return file.etag == row.get("etag") and file.size_bytes == row.get("size_bytes")
+    modified = row.get("modified_at")
+    if modified is not None and modified.tzinfo is None:
+        modified = modified.replace(tzinfo=timezone.utc)
+    return file.size_bytes == row.get("size_bytes") and modified == file.modified_at
+
+
+def plan_files(files: Sequence[LandingFile], config: FeedlakeConfig, manifest: Mapping[tuple[str, str], Mapping]) -> FilePlan:
+    """Decide per file: read it, skip it (already processed, unchanged) or reject it whole."""
+    plan = FilePlan()
+    for f in files:
+        if f.stream not in config.streams:
+            known = ", ".join(sorted(config.streams))
+            plan.rejected.append((f, "unknown_stream", f"folder '{f.stream}' is not a known stream (known: {known})"))
+            continue
+        if f.format is None:
+            plan.rejected.append(
+                (f, "unsupported_file_format",
+                 "file extension not supported: use .json/.jsonl (JSON lines) or .csv, optionally with .gz/.gzip (seed 000 §2, §3.4)")
+            )
+            continue
+        previous = manifest.get((f.tenant_id, f.source_file))
+        if previous is not None and previous.get("status") == "processed" and _same_version(f, previous):
+            plan.skipped.append(f)
+            continue
+        if previous is not None:
+            plan.changed.append(f)
+        plan.to_read.append(f)
+    return plan
+
+
+def read_manifest(engine: DeltaEngine, config: FeedlakeConfig, tenants: Sequence[str]) -> dict[tuple[str, str], dict]:
+    rows = engine.read(config.table("ingest_files"), tenants or None).collect()
+    return {(r["tenant_id"], r["source_file"]): r.asDict() for r in rows}
+
+
+def with_sequence(records: DataFrame, stream: StreamSpec) -> DataFrame:
+    """Add ``_seq`` (see :func:`feedlake.dedupe.sequence`) under the stream's precedence."""
+    return records.withColumn(
+        "_seq", sequence(F.col("landing_time"), F.col("source_file"), F.col("line_number"), stream.precedence)
+    )
+
+
+def rank_in_batch(mapped: DataFrame, key: Sequence[str]) -> DataFrame:
+    """Rank records of the same key by ``_seq`` (1 = winner); losers are in-batch duplicates."""
+    window = Window.partitionBy(*key).orderBy(F.col("_seq").desc())
+    return mapped.withColumn("_rank", F.row_number().over(window))
+
+
+def quarantine_rows(validated: DataFrame) -> DataFrame:
+    """Records with an error, in the quarantine table's shape (raw text kept verbatim)."""
+    return validated.where(F.col("error_code").isNotNull()).select(*QUARANTINE_COLUMNS)
+
+
+class Ingest:
+    """One run of ``feedlake ingest`` (build with :func:`run_ingest`)."""
+
+    def __init__(self, spark: SparkSession, config: FeedlakeConfig, engine: DeltaEngine, request: IngestRequest):
+        self.spark = spark
+        self.config = config
+        self.engine = engine
+        self.request = request
+        now = datetime.now(timezone.utc)
+        self.report = RunReport(
+            run_id=new_run_id(now), engine=engine.name, landing=request.landing, warehouse=request.warehouse,
+            started_at=now.isoformat(timespec="seconds"),
+        )
+        self.file_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.file_status: dict[str, str] = {}
+        self._validated: list[DataFrame] = []
+
+    def run(self) -> RunReport:
+        files = discover(self.request.landing, self.request.tenants, self.request.streams)
+        tenants = sorted({f.tenant_id for f in files})
+        manifest = read_manifest(self.engine, self.config, tenants) if tenants else {}
+        plan = plan_files(files, self.config, manifest)
+        for f in plan.skipped:
+            self.report.stream(f.tenant_id, f.stream).files_skipped += 1
+        batches = self._batch_ids(plan)
+        quarantined: list[DataFrame] = [self._rejected_rows(plan, batches)]
+        if plan.to_read:
+            records = self._read(plan.to_read, batches)
+            for name in sorted({f.stream for f in plan.to_read}):
+                quarantined.append(self._process_stream(self.config.stream(name), records))
+            records.unpersist()
+        self._write_quarantine(quarantined, plan)
+        self._write_manifest(plan, batches)
+        self.report.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.report.check()
+        write_report(self.report, report_location(self.request.warehouse, self.report.run_id))
+        return self.report
+
+    def _batch_ids(self, plan: FilePlan) -> dict[tuple[str, str], str]:
+        groups: dict[tuple[str, str], list[LandingFile]] = defaultdict(list)
+        for f in plan.to_read + [r[0] for r in plan.rejected]:
+            groups[(f.tenant_id, f.stream)].append(f)
+        return {k: batch_id(k[1], k[0], v) for k, v in groups.items()}
+
+    def _rejected_rows(self, plan: FilePlan, batches: Mapping[tuple[str, str], str]) -> DataFrame:
+        rows = []
+        for f, code, message in plan.rejected:
+            rows.append((f.tenant_id, f.stream, f.source_file, None, None, code, message, batches[(f.tenant_id, f.stream)]))
+            entry = self.report.stream(f.tenant_id, f.stream)
+            entry.files_read += 1
+            entry.records_read += 1
+            entry.quarantined += 1
+            entry.quarantined_by_code[code] = entry.quarantined_by_code.get(code, 0) + 1
+            self.file_status[f.source_file] = "rejected"
+            self.file_counts[f.source_file].update(read=1, quarantined=1)
+        schema = self.config.table("quarantine").ddl
+        return self.spark.createDataFrame(rows, schema)
+
+    def _read(self, files: list[LandingFile], batches: Mapping[tuple[str, str], str]) -> DataFrame:
+        indexed = list(enumerate(files))
+        parsed = read_landing_files(self.spark, [(i, f.location, f.format, f.compression) for i, f in indexed])
+        meta = self.spark.createDataFrame(
+            [(i, f.tenant_id, f.stream, f.source_file, f.landing_time, batches[(f.tenant_id, f.stream)]) for i, f in indexed],
+            FILE_META_SCHEMA,
+        )
+        records = parsed.join(F.broadcast(meta), on="file_id", how="inner").persist(StorageLevel.MEMORY_AND_DISK)
+        unreadable = [r["file_id"] for r in records.where(F.col("error_code") == "unreadable_file").select("file_id").collect()]
+        for i, f in indexed:
+            self.report.stream(f.tenant_id, f.stream).files_read += 1
+            self.file_status[f.source_file] = "unreadable" if i in unreadable else "processed"
+        if unreadable:
+            # A file that fails part-way is quarantined whole: drop the lines read before the failure.
+            keep = ~F.col("file_id").isin(unreadable) | F.col("line_number").isNull()
+            return records.where(keep)
+        return records
+
+    def _process_stream(self, stream: StreamSpec, records: DataFrame) -> DataFrame:
+        validated = (
+            records.where(F.col("stream") == stream.name)
+            .transform(lambda df: with_sequence(df, stream))
+            .transform(lambda df: validate(df, stream))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        counts = (
+            validated.groupBy("tenant_id", "source_file", "error_code").count().collect()
+        )
+        for r in counts:
+            entry = self.report.stream(r["tenant_id"], stream.name)
+            entry.records_read += r["count"]
+            self.file_counts[r["source_file"]]["read"] += r["count"]
+            if r["error_code"] is not None:
+                entry.quarantined += r["count"]
+                entry.quarantined_by_code[r["error_code"]] = entry.quarantined_by_code.get(r["error_code"], 0) + r["count"]
+                self.file_counts[r["source_file"]]["quarantined"] += r["count"]
+        accepted = validated.where(F.col("error_code").isNull())
+        mapped = mapper_for(stream)(accepted, stream)
+        primary = self.config.table(stream.primary_table)
+        ranked = {name: rank_in_batch(df, self.config.table(name).key).persist(StorageLevel.MEMORY_AND_DISK) for name, df in mapped.items()}
+        losers = ranked[primary.name].where(F.col("_rank") > 1).groupBy("tenant_id", "_source_file").count().collect()
+        for r in losers:
+            self.report.stream(r["tenant_id"], stream.name).duplicates_dropped += r["count"]
+            self.file_counts[r["_source_file"]]["duplicates"] += r["count"]
+        tenants = sorted({r["tenant_id"] for r in counts})
+        for tenant in tenants:
+            entry = self.report.stream(tenant, stream.name)
+            entry.accepted = entry.records_read - entry.quarantined - entry.duplicates_dropped
+            for name in stream.targets:
+                result = self._merge(name, ranked[name].where(F.col("tenant_id") == tenant), tenant)
+                entry.tables[name] = TableCounts(result.inserted, result.updated)
+        for df in ranked.values():
+            df.unpersist()
+        # Kept cached until the quarantine is written from it.
+        self._validated.append(validated)
+        return quarantine_rows(validated)
+
+    def _merge(self, table_name: str, ranked: DataFrame, tenant: str):
+        table = self.config.table(table_name)
+        if table.policy == "attribute":
+            existing = self.engine.read(table, [tenant])
+            source = resolve_attributes(
+                ranked.drop("_rank"), existing, table.key, table.attributes, table.column_names
+            )
+        else:
+            source = ranked.where(F.col("_rank") == 1).select(*table.column_names)
+        return self.engine.merge(table, source, plan_for(table, tenant))
+
+    def _write_quarantine(self, parts: list[DataFrame], plan: FilePlan) -> None:
+        table = self.config.table("quarantine")
+        changed: dict[str, list[str]] = defaultdict(list)
+        for f in plan.changed:
+            changed[f.tenant_id].append(f.source_file)
+        for tenant, paths in sorted(changed.items()):
+            files = ", ".join(sql_literal(p) for p in paths)
+            self.engine.delete(table, f"{tenant_predicate([tenant])} AND source_file IN ({files})")
+        rows = parts[0]
+        for part in parts[1:]:
+            rows = rows.unionByName(part)
+        rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+        for tenant in sorted({s.tenant_id for s in self.report.streams if s.quarantined}):
+            self.engine.merge(table, rows.where(F.col("tenant_id") == tenant), plan_for(table, tenant))
+        rows.unpersist()
+        for df in self._validated:
+            df.unpersist()
+
+    def _write_manifest(self, plan: FilePlan, batches: Mapping[tuple[str, str], str]) -> None:
+        table = self.config.table("ingest_files")
+        now = datetime.now(timezone.utc)
+        rows = []
+        for f in plan.to_read + [r[0] for r in plan.rejected]:
+            c = self.file_counts[f.source_file]
+            status = self.file_status[f.source_file]
+            quarantined = c["quarantined"]
+            rows.append(
+                (f.tenant_id, f.stream, f.source_file, f.size_bytes, f.modified_at, f.etag, f.landing_time,
+                 batches[(f.tenant_id, f.stream)], self.report.run_id, status, c["read"],
+                 c["read"] - quarantined - c["duplicates"], quarantined, c["duplicates"], now)
+            )
+        if not rows:
+            return
+        df = self.spark.createDataFrame(rows, table.ddl).persist()
+        for tenant in sorted({r[0] for r in rows}):
+            self.engine.merge(table, df.where(F.col("tenant_id") == tenant), plan_for(table, tenant))
+        df.unpersist()
+
+
+def run_ingest(spark: SparkSession, config: FeedlakeConfig, engine: DeltaEngine, request: IngestRequest) -> RunReport:
+    """Run one ingest and return its report (already checked and written as JSON)."""
+    return Ingest(spark, config, engine, request).run()
