@@ -8,10 +8,11 @@ package ``feedlake.conf`` so a wheel shipped to a cluster carries its defaults.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

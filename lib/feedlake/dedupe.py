@@ -18,7 +18,7 @@ omits ``email`` does not erase it. Sequences of each attribute are kept in
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F

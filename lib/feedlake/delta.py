@@ -14,8 +14,9 @@ Both render the same :class:`feedlake.merge.MergePlan`, so merge semantics exist
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable, Mapping, Sequence
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -33,6 +33,30 @@ QUARANTINE_COLUMNS = (
     "tenant_id", "stream", "source_file", "line_number", "raw_record", "error_code", "error_message", "batch_id",
 )
 FILE_META_SCHEMA = "file_id INT, tenant_id STRING, stream STRING, source_file STRING, landing_time TIMESTAMP, batch_id STRING"
+
+
+REJECTED = "_rejected"  # mapper output key: records the mapper refuses, in quarantine shape
+
+
+class IngestHook:
+    """Extension points of a run (quality gates, derived tables). Override what you need.
+
+    ``before_merge`` sees one tenant's deduplicated batch of one stream (table name →
+    ranked rows, ``_rank == 1`` being the winners) and returns a reason to block the
+    MERGE of that tenant and stream, or ``None``. A blocked batch's files stay
+    unprocessed in the manifest (status ``blocked``) so the next run retries them.
+    ``after_merge`` sees the exact rows sent to a table's MERGE; ``after_run`` the
+    finished report, before it is written.
+    """
+
+    def before_merge(self, job: Ingest, tenant_id: str, stream: StreamSpec, batch: Mapping[str, DataFrame]) -> str | None:
+        return None
+
+    def after_merge(self, job: Ingest, tenant_id: str, stream: StreamSpec, table: str, source: DataFrame) -> None:
+        return None
+
+    def after_run(self, job: Ingest, report: RunReport) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -124,7 +148,14 @@ def quarantine_rows(validated: DataFrame) -> DataFrame:
 class Ingest:
     """One run of ``feedlake ingest`` (build with :func:`run_ingest`)."""
 
-    def __init__(self, spark: SparkSession, config: FeedlakeConfig, engine: DeltaEngine, request: IngestRequest):
+    def __init__(
+        self,
+        spark: SparkSession,
+        config: FeedlakeConfig,
+        engine: DeltaEngine,
+        request: IngestRequest,
+        hooks: Sequence[IngestHook] = (),
+    ):
         self.spark = spark
         self.config = config
         self.engine = engine
@@ -136,7 +167,9 @@ class Ingest:
         )
         self.file_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.file_status: dict[str, str] = {}
-        self._validated: list[DataFrame] = []
+        self._cached: list[DataFrame] = []
+        self.hooks: tuple[IngestHook, ...] = tuple(hooks)
+        self.blocked: set[tuple[str, str]] = set()
 
     def run(self) -> RunReport:
         files = discover(self.request.landing, self.request.tenants, self.request.streams)
@@ -155,6 +188,8 @@ class Ingest:
         self._write_quarantine(quarantined, plan)
         self._write_manifest(plan, batches)
         self.report.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for hook in self.hooks:
+            hook.after_run(self, self.report)
         self.report.check()
         write_report(self.report, report_location(self.request.warehouse, self.report.run_id))
         return self.report
@@ -197,6 +232,13 @@ class Ingest:
             return records.where(keep)
         return records
 
+    def _count_quarantined(self, rows: list, stream: str) -> None:
+        for r in rows:
+            entry = self.report.stream(r["tenant_id"], stream)
+            entry.quarantined += r["count"]
+            entry.quarantined_by_code[r["error_code"]] = entry.quarantined_by_code.get(r["error_code"], 0) + r["count"]
+            self.file_counts[r["source_file"]]["quarantined"] += r["count"]
+
     def _process_stream(self, stream: StreamSpec, records: DataFrame) -> DataFrame:
         validated = (
             records.where(F.col("stream") == stream.name)
@@ -204,37 +246,49 @@ class Ingest:
             .transform(lambda df: validate(df, stream))
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        counts = (
-            validated.groupBy("tenant_id", "source_file", "error_code").count().collect()
-        )
+        counts = validated.groupBy("tenant_id", "source_file", "error_code").count().collect()
         for r in counts:
-            entry = self.report.stream(r["tenant_id"], stream.name)
-            entry.records_read += r["count"]
+            self.report.stream(r["tenant_id"], stream.name).records_read += r["count"]
             self.file_counts[r["source_file"]]["read"] += r["count"]
-            if r["error_code"] is not None:
-                entry.quarantined += r["count"]
-                entry.quarantined_by_code[r["error_code"]] = entry.quarantined_by_code.get(r["error_code"], 0) + r["count"]
-                self.file_counts[r["source_file"]]["quarantined"] += r["count"]
+        self._count_quarantined([r for r in counts if r["error_code"] is not None], stream.name)
         accepted = validated.where(F.col("error_code").isNull())
-        mapped = mapper_for(stream)(accepted, stream)
+        mapped = dict(mapper_for(stream)(accepted, stream))
+        quarantine = quarantine_rows(validated)
+        rejected = mapped.pop(REJECTED, None)
+        if rejected is not None:
+            # Records the mapper refuses (e.g. a message type the stream does not ingest): quarantined too.
+            rejected = rejected.select(*QUARANTINE_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+            self._count_quarantined(rejected.groupBy("tenant_id", "source_file", "error_code").count().collect(), stream.name)
+            quarantine = quarantine.unionByName(rejected)
+            self._cached.append(rejected)
         primary = self.config.table(stream.primary_table)
-        ranked = {name: rank_in_batch(df, self.config.table(name).key).persist(StorageLevel.MEMORY_AND_DISK) for name, df in mapped.items()}
+        ranked = {
+            name: rank_in_batch(df, self.config.table(name).key).persist(StorageLevel.MEMORY_AND_DISK)
+            for name, df in mapped.items()
+        }
         losers = ranked[primary.name].where(F.col("_rank") > 1).groupBy("tenant_id", "_source_file").count().collect()
         for r in losers:
             self.report.stream(r["tenant_id"], stream.name).duplicates_dropped += r["count"]
             self.file_counts[r["_source_file"]]["duplicates"] += r["count"]
-        tenants = sorted({r["tenant_id"] for r in counts})
-        for tenant in tenants:
+        for tenant in sorted({r["tenant_id"] for r in counts}):
             entry = self.report.stream(tenant, stream.name)
             entry.accepted = entry.records_read - entry.quarantined - entry.duplicates_dropped
+            batch = {name: df.where(F.col("tenant_id") == tenant) for name, df in ranked.items()}
+            blocked = [reason for hook in self.hooks if (reason := hook.before_merge(self, tenant, stream, batch))]
+            if blocked:
+                entry.blocked = "; ".join(blocked)
+                self.blocked.add((tenant, stream.name))
+                continue
             for name in stream.targets:
-                result = self._merge(name, ranked[name].where(F.col("tenant_id") == tenant), tenant)
+                source, result = self._merge(name, batch[name], tenant)
                 entry.tables[name] = TableCounts(result.inserted, result.updated)
+                for hook in self.hooks:
+                    hook.after_merge(self, tenant, stream, name, source)
         for df in ranked.values():
             df.unpersist()
         # Kept cached until the quarantine is written from it.
-        self._validated.append(validated)
-        return quarantine_rows(validated)
+        self._cached.append(validated)
+        return quarantine
 
     def _merge(self, table_name: str, ranked: DataFrame, tenant: str):
         table = self.config.table(table_name)
@@ -245,7 +299,7 @@ class Ingest:
             )
         else:
             source = ranked.where(F.col("_rank") == 1).select(*table.column_names)
-        return self.engine.merge(table, source, plan_for(table, tenant))
+        return source, self.engine.merge(table, source, plan_for(table, tenant))
 
     def _write_quarantine(self, parts: list[DataFrame], plan: FilePlan) -> None:
         table = self.config.table("quarantine")
@@ -262,7 +316,7 @@ class Ingest:
         for tenant in sorted({s.tenant_id for s in self.report.streams if s.quarantined}):
             self.engine.merge(table, rows.where(F.col("tenant_id") == tenant), plan_for(table, tenant))
         rows.unpersist()
-        for df in self._validated:
+        for df in self._cached:
             df.unpersist()
 
     def _write_manifest(self, plan: FilePlan, batches: Mapping[tuple[str, str], str]) -> None:
@@ -272,6 +326,8 @@ class Ingest:
         for f in plan.to_read + [r[0] for r in plan.rejected]:
             c = self.file_counts[f.source_file]
             status = self.file_status[f.source_file]
+            if status == "processed" and (f.tenant_id, f.stream) in self.blocked:
+                status = "blocked"
             quarantined = c["quarantined"]
             rows.append(
                 (f.tenant_id, f.stream, f.source_file, f.size_bytes, f.modified_at, f.etag, f.landing_time,
@@ -286,6 +342,12 @@ class Ingest:
         df.unpersist()
 
 
-def run_ingest(spark: SparkSession, config: FeedlakeConfig, engine: DeltaEngine, request: IngestRequest) -> RunReport:
+def run_ingest(
+    spark: SparkSession,
+    config: FeedlakeConfig,
+    engine: DeltaEngine,
+    request: IngestRequest,
+    hooks: Sequence[IngestHook] = (),
+) -> RunReport:
     """Run one ingest and return its report (already checked and written as JSON)."""
-    return Ingest(spark, config, engine, request).run()
+    return Ingest(spark, config, engine, request, hooks).run()

@@ -39,6 +39,7 @@ class StreamReport:
     duplicates_dropped: int = 0
     quarantined_by_code: dict[str, int] = field(default_factory=dict)
     tables: dict[str, TableCounts] = field(default_factory=dict)
+    blocked: str | None = None  # why the MERGE of this tenant and stream was held back
 
     def check(self) -> None:
         total = self.accepted + self.quarantined + self.duplicates_dropped
@@ -94,6 +95,8 @@ class RunReport:
         for s in self.streams:
             tables = " ".join(f"{t}+{c.inserted}/~{c.updated}" for t, c in sorted(s.tables.items())) or "-"
             reasons = " ".join(f"{k}={v}" for k, v in sorted(s.quarantined_by_code.items())) or "-"
+            if s.blocked:
+                tables = f"BLOCKED: {s.blocked}"
             rows.append(
                 (s.tenant_id, s.stream, str(s.files_read), str(s.files_skipped), str(s.records_read), str(s.accepted),
                  str(s.quarantined), str(s.duplicates_dropped), tables, reasons)

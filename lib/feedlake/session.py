@@ -7,7 +7,8 @@ session it did not build.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pyspark.sql import SparkSession
 

@@ -1,0 +1,88 @@
+"""Shared fixtures: one SparkSession per test run, landing zones in tmp dirs, table readers."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from feedlake.config import FeedlakeConfig, load_config
+
+TEST_SPARK_CONF = {
+    "master": "local[2]",
+    "app_name": "feedlake-tests",
+    "conf": {
+        "spark.sql.shuffle.partitions": "2",
+        "spark.default.parallelism": "2",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": "2g",
+        "spark.sql.adaptive.enabled": "true",
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def spark() -> SparkSession:
+    """The one SparkSession of the test run (local[2], UI off, 2 shuffle partitions)."""
+    from feedlake.session import build_session
+
+    session = build_session(TEST_SPARK_CONF)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def config() -> FeedlakeConfig:
+    """The packaged configuration (conf/), engine forced to the embedded delta-rs."""
+    return load_config(None, {"engine": "delta-rs"})
+
+
+def write_files(root: Path, files: Mapping[str, str | bytes]) -> Path:
+    """Write ``relative path -> content`` under ``root``; ``.gz``/``.gzip`` names are gzip-compressed."""
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        if path.suffix in (".gz", ".gzip"):
+            data = gzip.compress(data)
+        path.write_bytes(data)
+    return root
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Callable[[Mapping[str, str | bytes]], Path]:
+    """Factory: write files into a fresh landing zone and return its root."""
+    root = tmp_path / "landing"
+    root.mkdir()
+    return lambda files: write_files(root, files)
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Path:
+    return tmp_path / "warehouse"
+
+
+def jsonl(*lines: str) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+def read_table(spark: SparkSession, warehouse: Path | str, name: str, columns: list[str] | None = None) -> DataFrame:
+    """A Delta table of the warehouse as a Spark DataFrame (read with delta-rs), sorted for chispa."""
+    from deltalake import DeltaTable
+
+    data = DeltaTable(str(Path(warehouse) / name)).to_pyarrow_table()
+    df = spark.createDataFrame(data) if data.num_rows else spark.createDataFrame([], "tenant_id string")
+    if columns:
+        df = df.select(*columns)
+    return df.orderBy(*df.columns)
+
+
+def run_cli(*args: str) -> int:
+    """Run ``feedlake <args>`` in-process (the shared SparkSession is picked up as active)."""
+    from feedlake.cli import main
+
+    return main(list(args))

@@ -1,0 +1,48 @@
+import pytest
+
+from feedlake.config import ConfigError, build_config, load_config, parse_set_option
+
+
+def test_packaged_config_declares_seed_000_streams():
+    config = load_config()
+    assert set(config.streams) >= {"identify", "track", "group"}
+    assert config.stream("track").required == ("event_text", "event_timestamp", "contact_key")
+    assert config.stream("group").targets == ("contact_accounts", "accounts")
+    assert config.table("contact_events").key == ("tenant_id", "contact_key", "event_text", "event_timestamp")
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        (["engine=delta-rs"], {"engine": "delta-rs"}),
+        (["spark.conf.spark.sql.shuffle.partitions=8"], {"spark": {"conf": {"spark.sql.shuffle.partitions": 8}}}),
+        (["spark.master=local[1]"], {"spark": {"master": "local[1]"}}),
+    ],
+)
+def test_set_options_nest_but_keep_spark_keys_whole(items, expected):
+    assert parse_set_option(items) == expected
+
+
+def test_set_option_without_equals_is_rejected():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_set_option(["engine"])
+
+
+@pytest.mark.parametrize(
+    ("streams", "tables", "message"),
+    [
+        ({"s": {"mapper": "m", "targets": ["nope"], "fields": {}}}, {}, "unknown target tables"),
+        ({"s": {"mapper": "m", "targets": ["t"], "fields": {"a": {"type": "float"}}}}, {"t": {"key": ["tenant_id"], "columns": {"tenant_id": "string"}}}, "type 'float'"),
+        ({}, {"t": {"key": ["id"], "columns": {"id": "string"}}}, "must include tenant_id"),
+        ({}, {"t": {"key": ["tenant_id"], "policy": "upsert", "columns": {"tenant_id": "string"}}}, "policy 'upsert'"),
+    ],
+)
+def test_invalid_declarations_name_the_problem(streams, tables, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(streams, tables)
+
+
+def test_overrides_and_unknown_profile(tmp_path):
+    assert load_config(None, {"engine": "delta-spark"}).job["engine"] == "delta-spark"
+    with pytest.raises(ConfigError, match="unknown profile"):
+        load_config(None, {"profile": "nope"})
