@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-FIELD_TYPES = ("string", "unix_seconds")
+FIELD_TYPES = ("string", "unix_seconds", "number", "boolean", "date")
 PRECEDENCES = ("first", "last")
 POLICIES = ("row", "attribute", "replace")
 

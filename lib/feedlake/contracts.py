@@ -22,6 +22,16 @@ from feedlake.config import FieldSpec, StreamSpec
 
 UNIX_SECONDS = r"^[0-9]{1,11}(\.0*)?$"
 UNIX_MILLIS = r"^[0-9]{13}(\.0*)?$"
+NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
+BOOLEAN = r"^(?i)(true|false)$"
+DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+# type → (regex the trimmed text must match, what the tenant is told was expected)
+SIMPLE_TYPES = {
+    "number": (NUMBER, "a number (e.g. 42 or 12.5)"),
+    "boolean": (BOOLEAN, "a boolean: true or false"),
+    "date": (DATE, "a date as YYYY-MM-DD"),
+}
 
 
 def field_text(name: str) -> Column:
@@ -60,6 +70,18 @@ def field_checks(field: FieldSpec, spec_ref: str) -> list[tuple[Column, str, Col
                 ),
             )
         )
+    elif field.type in SIMPLE_TYPES:
+        pattern, expected = SIMPLE_TYPES[field.type]
+        valid = text.rlike(pattern)
+        if field.type == "date":
+            valid = valid & F.try_to_timestamp(text, F.lit("yyyy-MM-dd")).isNotNull()
+        checks.append(
+            (
+                text.isNotNull() & ~valid,
+                "invalid_type",
+                F.concat(F.lit(f"field '{field.name}' must be {expected}, got '"), F.substring(text, 1, 64), F.lit("'")),
+            )
+        )
     else:
         checks.append(
             (
@@ -88,6 +110,20 @@ def validate(df: DataFrame, stream: StreamSpec) -> DataFrame:
         F.when(ok, code).otherwise(F.col("error_code")).alias("error_code"),
         F.when(ok, F.when(code.isNotNull(), message)).otherwise(F.col("error_message")).alias("error_message"),
     ).select(*df.columns)
+
+
+def typed(name: str, field_type: str) -> Column:
+    """A validated field as its Spark type (string, bigint seconds, double, boolean, date)."""
+    text = field_text(name)
+    if field_type == "unix_seconds":
+        return unix_seconds(name)
+    if field_type == "number":
+        return text.cast("double")
+    if field_type == "boolean":
+        return F.lower(text) == F.lit("true")
+    if field_type == "date":
+        return F.to_date(text, "yyyy-MM-dd")
+    return text
 
 
 def unix_seconds(name: str) -> Column:

@@ -13,6 +13,7 @@ keys by :func:`render_properties`.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 
 from pyspark.sql import Column, DataFrame
@@ -131,7 +132,14 @@ MAPPERS: Mapping[str, Mapper] = {
 
 
 def mapper_for(stream: StreamSpec) -> Mapper:
-    """The mapping function a stream names in conf."""
+    """The mapping function a stream names in conf.
+
+    Either a name registered in :data:`MAPPERS` or ``package.module:function`` (so a
+    stream's mapper can live in its own module, e.g. ``feedlake.metrics:metric_rows``).
+    """
+    if ":" in stream.mapper:
+        module_name, _, attr = stream.mapper.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
     try:
         return MAPPERS[stream.mapper]
     except KeyError:
