@@ -19,7 +19,7 @@ def lines_of(tmp_path, name: str, data: bytes, fmt: str, compression=None):
         ('{"a":"x","n":5,"b":true,"f":1.5}', {"a": "x", "n": "5", "b": "true", "f": "1.5"}, None),
         ('{"a":1,"a":2}', {"a": "2"}, None),  # repeated key: the last value wins
         ('{"a":null,"b":""}', {"b": ""}, None),  # null means absent
-        ('{"o":{"y":1,"x":[1,"2"]}}', {"o": '{"y":1,"x":[1,"2"]}'}, None),
+        ('{"o":{"y":1,"x":[1,"2"]}}', {"o": '{"x":[1,"2"],"y":1}'}, None),  # nested: canonical JSON
         ('{"key": "val"ue"}', None, "malformed_json"),  # seed 000 §2.3 incorrect example
         ('{"a":1} trailing', None, "malformed_json"),
         ('{"a":NaN}', None, "malformed_json"),
