@@ -9,7 +9,7 @@ setup(
     python_requires=">=3.10",
     package_dir={"feedlake": "lib/feedlake", "feedlake.conf": "conf"},
     packages=["feedlake", "feedlake.conf"],
-    package_data={"feedlake.conf": ["*.yaml", "profiles/*.yaml"]},
+    package_data={"feedlake.conf": ["*.yaml", "profiles/*.yaml", "quality/*.yaml"]},
     include_package_data=True,
     install_requires=[
         "pyspark>=4.1,<4.2",

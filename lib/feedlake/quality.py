@@ -1,0 +1,420 @@
+"""Data quality with Great Expectations 1.x: a gate before MERGE, table checks after it.
+
+Issue #5. Suites are declared per table in ``conf/quality/<table>.yaml``
+(:mod:`feedlake.quality_suites`); GX runs them through checkpoints of the warehouse's
+GX project (:mod:`feedlake.quality_context`).
+
+* **Batch gate** (:class:`QualityGate`, an :class:`feedlake.pipeline.IngestHook`):
+  before the MERGE of one tenant and stream, each target table's ``<table>.gate``
+  checkpoint validates that tenant's deduplicated batch (rows with ``_rank == 1``). A
+  failing ``critical`` expectation blocks the MERGE of that tenant and stream only;
+  other tenants and streams proceed. The blocked batch is *not* quarantined: its files
+  are written to the manifest with status ``blocked``, so the next run reads them again
+  and retries the gate (after a fix of the sender's file, which then counts as changed,
+  or of the suite). Quarantining the batch would duplicate every record it holds in
+  the quarantine table and need a release procedure; a retried file needs none.
+* **Table checks** (:func:`check_tables`, also run by the gate after the run): every
+  table's ``<table>.table`` checkpoint on the stored rows of the tenants in scope
+  (primary-key uniqueness, one account per contact, references), and one
+  ``row_counts`` checkpoint: per tenant and table, the row count is not below the one
+  the previous quality run recorded.
+* **Results** (:class:`QualityRun`): every outcome goes to the ``quality_results``
+  Delta table (through the pipeline's Delta engine), to
+  ``WAREHOUSE/_quality/results/<run_id>.json``, to GX's validation store, and Data
+  Docs are built under ``WAREHOUSE/_quality/data_docs``. The run report's
+  ``extras["quality"]`` holds the summary.
+
+Exit codes (``--fail-on``): :data:`EXIT_QUALITY` when an expectation of the given
+severity (or worse) failed, else the command's own code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from feedlake.config import ConfigError, FeedlakeConfig, StreamSpec, TableSpec
+from feedlake.delta import DeltaEngine
+from feedlake.merge import plan_for
+from feedlake.pipeline import IngestHook
+from feedlake.quality_context import ROW_COUNTS, QualityContext, preload_gx, quality_root
+from feedlake.quality_suites import GATE, TABLE, TENANT_SEPARATOR, ExpectationSpec, QualityConfig, TableQuality
+from feedlake.report import RunReport
+
+if TYPE_CHECKING:
+    from feedlake.pipeline import Ingest
+
+log = logging.getLogger("feedlake.quality")
+
+RESULTS_TABLE = "quality_results"
+ALL_TENANTS = "*"
+ROW_COUNT_CHECK = "row_count_never_shrinks"
+EXIT_QUALITY = 3
+FAIL_ON = ("critical", "warning")
+SAMPLE_SIZE = 10
+EARLIEST_EVENT_UNIX = 946684800  # 2000-01-01T00:00:00Z
+GATE_RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
+TABLE_RESULT_FORMAT = {
+    "result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE, "unexpected_index_column_names": ["tenant_id"],
+}
+# The row-count frame has one row per tenant: the complete list of failing tenants is small.
+ROW_COUNT_RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["tenant_id"]}
+
+
+def run_parameters(now: datetime) -> dict[str, Any]:
+    """Values a suite may reference as ``{$PARAMETER: name}``.
+
+    >>> run_parameters(datetime(2024, 1, 1, tzinfo=timezone.utc))["now_plus_1_day_unix"]
+    1704153600
+    """
+    return {
+        "now_unix": int(now.timestamp()),
+        "now_plus_1_day_unix": int((now + timedelta(days=1)).timestamp()),
+        "earliest_event_unix": EARLIEST_EVENT_UNIX,
+    }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One expectation's result for one tenant (or ``*``) and table: a ``quality_results`` row."""
+
+    kind: str
+    tenant_id: str
+    stream: str | None
+    table_name: str
+    expectation: str
+    severity: str
+    success: bool
+    element_count: int | None = None
+    unexpected_count: int | None = None
+    observed_value: str | None = None
+    sample: str = "[]"
+
+    def describe(self) -> str:
+        where = f"{self.tenant_id} {self.stream + ' ' if self.stream else ''}{self.table_name}"
+        counts = f", {self.unexpected_count} unexpected" if self.unexpected_count else ""
+        observed = f", observed {self.observed_value}" if self.observed_value and not self.unexpected_count else ""
+        return f"{where}: {self.expectation} [{self.severity}{counts}{observed}] sample {self.sample}"
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars and other GX values as JSON (numbers stay numbers)."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=_jsonable, sort_keys=True)
+
+
+def _exception_message(info: Mapping[str, Any] | None) -> str | None:
+    """GX keeps an expectation's exception either flat or per metric."""
+    if not info:
+        return None
+    if "raised_exception" in info:
+        return info.get("exception_message") if info.get("raised_exception") else None
+    for nested in info.values():
+        if isinstance(nested, Mapping) and nested.get("raised_exception"):
+            return nested.get("exception_message")
+    return None
+
+
+def outcomes_of(result, kind: str, table: str, tenant_id: str, stream: str | None) -> list[Outcome]:
+    """A GX CheckpointResult → one :class:`Outcome` per expectation (label from the suite's meta)."""
+    outcomes = []
+    for validation in result.run_results.values():
+        for er in validation.results:
+            config = er.expectation_config
+            res = er.result or {}
+            error = _exception_message(er.exception_info)
+            # With `unexpected_index_column_names` GX lists the unexpected rows with their
+            # tenant; without, only row positions: then the unexpected values say more.
+            indexed = res.get("partial_unexpected_index_list") or []
+            sample = indexed if indexed and isinstance(indexed[0], Mapping) else res.get("partial_unexpected_list") or []
+            outcomes.append(Outcome(
+                kind=kind,
+                tenant_id=tenant_id,
+                stream=stream,
+                table_name=table,
+                expectation=(config.meta or {}).get("feedlake_label", config.type),
+                severity=getattr(config.severity, "value", str(config.severity)),
+                success=bool(er.success) and error is None,
+                element_count=res.get("element_count"),
+                unexpected_count=res.get("unexpected_count"),
+                observed_value=None if res.get("observed_value") is None else to_json(res["observed_value"]),
+                sample=to_json([f"error: {error}"] if error else sample[:SAMPLE_SIZE]),
+            ))
+    return sorted(outcomes, key=lambda o: o.expectation)
+
+
+def read_columns(engine: DeltaEngine, table: TableSpec, tenants: Sequence[str] | None, columns: Sequence[str]) -> pa.Table:
+    """Stored columns of a table as Arrow; delta-rs reads them without a Spark job."""
+    reader = getattr(engine, "read_arrow", None)
+    data = reader(table, tenants) if reader is not None else engine.read(table, tenants).select(*columns).toArrow()
+    return data.select(list(columns))
+
+
+@dataclass
+class QualityRun:
+    """Every outcome of one feedlake run (ingest or ``feedlake quality``) and where they went."""
+
+    run_id: str
+    checked_at: datetime
+    outcomes: list[Outcome] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    results_path: str | None = None
+    docs_path: str | None = None
+
+    def failed(self, severity: str | None = None) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success and (severity is None or o.severity == severity)]
+
+    def exit_code(self, fail_on: str | None, default: int = 0) -> int:
+        """:data:`EXIT_QUALITY` when ``fail_on`` is ``critical`` and a critical expectation
+        failed, or ``warning`` and any failed; otherwise ``default``."""
+        if fail_on is None:
+            return default
+        if fail_on not in FAIL_ON:
+            raise ConfigError(f"--fail-on {fail_on!r} not in {FAIL_ON}")
+        failing = self.failed("critical") if fail_on == "critical" else self.failed()
+        return EXIT_QUALITY if failing else default
+
+    def summary(self) -> str:
+        """The DQ summary of the run report: counts, blocked batches, every failure."""
+        critical, warning = len(self.failed("critical")), len(self.failed("warning"))
+        lines = [
+            f"{len(self.outcomes)} expectations checked, {critical} critical and {warning} warning failed; "
+            f"blocked: {', '.join(self.blocked) or 'none'}; results: {self.results_path}; data docs: {self.docs_path}"
+        ]
+        lines.extend(f"  FAILED {o.describe()}" for o in self.failed())
+        return "\n".join(lines)
+
+    def rows(self) -> list[tuple]:
+        return [
+            (o.tenant_id, self.run_id, o.kind, o.stream, o.table_name, o.expectation, o.severity, o.success,
+             o.element_count, o.unexpected_count, o.observed_value, o.sample, self.checked_at)
+            for o in self.outcomes
+        ]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "run_id": self.run_id,
+                "checked_at": self.checked_at.isoformat(timespec="seconds"),
+                "blocked": self.blocked,
+                "failed_critical": len(self.failed("critical")),
+                "failed_warning": len(self.failed("warning")),
+                "data_docs": self.docs_path,
+                "outcomes": [
+                    {**asdict(o), "sample": json.loads(o.sample),
+                     "observed_value": None if o.observed_value is None else json.loads(o.observed_value)}
+                    for o in self.outcomes
+                ],
+            },
+            indent=2,
+            sort_keys=True,
+        )
+
+
+def results_location(warehouse: str, run_id: str) -> str:
+    """``WAREHOUSE/_quality/results/<run_id>.json``."""
+    return warehouse.rstrip("/") + f"/_quality/results/{run_id}.json"
+
+
+def write_text(location: str, text: str) -> None:
+    """Write a text file locally or to an object store (as the run report does)."""
+    if "://" in location and not location.startswith("file://"):
+        from feedlake import storage
+
+        storage.write_text(location, text)
+        return
+    path = location.removeprefix("file://")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+class QualityChecks:
+    """Runs the gate and the table checks of one feedlake run and persists their outcomes."""
+
+    def __init__(self, spark: SparkSession, config: FeedlakeConfig, engine: DeltaEngine, quality: QualityConfig,
+                 warehouse: str, run_id: str):
+        if RESULTS_TABLE not in config.tables:
+            raise ConfigError(f"tables.yaml must declare the {RESULTS_TABLE!r} table for quality checks")
+        self.spark = spark
+        self.config = config
+        self.engine = engine
+        self.quality = quality
+        self.warehouse = warehouse
+        self.context = QualityContext(quality_root(warehouse, config.job))
+        self.run = QualityRun(run_id, datetime.now(timezone.utc))
+        self.parameters = run_parameters(self.run.checked_at)
+
+    def gate(self, tenant_id: str, stream: StreamSpec, batch: Mapping[str, DataFrame]) -> str | None:
+        """Validate one tenant's deduplicated batch; the reason to block its MERGE, or ``None``."""
+        reasons = []
+        for name in stream.targets:
+            quality = self.quality.gated(name)
+            if quality is None or name not in batch:
+                continue
+            ranked = batch[name]
+            missing = [c for c in quality.gate_columns if c not in ranked.columns]
+            if missing:
+                raise ConfigError(f"quality/{name}.yaml batch: columns {missing} are not in the {stream.name} batch "
+                                  f"(it has {sorted(ranked.columns)})")
+            frame = ranked.where(F.col("_rank") == 1).select(*quality.gate_columns).toArrow().to_pandas()
+            checkpoint = self.context.checkpoint(f"{name}.{GATE}", name, quality.gate, GATE_RESULT_FORMAT)
+            result = self.context.run(checkpoint, frame, self.parameters, f"{self.run.run_id}_{tenant_id}_{stream.name}",
+                                      datetime.now(timezone.utc))
+            outcomes = outcomes_of(result, GATE, name, tenant_id, stream.name)
+            self.run.outcomes.extend(outcomes)
+            critical = [o for o in outcomes if not o.success and o.severity == "critical"]
+            if critical:
+                reasons.append(f"quality gate {name}: " + ", ".join(
+                    f"{o.expectation} ({o.unexpected_count or 0} unexpected)" for o in critical))
+        if reasons:
+            self.run.blocked.append(f"{tenant_id}/{stream.name}")
+        return "; ".join(reasons) or None
+
+    def tables(self, tenants: Sequence[str] | None, names: Sequence[str] | None = None) -> None:
+        """Table checks on the stored rows of ``tenants`` (``None``: all) of the chosen tables."""
+        chosen = self.quality.checked(names)
+        frames: dict[str, Any] = {}
+        known: dict[tuple[str, str], list[str]] = {}
+        counts: dict[str, Any] = {}
+        for quality in chosen:
+            frame = read_columns(self.engine, quality.table, tenants, quality.table_columns).to_pandas()
+            frames[quality.table.name] = frame
+            if quality.row_count_never_shrinks:
+                counts[quality.table.name] = frame.groupby("tenant_id").size()
+            checks = quality.table_expectations
+            # No stored rows in scope: nothing to be unique or to reference (a table that
+            # lost all its rows is caught by the row counts below).
+            if not checks or frame.empty:
+                continue
+            parameters = dict(self.parameters)
+            for ref in quality.references:
+                if (ref.table, ref.key) not in known:
+                    keys = read_columns(self.engine, self.config.table(ref.table), tenants, ["tenant_id", ref.key])
+                    known[(ref.table, ref.key)] = sorted(set(_qualified(keys.to_pandas(), ref.key)))
+                parameters[ref.parameter] = known[(ref.table, ref.key)]
+                frame[ref.frame_column] = _qualified(frame, ref.column)
+            name = quality.table.name
+            checkpoint = self.context.checkpoint(f"{name}.{TABLE}", name, checks, TABLE_RESULT_FORMAT)
+            result = self.context.run(checkpoint, frame, parameters, self.run.run_id, datetime.now(timezone.utc))
+            self.run.outcomes.extend(outcomes_of(result, TABLE, name, ALL_TENANTS, None))
+        self._row_counts([q for q in chosen if q.row_count_never_shrinks], counts, tenants)
+
+    def _row_counts(self, chosen: Sequence[TableQuality], counts: Mapping[str, Any], tenants: Sequence[str] | None) -> None:
+        """One ``row_counts`` validation: per tenant and table, rows now ≥ rows at the last check."""
+        if not chosen:
+            return
+        import pandas as pd
+
+        previous = self._previous_counts(tenants)
+        scope = sorted(set(tenants or ()) | {t for c in counts.values() for t in c.index} | {t for _, t in previous})
+        if not scope:
+            return
+        frame = pd.DataFrame({"tenant_id": scope})
+        specs = []
+        for quality in chosen:
+            name = quality.table.name
+            now = counts[name].reindex(scope, fill_value=0)
+            frame[f"{name}.rows"] = pd.array(now.to_list(), dtype="Int64")
+            frame[f"{name}.previous_rows"] = pd.array([previous.get((name, t)) for t in scope], dtype="Int64")
+            specs.append(ExpectationSpec(
+                "expect_column_pair_values_a_to_be_greater_than_b",
+                {"column_A": f"{name}.rows", "column_B": f"{name}.previous_rows", "or_equal": True,
+                 "ignore_row_if": "either_value_is_missing"},
+                quality.row_count_never_shrinks,
+            ))
+        checkpoint = self.context.checkpoint(ROW_COUNTS, ROW_COUNTS, specs, ROW_COUNT_RESULT_FORMAT)
+        result = self.context.run(checkpoint, frame, self.parameters, self.run.run_id, datetime.now(timezone.utc))
+        shrunk: dict[str, set[str]] = {}
+        for validation in result.run_results.values():
+            for er in validation.results:
+                column = er.expectation_config.kwargs["column_A"]
+                shrunk[column.removesuffix(".rows")] = {r["tenant_id"] for r in (er.result or {}).get("unexpected_index_list") or []}
+        for quality in chosen:
+            name = quality.table.name
+            for tenant, rows, before in zip(scope, frame[f"{name}.rows"], frame[f"{name}.previous_rows"], strict=True):
+                failed = tenant in shrunk.get(name, set())
+                self.run.outcomes.append(Outcome(
+                    kind=TABLE, tenant_id=tenant, stream=None, table_name=name, expectation=ROW_COUNT_CHECK,
+                    severity=quality.row_count_never_shrinks, success=not failed, element_count=int(rows),
+                    unexpected_count=int(failed), observed_value=str(int(rows)),
+                    sample=to_json([{"rows": int(rows), "previous_rows": None if pd.isna(before) else int(before)}]
+                                   if failed else []),
+                ))
+
+    def _previous_counts(self, tenants: Sequence[str] | None) -> dict[tuple[str, str], int]:
+        """(table, tenant) → the row count recorded by the latest quality run that counted it."""
+        columns = ["tenant_id", "table_name", "expectation", "observed_value", "checked_at", "run_id"]
+        data = read_columns(self.engine, self.config.table(RESULTS_TABLE), tenants, columns).to_pandas()
+        data = data[data["expectation"] == ROW_COUNT_CHECK].sort_values(["checked_at", "run_id"])
+        latest = data.groupby(["table_name", "tenant_id"]).last()
+        return {key: int(value) for key, value in latest["observed_value"].items()}
+
+    def finish(self) -> QualityRun:
+        """Persist every outcome (Delta table, JSON) and build the Data Docs."""
+        self.run.docs_path = self.context.build_docs()
+        self.run.results_path = results_location(self.warehouse, self.run.run_id)
+        table = self.config.table(RESULTS_TABLE)
+        if self.run.outcomes:
+            rows = self.spark.createDataFrame(self.run.rows(), table.ddl)
+            for tenant in sorted({o.tenant_id for o in self.run.outcomes}):
+                self.engine.merge(table, rows.where(F.col("tenant_id") == tenant), plan_for(table, tenant))
+        write_text(self.run.results_path, self.run.to_json())
+        return self.run
+
+
+def _qualified(frame, column: str):
+    """``tenant/value`` texts (null stays null): keys are unique per tenant only."""
+    qualified = frame["tenant_id"].astype("string").str.cat(frame[column].astype("string"), sep=TENANT_SEPARATOR)
+    return qualified.astype(object).where(qualified.notna(), None)
+
+
+class QualityGate(IngestHook):
+    """The ingest hook: batch gate before each MERGE, table checks and persistence after the run."""
+
+    def __init__(self, quality: QualityConfig):
+        self.quality = quality
+        self.checks: QualityChecks | None = None
+        preload_gx()
+
+    def _checks(self, job: Ingest) -> QualityChecks:
+        if self.checks is None:
+            self.checks = QualityChecks(job.spark, job.config, job.engine, self.quality, job.request.warehouse,
+                                        job.report.run_id)
+        return self.checks
+
+    def before_merge(self, job: Ingest, tenant_id: str, stream: StreamSpec, batch: Mapping[str, DataFrame]) -> str | None:
+        return self._checks(job).gate(tenant_id, stream, batch)
+
+    def after_run(self, job: Ingest, report: RunReport) -> None:
+        checks = self._checks(job)
+        tenants = sorted({s.tenant_id for s in report.streams if s.files_read})
+        if tenants:
+            checks.tables(tenants)
+        run = checks.finish()
+        report.extras["quality"] = run.summary()
+
+    def exit_code(self, fail_on: str | None, default: int = 0) -> int:
+        return default if self.checks is None else self.checks.run.exit_code(fail_on, default)
+
+
+def check_tables(spark: SparkSession, config: FeedlakeConfig, engine: DeltaEngine, quality: QualityConfig,
+                 warehouse: str, run_id: str, tables: Sequence[str] | None = None) -> QualityRun:
+    """``feedlake quality``: the table checks alone, over all tenants, persisted like an ingest's."""
+    checks = QualityChecks(spark, config, engine, quality, warehouse, run_id)
+    checks.tables(None, tables)
+    return checks.finish()

@@ -1,0 +1,151 @@
+"""The quality gate and table checks on tiny inline batches: real Spark, real GX, real delta-rs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from chispa import assert_df_equality
+from deltalake import DeltaTable
+from tests.conftest import read_table
+
+from feedlake.delta import DeltaRsEngine
+from feedlake.merge import plan_for
+from feedlake.quality import EXIT_QUALITY, Outcome, QualityChecks, QualityRun
+from feedlake.quality_suites import load_quality
+
+BATCH_SCHEMA = "tenant_id string, event_key string, contact_key string, event_text string, event_timestamp bigint, _rank int"
+MARCH_2024 = 1709251200
+YEAR_2100 = 4102444800
+
+
+@pytest.fixture
+def checks(spark, config, tmp_path):
+    def make(run_id: str) -> QualityChecks:
+        engine = DeltaRsEngine(spark, str(tmp_path / "warehouse"))
+        return QualityChecks(spark, config, engine, load_quality(None, config), str(tmp_path / "warehouse"), run_id)
+
+    return make
+
+
+def _outcomes(run: QualityRun, kind: str) -> dict[str, tuple]:
+    return {o.expectation: (o.success, o.unexpected_count) for o in run.outcomes if o.kind == kind}
+
+
+def test_a_critical_failure_blocks_and_names_the_expectation(spark, config, checks):
+    batch = spark.createDataFrame(
+        [
+            ("acme", "e1", "c1", "signed up", MARCH_2024, 1),
+            ("acme", "e2", "c1", "logged in", YEAR_2100, 1),  # more than a day in the future
+            ("acme", "e3", None, "logged in", MARCH_2024, 1),  # null contact
+            ("acme", "e1", "c1", "signed up", MARCH_2024, 2),  # a duplicate the dedupe dropped
+        ],
+        BATCH_SCHEMA,
+    )
+    gate = checks("run-1")
+    reason = gate.gate("acme", config.stream("track"), {"contact_events": batch})
+    assert reason == (
+        "quality gate contact_events: expect_column_values_to_be_between(event_timestamp) (1 unexpected), "
+        "expect_column_values_to_not_be_null(contact_key) (1 unexpected)"
+    )
+    assert gate.run.blocked == ["acme/track"]
+    assert _outcomes(gate.run, "gate") == {
+        "expect_column_values_to_be_between(event_timestamp)": (False, 1),
+        "expect_column_values_to_not_be_null(contact_key)": (False, 1),
+        "expect_column_values_to_not_be_null(event_key)": (True, 0),
+        # rows with _rank > 1 are not part of the batch that would be merged
+        "expect_compound_columns_to_be_unique(tenant_id, contact_key, event_text, event_timestamp)": (True, 0),
+    }
+
+
+def test_a_warning_does_not_block(spark, config, checks):
+    batch = spark.createDataFrame(
+        [("acme", "c1", "paul@madkudu.com", 1), ("acme", "c2", "not an email", 1), ("acme", "c3", None, 2)],
+        "tenant_id string, contact_key string, email string, _rank int",
+    )
+    gate = checks("run-1")
+    assert gate.gate("acme", config.stream("identify"), {"contacts": batch}) is None
+    failed = gate.run.failed()
+    assert [(o.expectation, o.severity, o.unexpected_count, o.sample) for o in failed] == [
+        ("expect_column_values_to_match_regex(email)", "warning", 1, '["not an email"]')
+    ]
+    assert gate.run.exit_code(None) == 0
+    assert gate.run.exit_code("critical") == 0
+    assert gate.run.exit_code("warning") == EXIT_QUALITY
+
+
+def _contacts(spark, config, rows):
+    return spark.createDataFrame(
+        [(t, k, f"{k}@x.io", "{}", "{}", "0", "b", "f", 1) for t, k in rows], config.table("contacts").ddl
+    )
+
+
+def test_row_counts_never_shrink_per_tenant(spark, config, checks, tmp_path):
+    engine = DeltaRsEngine(spark, str(tmp_path / "warehouse"))
+    table = config.table("contacts")
+    for tenant, keys in (("a", ["c1", "c2", "c3"]), ("b", ["c1"])):
+        engine.merge(table, _contacts(spark, config, [(tenant, k) for k in keys]), plan_for(table, tenant))
+    first = checks("run-1")
+    first.tables(None, ["contacts"])
+    first.finish()
+    DeltaTable(str(tmp_path / "warehouse" / "contacts")).delete("tenant_id = 'a' AND contact_key = 'c3'")
+    second = checks("run-2")
+    second.tables(None, ["contacts"])
+    run = second.finish()
+    assert [(o.tenant_id, o.expectation, o.sample) for o in run.failed("critical")] == [
+        ("a", "row_count_never_shrinks", '[{"previous_rows": 3, "rows": 2}]')
+    ]
+    assert run.exit_code("critical") == EXIT_QUALITY
+    stored = read_table(spark, tmp_path / "warehouse", "quality_results",
+                        ["run_id", "tenant_id", "kind", "table_name", "expectation", "success", "observed_value"])
+    expected = spark.createDataFrame(
+        [
+            ("run-1", "*", "table", "contacts", "expect_compound_columns_to_be_unique(tenant_id, contact_key)", True, None),
+            ("run-1", "a", "table", "contacts", "row_count_never_shrinks", True, "3"),
+            ("run-1", "b", "table", "contacts", "row_count_never_shrinks", True, "1"),
+            ("run-2", "*", "table", "contacts", "expect_compound_columns_to_be_unique(tenant_id, contact_key)", True, None),
+            ("run-2", "a", "table", "contacts", "row_count_never_shrinks", False, "2"),
+            ("run-2", "b", "table", "contacts", "row_count_never_shrinks", True, "1"),
+        ],
+        "run_id string, tenant_id string, kind string, table_name string, expectation string, success boolean, "
+        "observed_value string",
+    ).orderBy("run_id", "tenant_id", "kind", "table_name", "expectation", "success", "observed_value")
+    assert_df_equality(stored, expected, ignore_nullable=True)
+
+
+def test_references_flag_events_whose_contact_is_unknown_in_that_tenant(spark, config, checks, tmp_path):
+    engine = DeltaRsEngine(spark, str(tmp_path / "warehouse"))
+    contacts, events = config.table("contacts"), config.table("contact_events")
+    engine.merge(contacts, _contacts(spark, config, [("a", "c1")]), plan_for(contacts, "a"))
+    rows = [("a", "e1", "c1"), ("b", "e2", "c1"), ("a", "e3", None)]  # b has no contact c1; null is not a reference
+    events_df = spark.createDataFrame(
+        [(t, e, c, "x", MARCH_2024, datetime(2024, 3, 1, tzinfo=timezone.utc), "{}", "0", "b", "f", 1) for t, e, c in rows],
+        events.ddl,
+    )
+    for tenant in ("a", "b"):
+        engine.merge(events, events_df.where(f"tenant_id = '{tenant}'"), plan_for(events, tenant))
+    run = checks("run-1")
+    run.tables(None, ["contact_events"])
+    failed = run.run.failed()
+    assert [(o.tenant_id, o.expectation, o.severity, o.unexpected_count, o.sample) for o in failed] == [
+        ("*", "expect_column_values_to_be_in_set(tenant_id/contact_key)", "warning", 1,
+         '[{"tenant_id": "b", "tenant_id/contact_key": "b/c1"}]')
+    ]
+
+
+@pytest.mark.parametrize(
+    ("severities", "fail_on", "code"),
+    [
+        ((), "critical", 0),
+        (("warning",), None, 0),
+        (("warning",), "critical", 0),
+        (("warning",), "warning", EXIT_QUALITY),
+        (("critical",), "critical", EXIT_QUALITY),
+        (("critical",), "warning", EXIT_QUALITY),
+    ],
+)
+def test_exit_code_follows_fail_on(severities, fail_on, code):
+    run = QualityRun("r", datetime(2024, 1, 1, tzinfo=timezone.utc), [
+        Outcome("table", "*", None, "t", f"x{i}", s, False) for i, s in enumerate(severities)
+    ] + [Outcome("table", "*", None, "t", "ok", "critical", True)])
+    assert run.exit_code(fail_on) == code
