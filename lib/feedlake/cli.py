@@ -72,7 +72,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         tenants=tuple(args.tenant or ()),
         streams=tuple(args.stream or ()),
     )
-    report = run_ingest(spark, config, engine, request)
+    from feedlake.activity import ActivityHook
+    from feedlake.metric_rollup import MetricsHook
+
+    # Derived tables (issue #4): weekly account metrics and activity, slice by slice.
+    derived = [MetricsHook(config), ActivityHook(config)]
+    report = run_ingest(spark, config, engine, request, hooks=derived)
     print(report.render())
     return 0
 

@@ -45,6 +45,8 @@ class StreamSpec:
     fields: tuple[FieldSpec, ...]
     derive: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     spec: str = ""
+    # Stream-specific rules its mapper and hooks read (``options:`` or ``options_file:``).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -128,6 +130,7 @@ def parse_streams(raw: Mapping[str, Any]) -> dict[str, StreamSpec]:
             fields=tuple(fields),
             derive=dict(body.get("derive") or {}),
             spec=str(body.get("spec", "")),
+            options=dict(body.get("options") or {}),
         )
     return streams
 
@@ -191,7 +194,12 @@ def load_config(
             raise ConfigError(f"unknown profile {profile!r}: no {profile_file}")
         job = _deep_merge(job, _read_yaml(profile_file))
     job = _deep_merge(job, overrides or {})
-    return build_config(_read_yaml(base / "streams.yaml"), _read_yaml(base / "tables.yaml"), job)
+    streams = _read_yaml(base / "streams.yaml")
+    for name, body in streams.items():
+        # A stream with per-tenant rules keeps them in their own file (e.g. conf/metrics.yaml).
+        if isinstance(body, Mapping) and body.get("options_file"):
+            streams[name] = {**body, "options": _read_yaml(base / str(body["options_file"]))}
+    return build_config(streams, _read_yaml(base / "tables.yaml"), job)
 
 
 def parse_set_option(items: list[str] | None) -> dict[str, Any]:

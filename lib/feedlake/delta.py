@@ -63,7 +63,7 @@ class DeltaEngine(Protocol):
 
     def table_path(self, table: TableSpec) -> str: ...
 
-    def read(self, table: TableSpec, tenants: Sequence[str] | None = None) -> DataFrame: ...
+    def read(self, table: TableSpec, tenants: Sequence[str] | None = None, where: str | None = None) -> DataFrame: ...
 
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult: ...
 
@@ -139,16 +139,25 @@ class DeltaRsEngine:
             storage_options=self.storage_options,
         )
 
-    def read_arrow(self, table: TableSpec, tenants: Sequence[str] | None = None) -> pa.Table:
+    def read_arrow(self, table: TableSpec, tenants: Sequence[str] | None = None, where: str | None = None) -> pa.Table:
+        """Rows of ``table`` (optionally of ``tenants`` only and matching the SQL predicate ``where``)."""
         dt = self._open(table)
         schema = arrow_schema(table)
         if dt is None:
             return schema.empty_table()
+        if where:
+            from deltalake import QueryBuilder
+
+            # DataFusion SQL: the predicate skips files by their min/max statistics, so
+            # reading a slice costs the slice, not the table (issue #4).
+            scope = f"{tenant_predicate(tenants)} AND ({where})" if tenants else where
+            reader = QueryBuilder().register("t", dt).execute(f"SELECT * FROM t WHERE {scope}")
+            return pa.RecordBatchReader.from_stream(reader).read_all().select(schema.names).cast(schema)
         filters = [("tenant_id", "in", list(tenants))] if tenants else None
         return dt.to_pyarrow_table(filters=filters).select(schema.names).cast(schema)
 
-    def read(self, table: TableSpec, tenants: Sequence[str] | None = None) -> DataFrame:
-        data = self.read_arrow(table, tenants)
+    def read(self, table: TableSpec, tenants: Sequence[str] | None = None, where: str | None = None) -> DataFrame:
+        data = self.read_arrow(table, tenants, where)
         if data.num_rows == 0:
             return self.spark.createDataFrame([], table.ddl)
         return self.spark.createDataFrame(data).select(*table.column_names)
@@ -209,12 +218,14 @@ class DeltaSparkEngine:
             .execute()
         )
 
-    def read(self, table: TableSpec, tenants: Sequence[str] | None = None) -> DataFrame:
+    def read(self, table: TableSpec, tenants: Sequence[str] | None = None, where: str | None = None) -> DataFrame:
         if not self._exists(table):
             return self.spark.createDataFrame([], table.ddl)
         df = self.spark.read.format("delta").load(self.table_path(table))
         if tenants:
             df = df.where(F.col("tenant_id").isin(list(tenants)))
+        if where:
+            df = df.where(F.expr(where))
         return df.select(*table.column_names)
 
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
