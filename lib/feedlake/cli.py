@@ -2,7 +2,8 @@
 
 Config is parsed once here and passed down; nothing below reads files of conf itself.
 Exit codes: 0 when the run completed (even if records were quarantined), 1 when the
-job failed, 2 for a usage or configuration error.
+job failed, 2 for a usage or configuration error, 3 when ``--fail-on`` is given and a
+data quality expectation of that severity failed (feedlake.quality).
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--warehouse", required=True, help="warehouse root: one Delta table per folder (local or s3://)")
     ingest.add_argument("--tenant", action="extend", nargs="+", default=None, help="only these tenants")
     ingest.add_argument("--stream", action="extend", nargs="+", default=None, help="only these streams")
+    ingest.add_argument("--fail-on", choices=("critical", "warning"), default=None,
+                        help="exit 3 when a quality expectation of this severity (or worse) failed")
     _common(ingest)
+
+    quality = sub.add_parser("quality", help="run the table quality checks (Great Expectations) on the warehouse")
+    quality.add_argument("--warehouse", required=True, help="warehouse root (local or s3://)")
+    quality.add_argument("--table", action="extend", nargs="+", default=None, help="only these tables")
+    quality.add_argument("--fail-on", choices=("critical", "warning"), default=None,
+                         help="exit 3 when an expectation of this severity (or worse) failed")
+    _common(quality)
     return parser
 
 
@@ -62,8 +72,12 @@ def session_for(config) :
 def cmd_ingest(args: argparse.Namespace) -> int:
     from feedlake.delta import make_engine
     from feedlake.pipeline import IngestRequest, run_ingest
+    from feedlake.quality import QualityGate
+    from feedlake.quality_suites import load_quality
 
     config = load_job_config(args)
+    # Built before the session: GX imports in the background while Spark starts (issue #5).
+    gate = QualityGate(load_quality(args.conf, config))
     spark = session_for(config)
     engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), config.job.get("storage_options"))
     request = IngestRequest(
@@ -77,12 +91,34 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     # Derived tables (issue #4): weekly account metrics and activity, slice by slice.
     derived = [MetricsHook(config), ActivityHook(config)]
-    report = run_ingest(spark, config, engine, request, hooks=derived)
+    # The quality gate last: its table checks after the run also see the derived tables.
+    report = run_ingest(spark, config, engine, request, hooks=[*derived, gate])
     print(report.render())
-    return 0
+    return gate.exit_code(args.fail_on)
 
 
-COMMANDS = {"ingest": cmd_ingest}
+def cmd_quality(args: argparse.Namespace) -> int:
+    """``feedlake quality``: the table checks alone (issue #5), e.g. as a step of a CI pipeline."""
+    from datetime import datetime, timezone
+
+    from feedlake.delta import make_engine
+    from feedlake.pipeline import new_run_id
+    from feedlake.quality import check_tables
+    from feedlake.quality_context import preload_gx
+    from feedlake.quality_suites import load_quality
+
+    config = load_job_config(args)
+    quality = load_quality(args.conf, config)
+    quality.checked(args.table)  # an unknown --table is a usage error, before Spark starts
+    preload_gx()
+    spark = session_for(config)
+    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), config.job.get("storage_options"))
+    run = check_tables(spark, config, engine, quality, args.warehouse, new_run_id(datetime.now(timezone.utc)), args.table)
+    print(run.summary())
+    return run.exit_code(args.fail_on)
+
+
+COMMANDS = {"ingest": cmd_ingest, "quality": cmd_quality}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
