@@ -67,6 +67,8 @@ class IngestRequest:
     warehouse: str
     tenants: tuple[str, ...] = ()
     streams: tuple[str, ...] = ()
+    # Only these landing files (source_file paths), e.g. one chunk of a backfill (feedlake.backfill).
+    only_files: frozenset[str] | None = None
 
 
 @dataclass
@@ -173,6 +175,8 @@ class Ingest:
 
     def run(self) -> RunReport:
         files = discover(self.request.landing, self.request.tenants, self.request.streams)
+        if self.request.only_files is not None:
+            files = [f for f in files if f.source_file in self.request.only_files]
         tenants = sorted({f.tenant_id for f in files})
         manifest = read_manifest(self.engine, self.config, tenants) if tenants else {}
         plan = plan_files(files, self.config, manifest)

@@ -7,6 +7,7 @@ session it did not build.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,23 +35,43 @@ def build_session(spark_conf: Mapping[str, Any], *, with_delta_jar: bool = False
     """
     builder = SparkSession.builder.appName(str(spark_conf.get("app_name", "feedlake")))
     master = spark_conf.get("master")
-    if master:
+    submitted = launched_by_spark_submit()
+    if master and not submitted:
         builder = builder.master(str(master))
     for key, value in (spark_conf.get("conf") or {}).items():
         builder = builder.config(str(key), str(value))
     for key, value in REQUIRED_SQL_CONF.items():
         builder = builder.config(key, value)
     if with_delta_jar:
-        from delta import configure_spark_with_delta_pip
-
         for key, value in DELTA_SPARK_CONF.items():
             builder = builder.config(key, value)
-        builder = configure_spark_with_delta_pip(builder)
-    return prepare_session(builder.getOrCreate())
+        if not submitted:
+            from delta import configure_spark_with_delta_pip
+
+            builder = configure_spark_with_delta_pip(builder)
+    return prepare_session(builder.getOrCreate(), spark_conf.get("session_conf"))
 
 
-def prepare_session(spark: SparkSession) -> SparkSession:
-    """Apply the runtime SQL settings feedlake needs to an existing session."""
+def launched_by_spark_submit() -> bool:
+    """True when spark-submit started this Python driver (its JVM was launched first).
+
+    spark-submit's PythonRunner hands the driver its JVM through ``PYSPARK_GATEWAY_PORT``.
+    Its ``--master`` and classpath (``--jars``/``--packages``, EMR's or Databricks' Delta)
+    were fixed at launch: a ``master`` from conf must not override the cluster the job
+    was submitted to, and jar packages can no longer be added (issue #6).
+    """
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def prepare_session(spark: SparkSession, session_conf: Mapping[str, Any] | None = None) -> SparkSession:
+    """Apply the runtime SQL settings feedlake needs to an existing session.
+
+    ``session_conf`` (``spark.session_conf`` of a profile) holds runtime-modifiable
+    SQL settings, e.g. shuffle partitions, applied even to a session feedlake did not
+    build (Databricks' predefined ``spark``), where ``spark.conf`` cannot take effect.
+    """
+    for key, value in (session_conf or {}).items():
+        spark.conf.set(str(key), str(value))
     for key, value in REQUIRED_SQL_CONF.items():
         spark.conf.set(key, value)
     spark.sparkContext.setLogLevel("WARN")
@@ -69,6 +90,4 @@ def delta_jvm_available(spark: SparkSession) -> bool:
 
 
 def _is_databricks() -> bool:
-    import os
-
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
