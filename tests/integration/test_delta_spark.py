@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+
 from tests.conftest import read_table
 from tests.integration.test_ingest_cli import BATCH_NEW, BATCH_OLD, SEED_000, write_files
 
