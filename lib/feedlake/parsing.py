@@ -284,19 +284,23 @@ def _to_batch(rows: list[tuple], schema: pa.Schema) -> pa.RecordBatch:
     )
 
 
-def read_landing_files(spark: SparkSession, files: list[tuple[int, str, str, str | None]]) -> DataFrame:
+def read_landing_files(
+    spark: SparkSession, files: list[tuple[int, str, str, str | None]], spread_lines: bool = True
+) -> DataFrame:
     """Read files ``(file_id, location, format, compression)`` into parsed line rows.
 
     Returns a DataFrame with :data:`PARSED_SCHEMA`. One task reads one file (gzip is
-    not splittable); the lines are then spread over every core before JSON parsing,
-    so a single large file does not leave the others idle (issue #6).
+    not splittable); with ``spread_lines`` (conf ``parsing.spread_lines``) the lines
+    are then spread over every core before JSON parsing when there are fewer files
+    than cores, so a single large file does not leave the others idle (issue #6;
+    measured by bench/repartition_bench.py).
     """
     parallelism = spark.sparkContext.defaultParallelism
     files_df = spark.createDataFrame(files, FILES_SCHEMA)
     lines = files_df.repartition(max(1, min(len(files), parallelism * 4)), "file_id").mapInArrow(
         _read_files_batches, LINES_SCHEMA
     )
-    if len(files) < parallelism:
+    if spread_lines and len(files) < parallelism:
         lines = lines.repartition(parallelism)
     return lines.mapInArrow(_parse_batches, PARSED_SCHEMA).select(
         "file_id", "line_number", "raw_record", "values", "json_values", "error_code", "error_message"

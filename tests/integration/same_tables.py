@@ -7,6 +7,7 @@ from pathlib import Path
 
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
+
 from tests.conftest import read_table
 
 DATA_TABLES = ("contacts", "contact_events", "contact_accounts", "accounts", "quarantine")
