@@ -24,6 +24,7 @@ then path) and new or missing columns are reported in the run report.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date
 from typing import Any
@@ -153,8 +154,7 @@ class MetricsHook(IngestHook):
         if not self.enabled:
             return
         if table == "metric_records":
-            self._report(job, tenant_id).update(self._batch_facts(job, tenant_id, source))
-            self.refresh(job, tenant_id, weeks_of(source, "metric_date"))
+            self.refresh(job, tenant_id, self._batch_weeks(job, tenant_id, source))
         elif table == "metric_files":
             self._drift(job, tenant_id, source)
         elif table == ENTITY_MAP:
@@ -177,15 +177,17 @@ class MetricsHook(IngestHook):
             raise ConfigError(f"table entity_map lacks columns {missing}: metric ids cannot be mapped to accounts")
         return job.engine.read(table, [tenant_id])
 
-    def _batch_facts(self, job: Ingest, tenant_id: str, source: DataFrame) -> dict[str, Any]:
+    def _batch_weeks(self, job: Ingest, tenant_id: str, source: DataFrame) -> list[date]:
+        """The weeks a batch of metric_records touches; undeclared metrics and unmapped ids are reported."""
         rules = self._rules(tenant_id)
-        metrics = [r["m"] for r in source.select(F.explode(F.map_keys(F.from_json("metrics", "map<string,double>"))).alias("m"))
-                   .distinct().orderBy("m").collect()]
-        facts: dict[str, Any] = {"undeclared_metrics_as_stock": [m for m in metrics if m not in rules.kinds]}
+        names = F.explode_outer(F.map_keys(F.from_json("metrics", "map<string,double>")))
+        rows = source.select(monday(F.col("metric_date")).alias("w"), names.alias("m")).distinct().collect()
+        entry = self._report(job, tenant_id)
+        entry["undeclared_metrics_as_stock"] = sorted({r["m"] for r in rows if r["m"] and r["m"] not in rules.kinds})
         if rules.entity_map_source is not None:
             mapped = with_accounts(source, rules, self._mapping(job, tenant_id))
-            facts["unmapped_ids"] = mapped.where(F.col("account_key").isNull()).select("source_id").distinct().count()
-        return facts
+            entry["unmapped_ids"] = mapped.where(F.col("account_key").isNull()).select("source_id").distinct().count()
+        return sorted({r["w"] for r in rows if r["w"]})
 
     def refresh(self, job: Ingest, tenant_id: str, weeks: list[date]) -> None:
         """Recompute the daily slices of ``weeks`` and the weekly slices of ``weeks`` and the week after."""
@@ -214,11 +216,11 @@ class MetricsHook(IngestHook):
 
     def _drift(self, job: Ingest, tenant_id: str, source: DataFrame) -> None:
         rules = self._rules(tenant_id)
-        batch = {r["source_file"] for r in source.select("source_file").collect()}
+        sent = {r["source_file"]: json.loads(r["columns"]) for r in source.select("source_file", "columns").collect()}
         files = job.engine.read(job.config.table("metric_files"), [tenant_id])
         drift = []
         for r in column_drift(files).orderBy("file_date", "source_file").collect():
-            if r["source_file"] not in batch or not (r["new_columns"] or r["missing_columns"]):
+            if r["source_file"] not in sent or not (r["new_columns"] or r["missing_columns"]):
                 continue
             new = list(r["new_columns"])
             loaded = [c for c in new if c not in rules.reserved and (c in rules.kinds or rules.undeclared_columns == "ingest")]
@@ -227,8 +229,8 @@ class MetricsHook(IngestHook):
                 "new_columns": new, "new_columns_loaded": loaded, "missing_columns": list(r["missing_columns"]),
             })
         kept = sorted({
-            c for r in source.select(F.explode(F.from_json("columns", "array<string>")).alias("c")).distinct().collect()
-            for c in [r["c"]] if c not in rules.reserved and c not in rules.kinds and rules.undeclared_columns == "keep"
+            c for columns in sent.values() for c in columns
+            if c not in rules.reserved and c not in rules.kinds and rules.undeclared_columns == "keep"
         })
         entry = self._report(job, tenant_id)
         if drift:

@@ -160,7 +160,7 @@ def metric_records(records: DataFrame, stream: StreamSpec) -> dict[str, DataFram
     declared = per_tenant(settings, lambda r: _names(sorted(r.kinds)))
     load_all = per_tenant(settings, lambda r: F.lit(r.undeclared_columns == "ingest"))
 
-    source_id = F.trim(F.col("values").getItem(account_column))
+    source_id = F.trim(F.col("values")[account_column])
     candidates = F.map_filter(F.col("values"), lambda k, _v: ~F.array_contains(reserved, k))
     loaded = F.map_filter(candidates, lambda k, _v: load_all | F.array_contains(declared, k))
     bad = F.filter(F.array_sort(F.map_entries(loaded)), lambda e: ~F.trim(e["value"]).rlike(NUMBER))

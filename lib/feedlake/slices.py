@@ -23,11 +23,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.config import TableSpec
-from feedlake.dedupe import changed_rows
 from feedlake.delta import DeltaEngine, MergeResult, tenant_predicate
 from feedlake.merge import MergePlan, plan_for, sql_literal
 
@@ -139,6 +139,46 @@ def key_predicate(table: TableSpec, rows: Sequence[dict]) -> str:
     return " OR ".join(terms)
 
 
+def slice_diff(fresh: DataFrame, stored: DataFrame, key: Sequence[str]) -> DataFrame:
+    """What turns ``stored`` into ``fresh``, in one pass: ``fresh``'s columns plus ``_action``.
+
+    ``upsert``: a row of ``fresh`` that is new or differs (null-safe) from the stored row
+    of its key; ``delete``: a stored key that ``fresh`` no longer has (only the key
+    columns are set). Rows that are the same are left out.
+    """
+    others = [c for c in fresh.columns if c not in key]
+    old = stored.select(*key, *[F.col(c).alias(f"_old_{c}") for c in others], F.lit(True).alias("_stored"))
+    joined = fresh.withColumn("_fresh", F.lit(True)).join(old, on=list(key), how="full_outer")
+    same = F.lit(True)
+    for c in others:
+        same = same & F.col(c).eqNullSafe(F.col(f"_old_{c}"))
+    action = (
+        F.when(F.col("_fresh").isNull(), F.lit("delete"))
+        .when(F.col("_stored").isNull() | ~same, F.lit("upsert"))
+    )
+    return joined.select(*fresh.columns, action.alias("_action")).where(F.col("_action").isNotNull())
+
+
+def _apply(engine: DeltaEngine, table: TableSpec, tenant_id: str, diff: DataFrame, slices: Slices | None) -> SliceWrite:
+    """Merge the ``upsert`` rows of a :func:`slice_diff`, then delete its ``delete`` keys."""
+    changes = diff.toArrow()  # the one Spark job of an update: slice-sized, so collected
+    actions = changes.column("_action")
+    upserts = changes.filter(pc.equal(actions, "upsert")).drop_columns(["_action"])
+    stale = changes.filter(pc.equal(actions, "delete")).select(list(table.key)).to_pylist()
+    plan = plan_for(table, tenant_id)
+    if slices is not None:
+        # The slice ranges as literals in the MERGE condition: files outside them are skipped.
+        plan = MergePlan(plan.table, f"{plan.on} AND ({slices.sql('t.')})", plan.update_when, plan.insert)
+    merged = MergeResult()
+    if upserts.num_rows:
+        merged = engine.merge(table, diff.sparkSession.createDataFrame(upserts), plan)
+    deleted = 0
+    scope = tenant_predicate([tenant_id]) + (f" AND ({slices.sql()})" if slices is not None else "")
+    for start in range(0, len(stale), DELETE_CHUNK):
+        deleted += engine.delete(table, f"{scope} AND ({key_predicate(table, stale[start:start + DELETE_CHUNK])})")
+    return SliceWrite(table.name, merged.inserted, merged.updated, deleted)
+
+
 def replace_slices(
     engine: DeltaEngine, table: TableSpec, tenant_id: str, rows: DataFrame, slices: Slices
 ) -> SliceWrite:
@@ -149,23 +189,10 @@ def replace_slices(
     replacing a slice with what it already holds writes nothing.
     """
     stored = engine.read(table, [tenant_id], where=slices.sql()).select(*table.column_names)
-    fresh = rows.select(*table.column_names)
-    upserts = changed_rows(fresh, stored, table.key)
-    plan = plan_for(table, tenant_id)
-    scoped = MergePlan(plan.table, f"{plan.on} AND ({slices.sql('t.')})", plan.update_when, plan.insert)
-    merged: MergeResult = engine.merge(table, upserts, scoped)
-    stale = [r.asDict() for r in stored.join(fresh.select(*table.key), on=list(table.key), how="left_anti")
-             .select(*table.key).collect()]
-    deleted = 0
-    for start in range(0, len(stale), DELETE_CHUNK):
-        chunk = stale[start:start + DELETE_CHUNK]
-        predicate = f"{tenant_predicate([tenant_id])} AND ({slices.sql()}) AND ({key_predicate(table, chunk)})"
-        deleted += engine.delete(table, predicate)
-    return SliceWrite(table.name, merged.inserted, merged.updated, deleted)
+    return _apply(engine, table, tenant_id, slice_diff(rows.select(*table.column_names), stored, table.key), slices)
 
 
 def upsert_rows(engine: DeltaEngine, table: TableSpec, tenant_id: str, rows: DataFrame, stored: DataFrame) -> SliceWrite:
-    """Merge the rows of ``rows`` that differ from ``stored`` (same keys); nothing is deleted."""
-    upserts = changed_rows(rows.select(*table.column_names), stored.select(*table.column_names), table.key)
-    merged = engine.merge(table, upserts, plan_for(table, tenant_id))
-    return SliceWrite(table.name, merged.inserted, merged.updated, 0)
+    """Merge the rows of ``rows`` that differ from ``stored`` (the stored rows of the same keys)."""
+    diff = slice_diff(rows.select(*table.column_names), stored.select(*table.column_names), table.key)
+    return _apply(engine, table, tenant_id, diff.where(F.col("_action") == "upsert"), None)
