@@ -87,10 +87,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         streams=tuple(args.stream or ()),
     )
     from feedlake.activity import ActivityHook
+    from feedlake.entity_map import EntityMapHook
     from feedlake.metric_rollup import MetricsHook
 
     # Derived tables (issue #4): weekly account metrics and activity, slice by slice.
-    derived = [MetricsHook(config), ActivityHook(config)]
+    # A mapping arriving after the accounts it maps moves them (issue #3, seed 004).
+    derived = [EntityMapHook(), MetricsHook(config), ActivityHook(config)]
     # The quality gate last: its table checks after the run also see the derived tables.
     report = run_ingest(spark, config, engine, request, hooks=[*derived, gate])
     print(report.render())

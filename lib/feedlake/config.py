@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-FIELD_TYPES = ("string", "unix_seconds", "number", "boolean", "date")
+FIELD_TYPES = ("string", "unix_seconds", "number", "boolean", "date", "timestamp", "object")
 PRECEDENCES = ("first", "last")
 POLICIES = ("row", "attribute", "replace")
 
@@ -47,6 +47,11 @@ class StreamSpec:
     spec: str = ""
     # Stream-specific rules its mapper and hooks read (``options:`` or ``options_file:``).
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Tables the mapper reads as stored before this stream's MERGE (e.g. entity_map):
+    # passed to it as a third argument; the streams writing them are processed first.
+    reads: tuple[str, ...] = ()
+    # The TableSpec of each target, attached by build_config (mappers read profiles).
+    tables: Mapping[str, TableSpec] = field(default_factory=dict)
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -66,6 +71,11 @@ class TableSpec:
     key: tuple[str, ...]
     policy: str
     attributes: tuple[str, ...] = ()
+    # column -> property names (first non-null wins): typed columns read from the
+    # resolved ``properties`` of an attribute table (seed 004 profile fields).
+    profile: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # ``module:function`` adding columns derived after resolution (e.g. lifecycle_stage).
+    derive: str = ""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -131,6 +141,7 @@ def parse_streams(raw: Mapping[str, Any]) -> dict[str, StreamSpec]:
             derive=dict(body.get("derive") or {}),
             spec=str(body.get("spec", "")),
             options=dict(body.get("options") or {}),
+            reads=tuple(body.get("reads") or ()),
         )
     return streams
 
@@ -148,7 +159,12 @@ def parse_tables(raw: Mapping[str, Any]) -> dict[str, TableSpec]:
         missing = [k for k in key if k not in names]
         if not key or missing or "tenant_id" not in key:
             raise ConfigError(f"table {name!r}: key {key} must include tenant_id and name declared columns")
-        tables[name] = TableSpec(name, columns, key, policy, tuple(body.get("attributes") or ()))
+        profile = {str(c): tuple(props) for c, props in (body.get("profile") or {}).items()}
+        if any(c not in names for c in profile):
+            raise ConfigError(f"table {name!r}: profile columns {sorted(profile)} must be declared columns")
+        tables[name] = TableSpec(
+            name, columns, key, policy, tuple(body.get("attributes") or ()), profile, str(body.get("derive", ""))
+        )
     return tables
 
 
@@ -171,9 +187,10 @@ def build_config(
     stream_specs = parse_streams(streams)
     table_specs = parse_tables(tables)
     for s in stream_specs.values():
-        unknown = [t for t in s.targets if t not in table_specs]
+        unknown = [t for t in (*s.targets, *s.reads) if t not in table_specs]
         if unknown:
             raise ConfigError(f"stream {s.name!r}: unknown target tables {unknown}")
+    stream_specs = {n: replace(s, tables={t: table_specs[t] for t in s.targets}) for n, s in stream_specs.items()}
     return FeedlakeConfig(stream_specs, table_specs, dict(job or {}))
 
 

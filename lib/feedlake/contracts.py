@@ -7,7 +7,11 @@ seed-000 feeds (seed 000 §1.1–§1.3):
 * a ``unix_seconds`` field must be Unix time in seconds, a JSON number or a string of
   digits (``1436172703``, ``"1436172703"``, ``1436172703.0``); anything else is
   ``invalid_type`` (13-digit values get a hint that they look like milliseconds);
-* a ``string`` field holding a JSON object or array is ``invalid_type``.
+* a ``string`` field holding a JSON object or array is ``invalid_type``;
+* a ``timestamp`` field is a UTC instant: ISO 8601 date-time with a time zone
+  (Segment's ``"2016-03-12T19:11:01.266Z"``, seed 002; seed 004 "UTC timestamp with
+  timezone string"), a date ``YYYY-MM-DD`` (midnight UTC) or Unix seconds;
+* an ``object`` field must be a JSON object (e.g. ``account_properties``, seed 001).
 
 A record keeps the **first** failing rule as its ``error_code`` and every failure in
 ``error_message`` so a tenant can fix all of them in one go.
@@ -25,6 +29,9 @@ UNIX_MILLIS = r"^[0-9]{13}(\.0*)?$"
 NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 BOOLEAN = r"^(?i)(true|false)$"
 DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+ISO_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:?[0-9]{2}))?$"
+ISO_WITHOUT_ZONE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?$"
+TIMESTAMP_EXPECTED = "a UTC timestamp: ISO 8601 with a time zone (e.g. 2024-03-01T10:00:00Z), a date (2024-03-01) or Unix seconds"
 
 # type → (regex the trimmed text must match, what the tenant is told was expected)
 SIMPLE_TYPES = {
@@ -38,6 +45,27 @@ def field_text(name: str) -> Column:
     """The text of a record attribute, trimmed; NULL when absent or blank."""
     value = F.trim(F.col("values").getItem(name))
     return F.when(value != "", value)
+
+
+def timestamp_value(text: Column) -> Column:
+    """The text of a ``timestamp`` value as TIMESTAMP (UTC); NULL when it is not one."""
+    seconds = F.regexp_extract(text, r"^([0-9]+)", 1).cast("bigint")
+    return F.when(text.rlike(UNIX_SECONDS), F.timestamp_seconds(seconds)).when(
+        text.rlike(ISO_TIMESTAMP), F.try_to_timestamp(text)
+    )
+
+
+def timestamp_problem(label: str, text: Column) -> Column:
+    """Why a non-empty text is not a ``timestamp`` (NULL when it is one), naming ``label``."""
+    hint = (
+        F.when(text.rlike(UNIX_MILLIS), F.lit(" (it looks like milliseconds: divide by 1000)"))
+        .when(text.rlike(ISO_WITHOUT_ZONE), F.lit(" (add the time zone, e.g. Z for UTC)"))
+        .otherwise("")
+    )
+    return F.when(
+        text.isNotNull() & timestamp_value(text).isNull(),
+        F.concat(F.lit(f"{label} must be {TIMESTAMP_EXPECTED}, got '"), F.substring(text, 1, 64), F.lit("'"), hint),
+    )
 
 
 def _nested(name: str) -> Column:
@@ -70,6 +98,17 @@ def field_checks(field: FieldSpec, spec_ref: str) -> list[tuple[Column, str, Col
                 ),
             )
         )
+    elif field.type == "timestamp":
+        problem = timestamp_problem(f"field '{field.name}'", text)
+        checks.append((problem.isNotNull(), "invalid_type", problem))
+    elif field.type == "object":
+        checks.append(
+            (
+                text.isNotNull() & (F.substring(F.col("json_values").getItem(field.name), 1, 1) != "{"),
+                "invalid_type",
+                F.concat(F.lit(f"field '{field.name}' must be a JSON object, got '"), F.substring(text, 1, 64), F.lit("'")),
+            )
+        )
     elif field.type in SIMPLE_TYPES:
         pattern, expected = SIMPLE_TYPES[field.type]
         valid = text.rlike(pattern)
@@ -100,6 +139,15 @@ def validate(df: DataFrame, stream: StreamSpec) -> DataFrame:
     the same; only the two error columns change.
     """
     checks = [c for f in stream.fields for c in field_checks(f, stream.spec or f"stream {stream.name}")]
+    return apply_checks(df, checks)
+
+
+def apply_checks(df: DataFrame, checks: list[tuple[Column, str, Column]]) -> DataFrame:
+    """Set ``error_code``/``error_message`` from ``(failed, code, message)`` checks.
+
+    The first failing check gives the code, every failure joins the message; records
+    that already carry an error keep it. Columns are unchanged.
+    """
     if not checks:
         return df
     code = F.coalesce(*[F.when(failed, F.lit(c)) for failed, c, _ in checks])
@@ -123,6 +171,8 @@ def typed(name: str, field_type: str) -> Column:
         return F.lower(text) == F.lit("true")
     if field_type == "date":
         return F.to_date(text, "yyyy-MM-dd")
+    if field_type == "timestamp":
+        return timestamp_value(text)
     return text
 
 

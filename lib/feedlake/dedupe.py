@@ -18,7 +18,7 @@ omits ``email`` does not erase it. Sequences of each attribute are kept in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -89,12 +89,15 @@ def resolve_attributes(
     key: Sequence[str],
     attributes: Sequence[str],
     columns: Sequence[str],
+    derive: Callable[[DataFrame], DataFrame] | None = None,
 ) -> DataFrame:
     """Merge incoming records with stored rows attribute by attribute.
 
     ``incoming``: key, ``attributes``, ``props`` (map attribute → JSON text) and the
     lineage columns; ``existing``: rows of the target table. Returns one row per key of
     ``incoming`` in the table's column order, only where it differs from the stored row.
+    ``derive`` adds the columns computed from the resolved row (e.g. seed 004 profile
+    fields read from ``properties``, see :func:`feedlake.profiles.profile_columns`).
     """
     existing_keys = existing.join(incoming.select(*key).distinct(), on=list(key), how="inner")
     cells = _cells_from_incoming(incoming, key, attributes).unionByName(
@@ -124,7 +127,8 @@ def resolve_attributes(
         render_properties(props).alias("properties"),
         F.to_json(F.coalesce(F.col("seqs"), F.create_map().cast("map<string,string>"))).alias("_attr_seq"),
         *[F.col("lin").getItem(c).alias(c) for c in LINEAGE_COLUMNS],
-    ).select(*columns)
+    )
+    resolved = (derive(resolved) if derive else resolved).select(*columns)
     return changed_rows(resolved, existing_keys.select(*columns), key)
 
 

@@ -4,8 +4,14 @@ Layout ``tenant_stream`` (issue #2)::
 
     LANDING/tenant=<tenant_id>/<stream>/[sub-folders, e.g. dt=2024-03-01/]<file>
 
-The tenant of every record is the ``tenant=`` folder its file was found under, never
-a value inside the record (tenant isolation). File formats follow seed 000 §2 and §3.4:
+Layout ``objects`` (issue #3; seed 001, the Ingestion API ``file_key``)::
+
+    LANDING/objects/<stream>/source_system=<system>/tenant=<tenant_id>/dt=<YYYY-MM-DD-HH-MM>/<file>
+
+``landing_layout`` in conf/ingest.yaml names one layout or a list of them; both can
+live under the same root (their first folder differs). The tenant of every record is
+the ``tenant=`` folder its file was found under, never a value inside the record
+(tenant isolation); ``source_system`` (objects layout) is kept on every row. File formats follow seed 000 §2 and §3.4:
 newline-delimited JSON (``.json``, ``.jsonl``, ``.ndjson``) and CSV (``.csv``), each
 optionally gzip-compressed (``.gz`` / ``.gzip``; "we currently don't support other
 methods or other extensions").
@@ -19,11 +25,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
+
+from feedlake.config import ConfigError
 
 TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # dt=2024-03-01, dt=2024-03-01-14-30 (seed 001 file_key) or dt=20240301
 DT_FOLDER = re.compile(r"^dt=(\d{4})-?(\d{2})-?(\d{2})(?:[-T_ ](\d{2})[-:](\d{2}))?$")
+
+LAYOUTS = ("tenant_stream", "objects")
+DEFAULT_LAYOUTS = ("tenant_stream",)
 
 FORMATS = {".json": "json", ".jsonl": "json", ".ndjson": "json", ".csv": "csv"}
 COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip"}
@@ -121,15 +133,66 @@ def parse_relpath(relpath: str) -> tuple[str, str] | None:
     return tenant, stream
 
 
+class Owner(NamedTuple):
+    """Whose a landing file is, read from its path: tenant, stream, source system, batch folders."""
+
+    tenant_id: str
+    stream: str
+    source_system: str | None
+    folders: tuple[str, ...]  # the folders between the owner's and the file (dt=...)
+
+
+def parse_objects_relpath(relpath: str) -> Owner | None:
+    """``objects/<stream>/source_system=<s>/tenant=<id>/.../<file>`` → its owner (seed 001 file_key).
+
+    >>> parse_objects_relpath("objects/account/source_system=dataapi/tenant=3303/dt=2025-06-27-07-26/a.jsonl")
+    Owner(tenant_id='3303', stream='account', source_system='dataapi', folders=('dt=2025-06-27-07-26',))
+    >>> parse_objects_relpath("tenant=3303/account/a.jsonl") is None
+    True
+    """
+    parts = relpath.split("/")
+    if len(parts) < 5 or parts[0] != "objects" or not parts[2].startswith("source_system=") or not parts[3].startswith("tenant="):
+        return None
+    stream, system, tenant = parts[1], parts[2][len("source_system=") :], parts[3][len("tenant=") :]
+    if not STREAM_NAME.match(stream) or not TENANT_ID.match(system) or not TENANT_ID.match(tenant):
+        return None
+    return Owner(tenant, stream, system, tuple(parts[4:-1]))
+
+
+def owner_of(relpath: str, layouts: Iterable[str] = DEFAULT_LAYOUTS) -> Owner | None:
+    """The owner of a file under any of ``layouts``, or ``None`` if it fits none of them."""
+    for layout in layouts:
+        if layout == "objects":
+            found = parse_objects_relpath(relpath)
+        else:
+            pair = parse_relpath(relpath)
+            found = Owner(pair[0], pair[1], None, tuple(relpath.split("/")[2:-1])) if pair else None
+        if found is not None:
+            return found
+    return None
+
+
+def landing_layouts(setting: str | Iterable[str] | None) -> tuple[str, ...]:
+    """The ``landing_layout`` job setting (one name or a list) as a checked tuple."""
+    if setting is None:
+        return DEFAULT_LAYOUTS
+    names = (setting,) if isinstance(setting, str) else tuple(setting)
+    unknown = [n for n in names if n not in LAYOUTS]
+    if unknown or not names:
+        raise ConfigError(f"landing_layout {list(names)} must name layouts among {list(LAYOUTS)}")
+    return names
+
+
 def discover_local(
     root: str | Path,
     tenants: Iterable[str] | None = None,
     streams: Iterable[str] | None = None,
+    layouts: Iterable[str] = DEFAULT_LAYOUTS,
 ) -> list[LandingFile]:
     """List the data files under a local landing root, filtered by tenant and stream.
 
-    Files outside the ``tenant=<id>/<stream>/`` layout are ignored (they belong to no
-    tenant, so they cannot be attributed); hidden files (``.x``, ``_x``) are skipped.
+    Files outside the ``layouts`` (default ``tenant=<id>/<stream>/``) are ignored (they
+    belong to no tenant, so they cannot be attributed); hidden files (``.x``, ``_x``) are skipped.
     """
     root_path = Path(root)
     if not root_path.is_dir():
@@ -139,10 +202,10 @@ def discover_local(
     found: list[LandingFile] = []
     for path in _walk(root_path):
         relpath = path.relative_to(root_path).as_posix()
-        owner = parse_relpath(relpath)
+        owner = owner_of(relpath, layouts)
         if owner is None:
             continue
-        tenant_id, stream = owner
+        tenant_id, stream = owner.tenant_id, owner.stream
         if (tenant_filter and tenant_id not in tenant_filter) or (stream_filter and stream not in stream_filter):
             continue
         stat = path.stat()
@@ -156,9 +219,10 @@ def discover_local(
                 location=str(path.resolve()),
                 size_bytes=stat.st_size,
                 modified_at=mtime,
-                landing_time=landing_time_from_parts(relpath.split("/")[2:-1], mtime),
+                landing_time=landing_time_from_parts(owner.folders, mtime),
                 format=fmt,
                 compression=compression,
+                source_system=owner.source_system,
             )
         )
     return found
@@ -178,10 +242,12 @@ def discover(
     landing: str,
     tenants: Iterable[str] | None = None,
     streams: Iterable[str] | None = None,
+    layouts: Iterable[str] = DEFAULT_LAYOUTS,
 ) -> list[LandingFile]:
     """List landing files on the local file system or an object store."""
+    layouts = tuple(layouts)
     if is_object_store(landing):
         from feedlake import storage
 
-        return storage.discover_s3(landing, tenants, streams)
-    return discover_local(landing.removeprefix("file://"), tenants, streams)
+        return storage.discover_s3(landing, tenants, streams, layouts=layouts)
+    return discover_local(landing.removeprefix("file://"), tenants, streams, layouts)

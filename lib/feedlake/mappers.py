@@ -23,7 +23,7 @@ from feedlake.config import StreamSpec
 from feedlake.contracts import field_text, unix_seconds
 
 RECORD_COLUMNS = (
-    "tenant_id", "stream", "source_file", "line_number", "_seq", "batch_id", "values", "json_values",
+    "tenant_id", "stream", "source_file", "line_number", "_seq", "batch_id", "values", "json_values", "source_system",
 )
 
 
@@ -38,6 +38,14 @@ def lineage() -> list[Column]:
 
 
 Mapper = Callable[[DataFrame, StreamSpec], dict[str, DataFrame]]
+
+
+def source_system(records: DataFrame, stream: StreamSpec | None = None) -> Column:
+    """The record's source system: its file's ``source_system=`` folder (seed 001 objects
+    layout), else the stream's ``options.source_system`` (e.g. segment), else NULL."""
+    folder = F.col("source_system") if "source_system" in records.columns else F.lit(None).cast("string")
+    declared = (stream.options.get("source_system") if stream else None) or None
+    return F.coalesce(folder, F.lit(declared).cast("string"))
 
 
 def extra_props(declared: tuple[str, ...] | list[str]) -> Column:
@@ -69,6 +77,8 @@ def contact_profile(records: DataFrame, stream: StreamSpec) -> dict[str, DataFra
         field_text("contact_key").alias("contact_key"),
         field_text("email").alias("email"),
         extra_props(_declared(stream)).alias("props"),
+        source_system(records, stream).alias("source_system"),
+        F.lit(None).cast("string").alias("anonymous_id"),
         *lineage(),
     )
     return {"contacts": contacts}
@@ -97,6 +107,8 @@ def contact_event(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame
         seconds.alias("event_timestamp"),
         F.timestamp_seconds(seconds).alias("event_ts"),
         render_properties(extra_props(_declared(stream))).alias("properties"),
+        source_system(records, stream).alias("source_system"),
+        F.lit(False).alias("is_anonymous"),
         *lineage(),
     )
     return {"contact_events": events}
@@ -119,6 +131,7 @@ def contact_group(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame
         "tenant_id",
         field_text("account_key").alias("account_key"),
         extra_props(_declared(stream)).alias("props"),
+        source_system(records, stream).alias("source_system"),
         *lineage(),
     )
     return {"contact_accounts": links, "accounts": accounts}

@@ -23,19 +23,26 @@ from feedlake.config import FeedlakeConfig, StreamSpec
 from feedlake.contracts import validate
 from feedlake.dedupe import resolve_attributes, sequence
 from feedlake.delta import DeltaEngine, tenant_predicate
-from feedlake.landing import LandingFile, discover
+from feedlake.landing import LandingFile, discover, landing_layouts
 from feedlake.mappers import mapper_for
 from feedlake.merge import plan_for, sql_literal
 from feedlake.parsing import read_landing_files
+from feedlake.profiles import profile_columns
 from feedlake.report import RunReport, TableCounts, report_location, write_report
 
 QUARANTINE_COLUMNS = (
     "tenant_id", "stream", "source_file", "line_number", "raw_record", "error_code", "error_message", "batch_id",
 )
-FILE_META_SCHEMA = "file_id INT, tenant_id STRING, stream STRING, source_file STRING, landing_time TIMESTAMP, batch_id STRING"
+FILE_META_SCHEMA = (
+    "file_id INT, tenant_id STRING, stream STRING, source_file STRING, landing_time TIMESTAMP, batch_id STRING, "
+    "source_system STRING"
+)
 
 
 REJECTED = "_rejected"  # mapper output key: records the mapper refuses, in quarantine shape
+# mapper output key: records that repeat one already stored (tenant_id, source_file per
+# record), e.g. a Segment messageId ingested from a more recent file; counted as duplicates.
+DUPLICATES = "_duplicates"
 
 
 class IngestHook:
@@ -174,7 +181,8 @@ class Ingest:
         self.blocked: set[tuple[str, str]] = set()
 
     def run(self) -> RunReport:
-        files = discover(self.request.landing, self.request.tenants, self.request.streams)
+        layouts = landing_layouts(self.config.job.get("landing_layout"))
+        files = discover(self.request.landing, self.request.tenants, self.request.streams, layouts)
         if self.request.only_files is not None:
             files = [f for f in files if f.source_file in self.request.only_files]
         tenants = sorted({f.tenant_id for f in files})
@@ -186,7 +194,7 @@ class Ingest:
         quarantined: list[DataFrame] = [self._rejected_rows(plan, batches)]
         if plan.to_read:
             records = self._read(plan.to_read, batches)
-            for name in sorted({f.stream for f in plan.to_read}):
+            for name in processing_order(self.config, {f.stream for f in plan.to_read}):
                 quarantined.append(self._process_stream(self.config.stream(name), records))
             records.unpersist()
         self._write_quarantine(quarantined, plan)
@@ -222,7 +230,10 @@ class Ingest:
         indexed = list(enumerate(files))
         parsed = read_landing_files(self.spark, [(i, f.location, f.format, f.compression) for i, f in indexed])
         meta = self.spark.createDataFrame(
-            [(i, f.tenant_id, f.stream, f.source_file, f.landing_time, batches[(f.tenant_id, f.stream)]) for i, f in indexed],
+            [
+                (i, f.tenant_id, f.stream, f.source_file, f.landing_time, batches[(f.tenant_id, f.stream)], f.source_system)
+                for i, f in indexed
+            ],
             FILE_META_SCHEMA,
         )
         records = parsed.join(F.broadcast(meta), on="file_id", how="inner").persist(StorageLevel.MEMORY_AND_DISK)
@@ -256,7 +267,17 @@ class Ingest:
             self.file_counts[r["source_file"]]["read"] += r["count"]
         self._count_quarantined([r for r in counts if r["error_code"] is not None], stream.name)
         accepted = validated.where(F.col("error_code").isNull())
-        mapped = dict(mapper_for(stream)(accepted, stream))
+        if stream.reads:
+            tenants = sorted({r["tenant_id"] for r in counts})
+            stored = {name: self._stored(name, tenants) for name in stream.reads}
+            mapped = dict(mapper_for(stream)(accepted, stream, stored))
+        else:
+            mapped = dict(mapper_for(stream)(accepted, stream))
+        repeated = mapped.pop(DUPLICATES, None)
+        if repeated is not None:
+            for r in repeated.groupBy("tenant_id", "source_file").count().collect():
+                self.report.stream(r["tenant_id"], stream.name).duplicates_dropped += r["count"]
+                self.file_counts[r["source_file"]]["duplicates"] += r["count"]
         quarantine = quarantine_rows(validated)
         rejected = mapped.pop(REJECTED, None)
         if rejected is not None:
@@ -294,12 +315,20 @@ class Ingest:
         self._cached.append(validated)
         return quarantine
 
+    def _stored(self, table_name: str, tenants: Sequence[str]) -> DataFrame:
+        """A table as stored now, for a stream that ``reads`` it (only these tenants)."""
+        table = self.config.table(table_name)
+        if not tenants:
+            return self.spark.createDataFrame([], table.ddl)
+        return self.engine.read(table, tenants)
+
     def _merge(self, table_name: str, ranked: DataFrame, tenant: str):
         table = self.config.table(table_name)
         if table.policy == "attribute":
             existing = self.engine.read(table, [tenant])
             source = resolve_attributes(
-                ranked.drop("_rank"), existing, table.key, table.attributes, table.column_names
+                ranked.drop("_rank"), existing, table.key, table.attributes, table.column_names,
+                derive=profile_columns(table),
             )
         else:
             source = ranked.where(F.col("_rank") == 1).select(*table.column_names)
@@ -344,6 +373,21 @@ class Ingest:
         for tenant in sorted({r[0] for r in rows}):
             self.engine.merge(table, df.where(F.col("tenant_id") == tenant), plan_for(table, tenant))
         df.unpersist()
+
+
+def processing_order(config: FeedlakeConfig, names: Iterable[str]) -> list[str]:
+    """Streams in processing order: those writing a table another stream ``reads`` first.
+
+    E.g. ``entity_map`` runs before ``account`` in the same run, so an account and its
+    mapping dropped together resolve at once (seed 004 entity mapping).
+    """
+    read_by_others = {t for s in config.streams.values() for t in s.reads}
+
+    def feeds_others(name: str) -> bool:
+        stream = config.stream(name)
+        return any(t in read_by_others and t not in stream.reads for t in stream.targets)
+
+    return sorted(names, key=lambda n: (not feeds_others(n), n))
 
 
 def run_ingest(

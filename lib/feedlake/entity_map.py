@@ -1,0 +1,194 @@
+"""Entity mapping across data sources (seed 004).
+
+"When multiple data sources collect information on the same physical user or account,
+a map of entities across these different sources must be provided, i.e. the map would
+say, 'this account in Salesforce is this user group in the product'."
+
+* Stream ``entity_map`` → table ``entity_map``: rows ``(source_system, source_id,
+  account_key)``, keyed by tenant, source system and source id. The latest mapping
+  wins (the most recent file, the last line of a file: the usual ``_seq`` rule).
+* An account or account event carrying a source id resolves to the canonical
+  ``account_key`` when ``(source_system, source id)`` is mapped
+  (:func:`resolve_account`); unmapped ids are kept as sent. The source system of a
+  record is its file's ``source_system=`` folder (seed 001 objects layout) or its
+  stream's declared one (``segment``). Streams that resolve declare ``reads:
+  [entity_map]``, so the pipeline runs ``entity_map`` before them and a mapping dropped
+  with the accounts it maps applies in the same run.
+* A mapping that arrives after the rows it maps moves them (:class:`EntityMapHook`,
+  after every MERGE of ``entity_map``), so the order of batches does not matter:
+  ``account_events`` rows of ``(source_system, source_account_id)`` move to the
+  canonical key (also when a mapping changes), and ``accounts`` rows still keyed by the
+  mapped source id are merged attribute by attribute (each attribute with its own
+  sequence) into the canonical account and removed. Attributes already merged into an
+  account under a former mapping stay there, and ``contact_accounts`` links are not
+  re-pointed (they do not record the source system). Mappings are not chained: ``a → b``
+  and ``b → c`` resolve ``a`` to ``b``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from feedlake.config import StreamSpec, TableSpec
+from feedlake.contracts import field_text
+from feedlake.dedupe import _COL, _PROP, latest_per_key, resolve_attributes
+from feedlake.mappers import lineage, parse_properties
+from feedlake.merge import plan_for, sql_literal
+from feedlake.pipeline import Ingest, IngestHook
+from feedlake.profiles import profile_columns
+
+log = logging.getLogger("feedlake.entity_map")
+PAIRS_PER_DELETE = 200
+
+
+def entity_map_rows(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame]:
+    """entity_map → ``entity_map``: one mapping per record (all three fields required in conf)."""
+    rows = records.select(
+        "tenant_id",
+        field_text("source_system").alias("source_system"),
+        field_text("source_id").alias("source_id"),
+        field_text("account_key").alias("account_key"),
+        *lineage(),
+    )
+    return {"entity_map": rows}
+
+
+def resolve_account(frame: DataFrame, source_id: Column, entity_map: DataFrame) -> DataFrame:
+    """Add ``_account_key``: the mapped canonical key of ``(tenant_id, source_system, source_id)``.
+
+    ``frame`` must hold ``tenant_id`` and ``source_system``; ``entity_map`` is the stored
+    table (one row per key: the latest mapping). Unmapped ids, and records without a
+    source system, keep ``source_id``.
+    """
+    mappings = entity_map.select(
+        "tenant_id",
+        F.col("source_system").alias("_map_system"),
+        F.col("source_id").alias("_map_id"),
+        F.col("account_key").alias("_map_key"),
+    )
+    keyed = frame.select(*frame.columns, source_id.alias("_map_id"), F.col("source_system").alias("_map_system"))
+    joined = keyed.join(mappings, on=["tenant_id", "_map_system", "_map_id"], how="left")
+    return joined.select(*frame.columns, F.coalesce(F.col("_map_key"), F.col("_map_id")).alias("_account_key"))
+
+
+def stored_entity_map(stored: Mapping[str, DataFrame]) -> DataFrame:
+    """The ``entity_map`` table a resolving stream was given (see ``reads`` in conf/streams.yaml)."""
+    try:
+        return stored["entity_map"]
+    except KeyError:
+        raise KeyError("a stream resolving account ids must declare `reads: [entity_map]` in conf/streams.yaml") from None
+
+
+def _pairs_predicate(tenant_id: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """SQL: the tenant's ``accounts`` rows of any ``(source_system, account_key)`` pair."""
+    ors = " OR ".join(f"(source_system = {sql_literal(a)} AND account_key = {sql_literal(b)})" for a, b in pairs)
+    return f"tenant_id = {sql_literal(tenant_id)} AND ({ors})"
+
+
+def attribute_cells(rows: DataFrame, table: TableSpec, key: str, canonical: str) -> DataFrame:
+    """Stored attribute-table rows as incoming rows under the key in column ``canonical``: one row per attribute,
+    each with the sequence it was stored with (``_attr_seq``), so re-keying keeps precedence."""
+    seqs = F.from_json(F.coalesce(F.col("_attr_seq"), F.lit("{}")), "map<string,string>")
+    types = dict(table.columns)
+    lineage_cols = [F.col(c) for c in ("_batch_id", "_source_file", "_line_number")]
+    empty = F.create_map().cast("map<string,string>")
+    base = rows.select("*", F.col(canonical).alias("_key_to"), seqs.alias("_seqs"))
+    props = base.select("*", F.explode(F.map_entries(parse_properties(F.col("properties")))).alias("_cell")).select(
+        "tenant_id",
+        F.col("_key_to").alias(key),
+        *[F.lit(None).cast(types[a]).alias(a) for a in table.attributes],
+        F.create_map(F.col("_cell.key"), F.col("_cell.value")).alias("props"),
+        F.coalesce(F.try_element_at(F.col("_seqs"), F.concat(F.lit(_PROP), F.col("_cell.key"))), F.col("_seq")).alias("_seq"),
+        *lineage_cols,
+    )
+    cells = [props]
+    for attribute in table.attributes:
+        cells.append(
+            base.where(F.col(attribute).isNotNull()).select(
+                "tenant_id",
+                F.col("_key_to").alias(key),
+                *[(F.col(a) if a == attribute else F.lit(None).cast(types[a])).alias(a) for a in table.attributes],
+                empty.alias("props"),
+                F.coalesce(F.try_element_at(F.col("_seqs"), F.lit(_COL + attribute)), F.col("_seq")).alias("_seq"),
+                *lineage_cols,
+            )
+        )
+    out = cells[0]
+    for more in cells[1:]:
+        out = out.unionByName(more)
+    return out
+
+
+class EntityMapHook(IngestHook):
+    """After ``entity_map`` is merged, move rows stored under a now-mapped source id (see module rules)."""
+
+    def after_merge(self, job: Ingest, tenant_id: str, stream: StreamSpec, table: str, source: DataFrame) -> None:
+        if table != "entity_map":
+            return
+        keys = source.select("source_system", "source_id").distinct()
+        # The mappings now stored for the keys of this batch (a batch row older than the stored one lost its MERGE).
+        mappings = (
+            job.engine.read(job.config.table("entity_map"), [tenant_id])
+            .join(keys, on=["source_system", "source_id"], how="inner")
+            .select("tenant_id", "source_system", "source_id", "account_key")
+        )
+        moved = {}
+        if "account_events" in job.config.tables:
+            moved["account_events"] = self.move_events(job, tenant_id, mappings)
+        if "accounts" in job.config.tables:
+            moved["accounts"] = self.move_accounts(job, tenant_id, mappings)
+        if any(moved.values()):
+            job.report.extras.setdefault("entity_map_moved", {})[tenant_id] = moved
+            log.info("entity_map %s: rows moved to canonical accounts: %s", tenant_id, moved)
+
+    def move_events(self, job: Ingest, tenant_id: str, mappings: DataFrame) -> int:
+        """``account_events`` of a mapped ``(source_system, source_account_id)`` → the canonical key."""
+        table = job.config.table("account_events")
+        links = mappings.select(
+            "tenant_id", "source_system", F.col("source_id").alias("source_account_id"), F.col("account_key").alias("_canonical")
+        )
+        stored = job.engine.read(table, [tenant_id])
+        affected = stored.join(links, on=["tenant_id", "source_system", "source_account_id"], how="inner").where(
+            F.col("account_key") != F.col("_canonical")
+        ).persist()
+        moves = sorted({(r["source_system"], r["source_account_id"], r["_canonical"]) for r in affected.collect()})
+        if moves:
+            rows = affected.select(*[F.col("_canonical" if c == "account_key" else c).alias(c) for c in table.column_names])
+            job.engine.merge(table, latest_per_key(rows, table.key), plan_for(table, tenant_id))
+            # Then drop the rows left under the old key (the merge kept the newer row where both existed).
+            for start in range(0, len(moves), PAIRS_PER_DELETE):
+                ors = " OR ".join(
+                    f"(source_system = {sql_literal(system)} AND source_account_id = {sql_literal(source_id)} "
+                    f"AND account_key <> {sql_literal(canonical)})"
+                    for system, source_id, canonical in moves[start : start + PAIRS_PER_DELETE]
+                )
+                job.engine.delete(table, f"tenant_id = {sql_literal(tenant_id)} AND ({ors})")
+        count = affected.count()
+        affected.unpersist()
+        return count
+
+    def move_accounts(self, job: Ingest, tenant_id: str, mappings: DataFrame) -> int:
+        """``accounts`` rows keyed by a mapped source id (of that source system) → merged into the canonical one."""
+        table = job.config.table("accounts")
+        links = mappings.select(
+            "tenant_id", "source_system", F.col("source_id").alias("account_key"), F.col("account_key").alias("_canonical")
+        )
+        stored = job.engine.read(table, [tenant_id])
+        affected = stored.join(links, on=["tenant_id", "source_system", "account_key"], how="inner").where(
+            F.col("account_key") != F.col("_canonical")
+        ).persist()
+        pairs = sorted({(r["source_system"], r["account_key"]) for r in affected.collect()})
+        if pairs:
+            incoming = attribute_cells(affected, table, "account_key", "_canonical")
+            merged = resolve_attributes(
+                incoming, stored, table.key, table.attributes, table.column_names, derive=profile_columns(table)
+            )
+            job.engine.merge(table, merged, plan_for(table, tenant_id))
+            for start in range(0, len(pairs), PAIRS_PER_DELETE):
+                job.engine.delete(table, _pairs_predicate(tenant_id, pairs[start : start + PAIRS_PER_DELETE]))
+        affected.unpersist()
+        return len(pairs)
