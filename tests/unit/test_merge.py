@@ -71,3 +71,12 @@ def test_merge_is_scoped_to_one_tenant(spark, tmp_path, tables):
     expected = spark.createDataFrame([("a", "k", "A", "1"), ("b", "k", "B", "9")], EVENTS)
     assert_df_equality(engine.read(tables["events"]), expected, ignore_row_order=True, ignore_nullable=True)
     assert_df_equality(engine.read(tables["events"], ["b"]), expected.where("tenant_id = 'b'"), ignore_nullable=True)
+
+
+def test_ensure_migrates_an_older_table_by_adding_declared_columns(spark, tmp_path, tables):
+    engine = DeltaRsEngine(spark, str(tmp_path / "wh"))
+    engine.merge(tables["events"], spark.createDataFrame([("a", "k", "v", "1")], EVENTS), plan_for(tables["events"], "a"))
+    grown = build_config({}, {"events": {**TABLES["events"], "columns": {**TABLES["events"]["columns"], "seen": "timestamp"}}})
+    engine.ensure(grown.tables["events"])
+    expected = spark.createDataFrame([("a", "k", "v", "1", None)], EVENTS + ", seen TIMESTAMP")
+    assert_df_equality(engine.read(grown.tables["events"]), expected, ignore_nullable=True)
