@@ -13,6 +13,7 @@ Both render the same :class:`feedlake.merge.MergePlan`, so merge semantics exist
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from pyspark.sql import functions as F
 from feedlake.config import ConfigError, TableSpec
 from feedlake.merge import MergePlan, sql_literal
 from feedlake.session import delta_jvm_available
+
+log = logging.getLogger("feedlake.delta")
 
 ENGINES = ("auto", "delta-rs", "delta-spark")
 
@@ -47,6 +50,23 @@ def arrow_schema(table: TableSpec) -> pa.Schema:
         raise ConfigError(f"table {table.name!r}: column type {exc} is not supported by the Delta engines") from None
 
 
+# Spark SQL type (conf/tables.yaml) → Delta primitive type name.
+_DELTA_TYPES: Mapping[str, str] = {
+    "string": "string", "bigint": "long", "int": "integer", "double": "double",
+    "boolean": "boolean", "date": "date", "timestamp": "timestamp",
+}
+
+
+def missing_columns(table: TableSpec, existing: Sequence[str]) -> list[tuple[str, str]]:
+    """Declared columns a stored table lacks: the additive schema migration to apply.
+
+    Columns are only ever added (nullable), never dropped or retyped, so a warehouse
+    written by an older feedlake keeps working after an upgrade.
+    """
+    have = set(existing)
+    return [(name, dtype) for name, dtype in table.columns if name not in have]
+
+
 @dataclass(frozen=True)
 class MergeResult:
     """Row counts of one MERGE."""
@@ -62,6 +82,8 @@ class DeltaEngine(Protocol):
     name: str
 
     def table_path(self, table: TableSpec) -> str: ...
+
+    def ensure(self, table: TableSpec) -> object: ...
 
     def read(self, table: TableSpec, tenants: Sequence[str] | None = None, where: str | None = None) -> DataFrame: ...
 
@@ -85,13 +107,18 @@ def delta_rs_storage_options(extra: Mapping[str, str] | None = None) -> dict[str
     """Object-store options for delta-rs from the standard AWS environment.
 
     ``AWS_ENDPOINT_URL`` over plain ``http://`` (an S3-compatible server) needs
-    ``AWS_ALLOW_HTTP``; the S3 conditional-put commit (``if-match``) keeps concurrent
-    writers safe without a lock table.
+    ``AWS_ALLOW_HTTP``; with a custom endpoint delta-rs skips the SDK credential chain
+    (profiles, SSO, web identity) unless ``AWS_FORCE_CREDENTIAL_LOAD`` is set. Commits
+    are safe without a lock table: delta-rs 1.x writes each ``_delta_log`` entry with a
+    conditional put (``If-None-Match: *``), so of two writers racing for a version one
+    gets a conflict and retries on the next version (checked against SeaweedFS in
+    tests/integration/test_s3_delta.py); ``conditional_put: etag`` states it explicitly.
     """
     options: dict[str, str] = {}
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         options["AWS_ENDPOINT_URL"] = endpoint
+        options["AWS_FORCE_CREDENTIAL_LOAD"] = "true"
         if endpoint.startswith("http://"):
             options["AWS_ALLOW_HTTP"] = "true"
     options.setdefault("AWS_S3_ALLOW_UNSAFE_RENAME", "false")
@@ -127,6 +154,14 @@ class DeltaRsEngine:
 
         existing = self._open(table)
         if existing is not None:
+            missing = missing_columns(table, [f.name for f in existing.schema().fields])
+            if missing:
+                from deltalake import Field
+                from deltalake.schema import PrimitiveType
+
+                existing.alter.add_columns([Field(n, PrimitiveType(_DELTA_TYPES[t]), nullable=True) for n, t in missing])
+                log.info("table %s: added columns %s (schema migration)", table.name, [n for n, _ in missing])
+                existing = self._open(table)
             return existing
         if not self.remote:
             os.makedirs(self.table_path(table), exist_ok=True)
@@ -210,6 +245,13 @@ class DeltaSparkEngine:
     def ensure(self, table: TableSpec):
         from delta.tables import DeltaTable
 
+        if self._exists(table):
+            current = DeltaTable.forPath(self.spark, self.table_path(table)).toDF().columns
+            missing = missing_columns(table, current)
+            if missing:
+                columns = ", ".join(f"`{n}` {t}" for n, t in missing)
+                self.spark.sql(f"ALTER TABLE delta.`{self.table_path(table)}` ADD COLUMNS ({columns})")
+                log.info("table %s: added columns %s (schema migration)", table.name, [n for n, _ in missing])
         return (
             DeltaTable.createIfNotExists(self.spark)
             .location(self.table_path(table))
