@@ -49,12 +49,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def load_job_config(args: argparse.Namespace):
+    from feedlake.storage import S3Settings
+
     overrides = parse_set_option(args.settings)
     if args.engine:
         overrides["engine"] = args.engine
     if args.profile:
         overrides["profile"] = args.profile
-    return load_config(args.conf, overrides)
+    config = load_config(args.conf, overrides)
+    S3Settings.from_job(config.job).export_to_environment()  # conf's S3 endpoint/region for every AWS client
+    return config
 
 
 def session_for(config) :
@@ -69,6 +73,13 @@ def session_for(config) :
     return build_session(config.job.get("spark") or {}, with_delta_jar=config.job.get("engine") == "delta-spark")
 
 
+def storage_options(config) -> dict[str, str]:
+    """delta-rs options: conf's ``s3`` endpoint/region, then ``storage_options`` from conf (no secrets)."""
+    from feedlake.storage import S3Settings, delta_rs_options
+
+    return {**delta_rs_options(S3Settings.from_job(config.job)), **(config.job.get("storage_options") or {})}
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from feedlake.delta import make_engine
     from feedlake.pipeline import IngestRequest, run_ingest
@@ -79,7 +90,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     # Built before the session: GX imports in the background while Spark starts (issue #5).
     gate = QualityGate(load_quality(args.conf, config))
     spark = session_for(config)
-    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), config.job.get("storage_options"))
+    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
     request = IngestRequest(
         landing=args.landing,
         warehouse=args.warehouse,
@@ -114,7 +125,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     quality.checked(args.table)  # an unknown --table is a usage error, before Spark starts
     preload_gx()
     spark = session_for(config)
-    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), config.job.get("storage_options"))
+    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
     run = check_tables(spark, config, engine, quality, args.warehouse, new_run_id(datetime.now(timezone.utc)), args.table)
     print(run.summary())
     return run.exit_code(args.fail_on)

@@ -243,11 +243,15 @@ def discover(
     tenants: Iterable[str] | None = None,
     streams: Iterable[str] | None = None,
     layouts: Iterable[str] = DEFAULT_LAYOUTS,
+    s3=None,
 ) -> list[LandingFile]:
-    """List landing files on the local file system or an object store."""
+    """List landing files on the local file system or an object store.
+
+    ``s3`` (:class:`feedlake.storage.S3Settings`) carries conf's endpoint and region for ``s3://`` roots.
+    """
     layouts = tuple(layouts)
     if is_object_store(landing):
         from feedlake import storage
 
-        return storage.discover_s3(landing, tenants, streams, layouts=layouts)
+        return storage.discover_s3(landing, tenants, streams, layouts=layouts, settings=s3)
     return discover_local(landing.removeprefix("file://"), tenants, streams, layouts)

@@ -40,6 +40,8 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from feedlake.storage import open_binary
+
 GZIP_MAGIC = b"\x1f\x8b"
 BATCH_ROWS = 20_000
 
@@ -85,7 +87,7 @@ class UnreadableFile(Exception):
 
 
 def _open_bytes(location: str, compression: str | None) -> io.BufferedIOBase:
-    raw = open(location, "rb")  # noqa: SIM115 - closed by the caller through the wrapper
+    raw = open_binary(location)  # a local path or an S3 object streamed (feedlake.storage); closed by the caller
     head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
     if head == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]

@@ -29,6 +29,7 @@ from feedlake.merge import plan_for, sql_literal
 from feedlake.parsing import read_landing_files
 from feedlake.profiles import profile_columns
 from feedlake.report import RunReport, TableCounts, report_location, write_report
+from feedlake.storage import S3Access, S3Settings
 
 QUARANTINE_COLUMNS = (
     "tenant_id", "stream", "source_file", "line_number", "raw_record", "error_code", "error_message", "batch_id",
@@ -179,10 +180,17 @@ class Ingest:
         self._cached: list[DataFrame] = []
         self.hooks: tuple[IngestHook, ...] = tuple(hooks)
         self.blocked: set[tuple[str, str]] = set()
+        self.s3 = S3Settings.from_job(config.job)
+        self.s3_access = S3Access(spark, self.s3)
 
     def run(self) -> RunReport:
+        """Run the ingest; a local spool of S3 landing objects is removed however the run ends."""
+        with self.s3_access:
+            return self._run()
+
+    def _run(self) -> RunReport:
         layouts = landing_layouts(self.config.job.get("landing_layout"))
-        files = discover(self.request.landing, self.request.tenants, self.request.streams, layouts)
+        files = discover(self.request.landing, self.request.tenants, self.request.streams, layouts, s3=self.s3)
         if self.request.only_files is not None:
             files = [f for f in files if f.source_file in self.request.only_files]
         tenants = sorted({f.tenant_id for f in files})
@@ -202,8 +210,10 @@ class Ingest:
         self.report.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for hook in self.hooks:
             hook.after_run(self, self.report)
+        if self.s3_access.mode:
+            self.report.extras["s3_landing_read"] = self.s3_access.summary()
         self.report.check()
-        write_report(self.report, report_location(self.request.warehouse, self.report.run_id))
+        write_report(self.report, report_location(self.request.warehouse, self.report.run_id), s3=self.s3)
         return self.report
 
     def _batch_ids(self, plan: FilePlan) -> dict[tuple[str, str], str]:
@@ -228,7 +238,9 @@ class Ingest:
 
     def _read(self, files: list[LandingFile], batches: Mapping[tuple[str, str], str]) -> DataFrame:
         indexed = list(enumerate(files))
-        parsed = read_landing_files(self.spark, [(i, f.location, f.format, f.compression) for i, f in indexed])
+        # S3 objects: streamed by the tasks or read from a local spool copy (feedlake.storage).
+        locations = [f.location for f in self.s3_access.readable(files)]
+        parsed = read_landing_files(self.spark, [(i, locations[i], f.format, f.compression) for i, f in indexed])
         meta = self.spark.createDataFrame(
             [
                 (i, f.tenant_id, f.stream, f.source_file, f.landing_time, batches[(f.tenant_id, f.stream)], f.source_system)

@@ -120,12 +120,12 @@ def report_location(warehouse: str, run_id: str) -> str:
     return warehouse.rstrip("/") + f"/_reports/{run_id}.json"
 
 
-def write_report(report: RunReport, location: str) -> str:
-    """Write the JSON report to a local path (object stores: see :mod:`feedlake.storage`)."""
+def write_report(report: RunReport, location: str, s3=None) -> str:
+    """Write the JSON report to a local path (object stores: see :mod:`feedlake.storage`, ``s3`` its settings)."""
     if "://" in location and not location.startswith("file://"):
         from feedlake import storage
 
-        storage.write_text(location, report.to_json())
+        storage.write_text(location, report.to_json(), s3)
         return location
     path = location.removeprefix("file://")
     os.makedirs(os.path.dirname(path), exist_ok=True)
