@@ -37,7 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--fail-on", choices=("critical", "warning"), default=None,
                          help="exit 3 when an expectation of this severity (or worse) failed")
     _common(quality)
+
+    backfill = sub.add_parser("backfill", help="ingest a range of dt= partitions in bounded, resumable chunks")
+    backfill.add_argument("--landing", required=True, help="landing root: PATH/tenant=<id>/<stream>/dt=<day>/... (local or s3://)")
+    backfill.add_argument("--warehouse", required=True, help="warehouse root: one Delta table per folder (local or s3://)")
+    backfill.add_argument("--from", dest="start", required=True, type=_day, help="first dt= day, YYYY-MM-DD (included)")
+    backfill.add_argument("--to", dest="end", required=True, type=_day, help="last dt= day, YYYY-MM-DD (included)")
+    backfill.add_argument("--tenant", action="extend", nargs="+", default=None, help="only these tenants")
+    backfill.add_argument("--stream", action="extend", nargs="+", default=None, help="only these streams")
+    backfill.add_argument("--max-chunks", type=int, default=None,
+                          help="run at most this many chunks now; the same command resumes where it stopped")
+    backfill.add_argument("--fail-on", choices=("critical", "warning"), default=None,
+                          help="exit 3 when a quality expectation of this severity (or worse) failed in any chunk")
+    _common(backfill)
     return parser
+
+
+def _day(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a day as YYYY-MM-DD, got {text!r}") from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +91,7 @@ def session_for(config) :
 
     active = SparkSession.getActiveSession()
     if active is not None:
-        return prepare_session(active)
+        return prepare_session(active, (config.job.get("spark") or {}).get("session_conf"))
     return build_session(config.job.get("spark") or {}, with_delta_jar=config.job.get("engine") == "delta-spark")
 
 
@@ -80,15 +102,28 @@ def storage_options(config) -> dict[str, str]:
     return {**delta_rs_options(S3Settings.from_job(config.job)), **(config.job.get("storage_options") or {})}
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from feedlake.delta import make_engine
-    from feedlake.pipeline import IngestRequest, run_ingest
+def ingest_hooks(args: argparse.Namespace, config):
+    """The hooks of one ingest run and its quality gate (fresh per run: the gate keeps the run's results)."""
+    from feedlake.activity import ActivityHook
+    from feedlake.entity_map import EntityMapHook
+    from feedlake.metric_rollup import MetricsHook
     from feedlake.quality import QualityGate
     from feedlake.quality_suites import load_quality
 
+    gate = QualityGate(load_quality(args.conf, config))
+    # Derived tables (issue #4): weekly account metrics and activity, slice by slice.
+    # The quality gate last: its table checks after the run also see the derived tables.
+    # A mapping arriving after the accounts it maps moves them (issue #3, seed 004).
+    return [EntityMapHook(), MetricsHook(config), ActivityHook(config), gate], gate
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from feedlake.delta import make_engine
+    from feedlake.pipeline import IngestRequest, run_ingest
+
     config = load_job_config(args)
     # Built before the session: GX imports in the background while Spark starts (issue #5).
-    gate = QualityGate(load_quality(args.conf, config))
+    hooks, gate = ingest_hooks(args, config)
     spark = session_for(config)
     engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
     request = IngestRequest(
@@ -97,17 +132,39 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         tenants=tuple(args.tenant or ()),
         streams=tuple(args.stream or ()),
     )
-    from feedlake.activity import ActivityHook
-    from feedlake.entity_map import EntityMapHook
-    from feedlake.metric_rollup import MetricsHook
-
-    # Derived tables (issue #4): weekly account metrics and activity, slice by slice.
-    # A mapping arriving after the accounts it maps moves them (issue #3, seed 004).
-    derived = [EntityMapHook(), MetricsHook(config), ActivityHook(config)]
-    # The quality gate last: its table checks after the run also see the derived tables.
-    report = run_ingest(spark, config, engine, request, hooks=[*derived, gate])
+    report = run_ingest(spark, config, engine, request, hooks=hooks)
     print(report.render())
     return gate.exit_code(args.fail_on)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """``feedlake backfill``: a dt= range in bounded, resumable chunks (feedlake.backfill, issue #6)."""
+    from functools import partial
+
+    from feedlake.backfill import BackfillRequest, run_backfill
+    from feedlake.delta import make_engine
+
+    config = load_job_config(args)
+    request = BackfillRequest(
+        landing=args.landing,
+        warehouse=args.warehouse,
+        start=args.start,
+        end=args.end,
+        tenants=tuple(args.tenant or ()),
+        streams=tuple(args.stream or ()),
+        max_chunks=args.max_chunks,
+    )
+    gates = []
+
+    def chunk_hooks():
+        hooks, gate = ingest_hooks(args, config)
+        gates.append(gate)
+        return hooks
+
+    spark = session_for(config)
+    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
+    run_backfill(spark, config, engine, request, chunk_hooks, echo=partial(print, flush=True))
+    return max((gate.exit_code(args.fail_on) for gate in gates), default=0)
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
@@ -131,7 +188,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     return run.exit_code(args.fail_on)
 
 
-COMMANDS = {"ingest": cmd_ingest, "quality": cmd_quality}
+COMMANDS = {"ingest": cmd_ingest, "quality": cmd_quality, "backfill": cmd_backfill}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -240,7 +240,10 @@ class Ingest:
         indexed = list(enumerate(files))
         # S3 objects: streamed by the tasks or read from a local spool copy (feedlake.storage).
         locations = [f.location for f in self.s3_access.readable(files)]
-        parsed = read_landing_files(self.spark, [(i, locations[i], f.format, f.compression) for i, f in indexed])
+        parsed = read_landing_files(
+            self.spark, [(i, locations[i], f.format, f.compression) for i, f in indexed],
+            spread_lines=bool((self.config.job.get("parsing") or {}).get("spread_lines", True)),
+        )
         meta = self.spark.createDataFrame(
             [
                 (i, f.tenant_id, f.stream, f.source_file, f.landing_time, batches[(f.tenant_id, f.stream)], f.source_system)

@@ -1,0 +1,34 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # feedlake: ingest a landing zone
+# MAGIC
+# MAGIC Runs `feedlake ingest` (the same code as `spark-submit jobs/ingest.py ingest ...`) with this
+# MAGIC notebook's Spark session, then prints the run report.
+# MAGIC
+# MAGIC * **Databricks**: attach the feedlake wheel to the cluster or job as a library; set the
+# MAGIC   widgets (or the job's parameters of the same names). The `databricks` profile uses the
+# MAGIC   runtime's Delta (delta-spark).
+# MAGIC * **Locally**: `python notebooks/ingest.py`, parameters from `FEEDLAKE_LANDING`,
+# MAGIC   `FEEDLAKE_WAREHOUSE`, `FEEDLAKE_TENANT`, `FEEDLAKE_PROFILE`.
+
+# COMMAND ----------
+
+from feedlake.cli import main
+from feedlake.notebook import notebook_config, notebook_spark, on_databricks, param
+
+landing = param(globals(), "landing", "sample/landing")
+warehouse = param(globals(), "warehouse", "warehouse")
+tenant = param(globals(), "tenant", "")  # empty: every tenant found in the landing zone
+profile = param(globals(), "profile", "databricks" if on_databricks(globals()) else "local")
+config = notebook_config(profile)
+spark = notebook_spark(globals(), config)
+
+# COMMAND ----------
+
+arguments = ["ingest", "--landing", landing, "--warehouse", warehouse, "--profile", profile]
+if tenant:
+    arguments += ["--tenant", tenant]
+exit_code = main(arguments)
+# A failed run must fail the notebook (and the Databricks job task running it).
+if exit_code != 0:
+    raise RuntimeError(f"feedlake ingest exited with code {exit_code}: see the log above")
