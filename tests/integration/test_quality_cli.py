@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
-from tests.conftest import jsonl, read_table, run_cli, write_files
 
 from feedlake.quality import EXIT_QUALITY
+from tests.conftest import jsonl, read_table, run_cli, write_files
 
 MARCH_2024 = 1709251200
 YEAR_2100 = 4102444800  # more than a day in the future: the track gate's critical range check
@@ -97,8 +97,9 @@ def test_a_warning_does_not_block(spark, warned: Path):
                         ["tenant_id", "kind", "stream", "table_name", "expectation", "severity", "unexpected_count", "sample"]
                         ).where("NOT success")
     expected_failed = spark.createDataFrame(
-        [("*", "table", None, "contact_events", "expect_column_values_to_be_in_set(tenant_id/contact_key)", "warning", 1,
-          '[{"tenant_id": "w", "tenant_id/contact_key": "w/ghost"}]'),
+        [("*", "table", None, "contact_events",
+          "expect_column_pair_values_to_be_equal(tenant_id/contact_key, contacts:tenant_id/contact_key)", "warning", 1,
+          '[["w/ghost", null]]'),
          ("w", "gate", "identify", "contacts", "expect_column_values_to_match_regex(email)", "warning", 1,
           '["not-an-email"]')],
         "tenant_id string, kind string, stream string, table_name string, expectation string, severity string, "

@@ -54,8 +54,9 @@ def test_table_file_declares_gate_checks_references_and_switches_off(config):
     assert events.table_columns == ("tenant_id", "event_key", "contact_key")
     ref = events.table_expectations[-1]
     assert (ref.type, dict(ref.kwargs)) == (
-        "expect_column_values_to_be_in_set",
-        {"column": "tenant_id/contact_key", "value_set": {"$PARAMETER": "known_contacts_contact_key"}},
+        "expect_column_pair_values_to_be_equal",
+        {"column_A": "tenant_id/contact_key", "column_B": "contacts:tenant_id/contact_key",
+         "ignore_row_if": "both_values_are_missing"},
     )
 
 
