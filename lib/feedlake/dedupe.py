@@ -58,7 +58,10 @@ def _cells_from_incoming(incoming: DataFrame, key: Sequence[str], attributes: Se
     cells = F.concat(F.array(*entries), props) if entries else props
     return (
         incoming.select(*key, "_seq", F.explode(cells).alias("cell"))
-        .select(*key, F.col("cell.attr").alias("attr"), F.col("cell.value").alias("value"), F.col("_seq").alias("seq"))
+        .select(
+            *key, F.col("cell.attr").alias("attr"), F.col("cell.value").alias("value"), F.col("_seq").alias("seq"),
+            F.lit(1).alias("origin"),
+        )
         .where(F.col("value").isNotNull())
     )
 
@@ -78,6 +81,7 @@ def _cells_from_existing(existing: DataFrame, key: Sequence[str], attributes: Se
             F.col("cell.attr").alias("attr"),
             F.col("cell.value").alias("value"),
             F.coalesce(F.try_element_at(F.col("seqs"), F.col("cell.attr")), F.col("_seq")).alias("seq"),
+            F.lit(0).alias("origin"),
         )
         .where(F.col("value").isNotNull())
     )
@@ -93,6 +97,9 @@ def resolve_attributes(
 ) -> DataFrame:
     """Merge incoming records with stored rows attribute by attribute.
 
+    On equal sequences (the same file and line: a file rewritten in place and read
+    again) the incoming value wins.
+
     ``incoming``: key, ``attributes``, ``props`` (map attribute → JSON text) and the
     lineage columns; ``existing``: rows of the target table. Returns one row per key of
     ``incoming`` in the table's column order, only where it differs from the stored row.
@@ -105,7 +112,7 @@ def resolve_attributes(
     )
     winners = (
         cells.groupBy(*key, "attr")
-        .agg(F.max_by("value", "seq").alias("value"), F.max("seq").alias("seq"))
+        .agg(F.max_by("value", F.struct("seq", "origin")).alias("value"), F.max("seq").alias("seq"))
         .groupBy(*key)
         .agg(
             F.map_from_entries(F.collect_list(F.struct("attr", "value"))).alias("vals"),
@@ -113,10 +120,10 @@ def resolve_attributes(
         )
     )
     lineage = (
-        incoming.select(*key, *LINEAGE_COLUMNS)
-        .unionByName(existing_keys.select(*key, *LINEAGE_COLUMNS))
+        incoming.select(*key, *LINEAGE_COLUMNS, F.lit(1).alias("origin"))
+        .unionByName(existing_keys.select(*key, *LINEAGE_COLUMNS, F.lit(0).alias("origin")))
         .groupBy(*key)
-        .agg(F.max_by(F.struct(*LINEAGE_COLUMNS), "_seq").alias("lin"))
+        .agg(F.max_by(F.struct(*LINEAGE_COLUMNS), F.struct("_seq", "origin")).alias("lin"))
     )
     props = F.transform_keys(
         F.map_filter(F.col("vals"), lambda k, _v: k.startswith(_PROP)), lambda k, _v: F.substring(k, len(_PROP) + 1, 10_000)

@@ -7,8 +7,10 @@ the rule lives here and nowhere else.
 Policies (``conf/tables.yaml``):
 
 * ``row``: match on the key; a matched row is replaced only when the incoming one
-  has a higher sequence (seed 000 FAQ: the most recent batch wins; see
-  :mod:`feedlake.dedupe`), so replaying an older batch changes nothing.
+  has a higher or equal sequence (seed 000 FAQ: the most recent batch wins; see
+  :mod:`feedlake.dedupe`), so replaying an older batch changes nothing. An equal
+  sequence means the same file and line: a file rewritten in place (re-read because
+  its size/mtime/ETag changed) replaces what its previous version wrote.
 * ``attribute``: rows were already resolved attribute by attribute against the stored
   ones (:func:`feedlake.dedupe.resolve_attributes`); matched rows are replaced.
 * ``replace``: bookkeeping tables (quarantine, manifest); the incoming row replaces
@@ -47,5 +49,5 @@ def plan_for(table: TableSpec, tenant_id: str) -> MergePlan:
     conditions = [f"t.tenant_id = {sql_literal(tenant_id)}"]
     for k in table.key:
         conditions.append(f"(t.`{k}` IS NOT DISTINCT FROM s.`{k}`)" if null_safe else f"t.`{k}` = s.`{k}`")
-    update_when = "s._seq > t._seq" if table.policy == "row" else None
+    update_when = "s._seq >= t._seq" if table.policy == "row" else None
     return MergePlan(table=table.name, on=" AND ".join(conditions), update_when=update_when)

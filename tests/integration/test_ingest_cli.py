@@ -234,3 +234,29 @@ def test_filters_by_tenant_and_stream(spark, landing, warehouse):
     root = landing({**SEED_000, "tenant=globex/identify/u.jsonl": jsonl('{"contact_key":"g","email":"g@g.io"}')})
     report = ingest(root, warehouse, "--tenant", "globex", "--stream", "identify", "track")
     assert sorted(by_stream(report)) == [("globex", "identify")]
+
+
+def test_a_file_rewritten_in_place_replaces_what_its_previous_version_wrote(spark, landing, warehouse):
+    identify, track = "tenant=acme/identify/dt=2024-03-01/u.jsonl", "tenant=acme/track/dt=2024-03-01/e.jsonl"
+    root = landing(
+        {
+            identify: jsonl('{"contact_key":"k1","email":"old@x.io","plan":"free"}'),
+            track: jsonl('{"event_text":"login","event_timestamp":1709251200,"contact_key":"k1","via":"v1"}'),
+        }
+    )
+    ingest(root, warehouse)
+    write_files(
+        root,
+        {
+            identify: jsonl('{"contact_key":"k1","email":"new@x.io","plan":"pro","seats":2}'),
+            track: jsonl('{"event_text":"login","event_timestamp":1709251200,"contact_key":"k1","via":"version 2"}'),
+        },
+    )
+    report = ingest(root, warehouse)
+    contacts = read_table(spark, warehouse, "contacts", ["contact_key", "email", "properties"])
+    expected = spark.createDataFrame([("k1", "new@x.io", '{"plan":"pro","seats":2}')], "contact_key STRING, email STRING, properties STRING")
+    assert_df_equality(contacts, expected, ignore_nullable=True)
+    events = read_table(spark, warehouse, "contact_events", ["event_text", "properties"])
+    assert_df_equality(events, spark.createDataFrame([("login", '{"via":"version 2"}')], "event_text STRING, properties STRING"),
+                       ignore_nullable=True)
+    assert by_stream(report)[("acme", "track")]["tables"]["contact_events"] == {"inserted": 0, "updated": 1}

@@ -31,7 +31,7 @@ def tables():
 @pytest.mark.parametrize(
     ("table", "tenant", "on", "update_when"),
     [
-        ("events", "acme", "t.tenant_id = 'acme' AND t.`tenant_id` = s.`tenant_id` AND t.`k` = s.`k`", "s._seq > t._seq"),
+        ("events", "acme", "t.tenant_id = 'acme' AND t.`tenant_id` = s.`tenant_id` AND t.`k` = s.`k`", "s._seq >= t._seq"),
         ("log", "o'brien", "t.tenant_id = 'o''brien' AND (t.`tenant_id` IS NOT DISTINCT FROM s.`tenant_id`) AND "
          "(t.`f` IS NOT DISTINCT FROM s.`f`) AND (t.`line` IS NOT DISTINCT FROM s.`line`)", None),
     ],
