@@ -74,10 +74,13 @@ def test_a_warning_does_not_block(spark, config, checks):
     assert gate.run.exit_code("warning") == EXIT_QUALITY
 
 
+def _rows(spark, table, rows):
+    """Rows of a declared table from the columns given; every other column null."""
+    return spark.createDataFrame([tuple(r.get(c) for c in table.column_names) for r in rows], table.ddl)
+
+
 def _contacts(spark, config, rows):
-    return spark.createDataFrame(
-        [(t, k, f"{k}@x.io", "{}", "{}", "0", "b", "f", 1) for t, k in rows], config.table("contacts").ddl
-    )
+    return _rows(spark, config.table("contacts"), [{"tenant_id": t, "contact_key": k, "_seq": "0"} for t, k in rows])
 
 
 def test_row_counts_never_shrink_per_tenant(spark, config, checks, tmp_path):
@@ -118,10 +121,10 @@ def test_references_flag_events_whose_contact_is_unknown_in_that_tenant(spark, c
     contacts, events = config.table("contacts"), config.table("contact_events")
     engine.merge(contacts, _contacts(spark, config, [("a", "c1")]), plan_for(contacts, "a"))
     rows = [("a", "e1", "c1"), ("b", "e2", "c1"), ("a", "e3", None)]  # b has no contact c1; null is not a reference
-    events_df = spark.createDataFrame(
-        [(t, e, c, "x", MARCH_2024, datetime(2024, 3, 1, tzinfo=timezone.utc), "{}", "0", "b", "f", 1) for t, e, c in rows],
-        events.ddl,
-    )
+    events_df = _rows(spark, events, [
+        {"tenant_id": t, "event_key": e, "contact_key": c, "event_text": "x", "event_timestamp": MARCH_2024, "_seq": "0"}
+        for t, e, c in rows
+    ])
     for tenant in ("a", "b"):
         engine.merge(events, events_df.where(f"tenant_id = '{tenant}'"), plan_for(events, tenant))
     run = checks("run-1")
