@@ -183,7 +183,9 @@ class MetricsHook(IngestHook):
         names = F.explode_outer(F.map_keys(F.from_json("metrics", "map<string,double>")))
         rows = source.select(monday(F.col("metric_date")).alias("w"), names.alias("m")).distinct().collect()
         entry = self._report(job, tenant_id)
-        entry["undeclared_metrics_as_stock"] = sorted({r["m"] for r in rows if r["m"] and r["m"] not in rules.kinds})
+        undeclared = sorted({r["m"] for r in rows if r["m"] and r["m"] not in rules.kinds})
+        if undeclared:
+            entry["undeclared_metrics_as_stock"] = undeclared
         if rules.entity_map_source is not None:
             mapped = with_accounts(source, rules, self._mapping(job, tenant_id))
             entry["unmapped_ids"] = mapped.where(F.col("account_key").isNull()).select("source_id").distinct().count()
