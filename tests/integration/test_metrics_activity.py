@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from chispa import assert_df_equality
+
 from tests.conftest import jsonl, read_table, run_cli, write_files
 
 COLUMNS = ["tenant_id", "account_key", "contact_key", "event_text", "week_start", "iso_week", "event_count", "active_days"]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 from chispa import assert_df_equality
-from tests.conftest import jsonl, read_table, run_cli, write_files
 
 from feedlake.config import default_conf_dir, load_config
+from tests.conftest import jsonl, read_table, run_cli, write_files
 
 COLUMNS = ["tenant_id", "account_key", "metric", "metric_date", "value", "sources"]
 SCHEMA = "tenant_id STRING, account_key STRING, metric STRING, metric_date DATE, value DOUBLE, sources BIGINT"

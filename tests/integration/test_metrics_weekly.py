@@ -11,9 +11,9 @@ from pathlib import Path
 
 import yaml
 from chispa import assert_df_equality
-from tests.conftest import read_table, run_cli, write_files
 
 from feedlake.config import default_conf_dir
+from tests.conftest import read_table, run_cli, write_files
 
 HEADER = "account_id,account_name,metric_date,Total Journeys,active users\n"
 # Two batches (dt= folders); the second restates 2024-03-07 for a1 without "active users".
