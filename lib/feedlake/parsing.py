@@ -34,6 +34,7 @@ import io
 import json
 import zlib
 from collections.abc import Iterator
+from json.encoder import encode_basestring as _quote  # C-accelerated, keeps non-ASCII
 from typing import Any
 
 import pyarrow as pa
@@ -205,33 +206,74 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _as_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+_decode_json = json.JSONDecoder(parse_constant=_reject_constant).decode
+_KINDS = {list: "an array", str: "a string", bool: "a boolean", type(None): "null", int: "a number", float: "a number"}
+
+
+def _dump_nested(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
 def parse_json_line(text: str) -> tuple[list | None, list | None, str | None, str | None]:
-    """Parse one JSON line → ``(values, json_values, error_code, error_message)``."""
+    """Parse one JSON line → ``(values, json_values, error_code, error_message)``.
+
+    The per-type branches avoid ``json.dumps`` for scalars: this runs once per
+    record and dominates the cost of an ingest.
+    """
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _decode_json(text)
     except json.JSONDecodeError as exc:
         return None, None, "malformed_json", f"invalid JSON at column {exc.colno}: {exc.msg}"
     except (ValueError, RecursionError) as exc:
         return None, None, "malformed_json", f"invalid JSON: {exc}"
-    if not isinstance(obj, dict):
-        found = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(obj), "a number")
-        return None, None, "not_an_object", f"each line must be a JSON object, found {found}"
+    if type(obj) is not dict:
+        return None, None, "not_an_object", f"each line must be a JSON object, found {_KINDS.get(type(obj), 'a value')}"
     values = []
     json_values = []
     for key, value in obj.items():
-        if value is None:
-            continue
-        values.append((key, _as_text(value)))
-        json_values.append((key, json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)))
+        kind = type(value)
+        if kind is str:
+            values.append((key, value))
+            json_values.append((key, _quote(value)))
+        elif kind is int or kind is float:
+            number = kind.__repr__(value)
+            values.append((key, number))
+            json_values.append((key, number))
+        elif kind is bool:
+            flag = "true" if value else "false"
+            values.append((key, flag))
+            json_values.append((key, flag))
+        elif value is not None:
+            nested = _dump_nested(value)
+            values.append((key, nested))
+            json_values.append((key, nested))
     return values, json_values, None, None
+
+
+def _lines_batch(rows: list[tuple]) -> pa.RecordBatch:
+    """Rows of :func:`read_file_lines` as one Arrow batch of :data:`LINES_SCHEMA`."""
+    file_ids, numbers, raws, kinds, codes, messages = [], [], [], [], [], []
+    values = _MapBuilder()
+    for file_id, number, raw, kind, fields, code, message in rows:
+        file_ids.append(file_id)
+        numbers.append(number)
+        raws.append(raw)
+        kinds.append(kind)
+        values.append(fields)
+        codes.append(code)
+        messages.append(message)
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(file_ids, type=pa.int32()),
+            pa.array(numbers, type=pa.int64()),
+            pa.array(raws, type=pa.string()),
+            pa.array(kinds, type=pa.string()),
+            values.finish(),
+            pa.array(codes, type=pa.string()),
+            pa.array(messages, type=pa.string()),
+        ],
+        schema=_LINES_ARROW,
+    )
 
 
 def _read_files_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -241,49 +283,70 @@ def _read_files_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Record
             for row in read_file_lines(file_id, location, fmt, compression):
                 buffer.append(row)
                 if len(buffer) >= BATCH_ROWS:
-                    yield _to_batch(buffer, _LINES_ARROW)
+                    yield _lines_batch(buffer)
                     buffer = []
             if buffer:
-                yield _to_batch(buffer, _LINES_ARROW)
+                yield _lines_batch(buffer)
+
+
+class _MapBuilder:
+    """Builds an Arrow MAP<STRING,STRING> column from flat lists (far cheaper than pa.array on tuples)."""
+
+    def __init__(self) -> None:
+        self.offsets = [0]
+        self.keys: list[str] = []
+        self.items: list[str] = []
+        self.nulls: list[bool] = []
+
+    def append(self, entries: list | None) -> None:
+        if entries is None:
+            self.nulls.append(True)
+        else:
+            self.nulls.append(False)
+            for key, item in entries:
+                self.keys.append(key)
+                self.items.append(item)
+        self.offsets.append(len(self.keys))
+
+    def finish(self) -> pa.Array:
+        return pa.MapArray.from_arrays(
+            pa.array(self.offsets, type=pa.int32()),
+            pa.array(self.keys, type=pa.string()),
+            pa.array(self.items, type=pa.string()),
+            mask=pa.array(self.nulls, type=pa.bool_()),
+        )
 
 
 def _parse_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     for batch in batches:
-        cols = batch.to_pydict()
-        values_out, json_out, codes, messages = [], [], [], []
-        for raw, kind, values, code, msg in zip(
-            cols["raw_record"], cols["kind"], cols["values"], cols["error_code"], cols["error_message"]
-        ):
+        raws = batch.column("raw_record").to_pylist()
+        kinds = batch.column("kind").to_pylist()
+        codes = batch.column("error_code").to_pylist()
+        messages = batch.column("error_message").to_pylist()
+        csv_values = batch.column("values")
+        values_out, json_out = _MapBuilder(), _MapBuilder()
+        for index, kind in enumerate(kinds):
             if kind == KIND_JSON:
-                v, j, code, msg = parse_json_line(raw)
+                v, j, codes[index], messages[index] = parse_json_line(raws[index])
             elif kind == KIND_CSV:
-                v = values
-                j = [(k, json.dumps(x, ensure_ascii=False)) for k, x in values]
+                v = csv_values[index].as_py()
+                j = [(k, _quote(x)) for k, x in v]
             else:
                 v = j = None
             values_out.append(v)
             json_out.append(j)
-            codes.append(code)
-            messages.append(msg)
         yield pa.RecordBatch.from_arrays(
             [
                 batch.column("file_id"),
                 batch.column("line_number"),
                 batch.column("raw_record"),
-                pa.array(values_out, type=_MAP),
-                pa.array(json_out, type=_MAP),
+                values_out.finish(),
+                json_out.finish(),
                 pa.array(codes, type=pa.string()),
                 pa.array(messages, type=pa.string()),
             ],
             schema=_PARSED_ARROW,
         )
-
-
-def _to_batch(rows: list[tuple], schema: pa.Schema) -> pa.RecordBatch:
-    columns = list(zip(*rows))
-    return pa.RecordBatch.from_arrays(
-        [pa.array(list(col), type=f.type) for col, f in zip(columns, schema)], schema=schema
-    )
 
 
 def read_landing_files(

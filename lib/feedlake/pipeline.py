@@ -94,8 +94,12 @@ def new_run_id(now: datetime) -> str:
 
 
 def batch_id(stream: str, tenant_id: str, files: Iterable[LandingFile]) -> str:
-    """Deterministic batch id: the same files always make the same batch."""
-    digest = hashlib.sha1("\n".join(sorted(f.fingerprint for f in files)).encode()).hexdigest()[:16]
+    """Deterministic batch id: the same landing paths always make the same batch.
+
+    It depends on paths only (not on modification times), so replaying the same
+    files, in any order or after a copy, writes identical rows.
+    """
+    digest = hashlib.sha1("\n".join(sorted(f.source_file for f in files)).encode()).hexdigest()[:16]
     return f"{stream}:{tenant_id}:{digest}"
 
 
@@ -193,6 +197,9 @@ class Ingest:
         files = discover(self.request.landing, self.request.tenants, self.request.streams, layouts, s3=self.s3)
         if self.request.only_files is not None:
             files = [f for f in files if f.source_file in self.request.only_files]
+        # Every declared table exists after a run, empty or not, so readers never guess.
+        for table in self.config.tables.values():
+            self.engine.ensure(table)
         tenants = sorted({f.tenant_id for f in files})
         manifest = read_manifest(self.engine, self.config, tenants) if tenants else {}
         plan = plan_files(files, self.config, manifest)
