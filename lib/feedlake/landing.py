@@ -172,6 +172,19 @@ def owner_of(relpath: str, layouts: Iterable[str] = DEFAULT_LAYOUTS) -> Owner | 
     return None
 
 
+def selected_owner(
+    relpath: str, layouts: Iterable[str], tenants: frozenset[str], streams: frozenset[str]
+) -> Owner | None:
+    """The owner of a file if it fits a layout and passes the ``--tenant``/``--stream`` filters.
+
+    One rule for every store (local folders and S3 listings): empty filters select all.
+    """
+    owner = owner_of(relpath, layouts)
+    if owner is None or (tenants and owner.tenant_id not in tenants) or (streams and owner.stream not in streams):
+        return None
+    return owner
+
+
 def landing_layouts(setting: str | Iterable[str] | None) -> tuple[str, ...]:
     """The ``landing_layout`` job setting (one name or a list) as a checked tuple."""
     if setting is None:
@@ -197,17 +210,14 @@ def discover_local(
     root_path = Path(root)
     if not root_path.is_dir():
         raise LandingError(f"landing path {root} is not a folder")
-    tenant_filter = set(tenants or ())
-    stream_filter = set(streams or ())
+    tenant_filter, stream_filter = frozenset(tenants or ()), frozenset(streams or ())
     found: list[LandingFile] = []
     for path in _walk(root_path):
         relpath = path.relative_to(root_path).as_posix()
-        owner = owner_of(relpath, layouts)
+        owner = selected_owner(relpath, layouts, tenant_filter, stream_filter)
         if owner is None:
             continue
         tenant_id, stream = owner.tenant_id, owner.stream
-        if (tenant_filter and tenant_id not in tenant_filter) or (stream_filter and stream not in stream_filter):
-            continue
         stat = path.stat()
         mtime = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).replace(microsecond=0)
         fmt, compression = detect_format(path.name)

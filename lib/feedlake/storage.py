@@ -66,7 +66,7 @@ from feedlake.landing import (
     detect_format,
     is_object_store,
     landing_time_from_parts,
-    owner_of,
+    selected_owner,
     with_location,
 )
 
@@ -226,8 +226,7 @@ def landing_files_from_listing(
     any depth and folder markers (keys ending in ``/``) are skipped; the landing time
     is the deepest ``dt=`` folder, else the object's last-modified time (seed 000 FAQ).
     """
-    tenant_filter = set(tenants or ())
-    stream_filter = set(streams or ())
+    tenant_filter, stream_filter = frozenset(tenants or ()), frozenset(streams or ())
     layouts = tuple(layouts)
     found: list[LandingFile] = []
     for obj in objects:
@@ -238,12 +237,10 @@ def landing_files_from_listing(
         parts = relpath.split("/")
         if any(_hidden(part) for part in parts):
             continue
-        owner = owner_of(relpath, layouts)
+        owner = selected_owner(relpath, layouts, tenant_filter, stream_filter)
         if owner is None:
             continue
         tenant_id, stream = owner.tenant_id, owner.stream
-        if (tenant_filter and tenant_id not in tenant_filter) or (stream_filter and stream not in stream_filter):
-            continue
         modified = _utc(obj["LastModified"])
         fmt, compression = detect_format(parts[-1])
         etag = str(obj.get("ETag") or "").strip('"') or None
