@@ -23,10 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     ingest = sub.add_parser("ingest", help="ingest new landing files into the warehouse tables")
-    ingest.add_argument("--landing", required=True, help="landing root: PATH/tenant=<id>/<stream>/... (local or s3://)")
-    ingest.add_argument("--warehouse", required=True, help="warehouse root: one Delta table per folder (local or s3://)")
-    ingest.add_argument("--tenant", action="extend", nargs="+", default=None, help="only these tenants")
-    ingest.add_argument("--stream", action="extend", nargs="+", default=None, help="only these streams")
+    _locations(ingest, "landing root: PATH/tenant=<id>/<stream>/... (local or s3://)")
     ingest.add_argument("--fail-on", choices=("critical", "warning"), default=None,
                         help="exit 3 when a quality expectation of this severity (or worse) failed")
     _common(ingest)
@@ -39,12 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(quality)
 
     backfill = sub.add_parser("backfill", help="ingest a range of dt= partitions in bounded, resumable chunks")
-    backfill.add_argument("--landing", required=True, help="landing root: PATH/tenant=<id>/<stream>/dt=<day>/... (local or s3://)")
-    backfill.add_argument("--warehouse", required=True, help="warehouse root: one Delta table per folder (local or s3://)")
+    _locations(backfill, "landing root: PATH/tenant=<id>/<stream>/dt=<day>/... (local or s3://)")
     backfill.add_argument("--from", dest="start", required=True, type=_day, help="first dt= day, YYYY-MM-DD (included)")
     backfill.add_argument("--to", dest="end", required=True, type=_day, help="last dt= day, YYYY-MM-DD (included)")
-    backfill.add_argument("--tenant", action="extend", nargs="+", default=None, help="only these tenants")
-    backfill.add_argument("--stream", action="extend", nargs="+", default=None, help="only these streams")
     backfill.add_argument("--max-chunks", type=int, default=None,
                           help="run at most this many chunks now; the same command resumes where it stopped")
     backfill.add_argument("--fail-on", choices=("critical", "warning"), default=None,
@@ -60,6 +54,14 @@ def _day(text: str):
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a day as YYYY-MM-DD, got {text!r}") from None
+
+
+def _locations(parser: argparse.ArgumentParser, landing_help: str) -> None:
+    """The CLI contract shared by ``ingest`` and ``backfill``: where to read, where to write, which slice."""
+    parser.add_argument("--landing", required=True, help=landing_help)
+    parser.add_argument("--warehouse", required=True, help="warehouse root: one Delta table per folder (local or s3://)")
+    parser.add_argument("--tenant", action="extend", nargs="+", default=None, help="only these tenants")
+    parser.add_argument("--stream", action="extend", nargs="+", default=None, help="only these streams")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -127,6 +130,14 @@ def delta_rs_storage_options(extra: Mapping[str, str] | None = None) -> dict[str
     return options
 
 
+def _local_master(spark: SparkSession) -> bool:
+    """True when driver and executors share this machine's disk (``local[...]`` master)."""
+    try:
+        return spark.sparkContext.master.startswith("local")
+    except Exception:  # Spark Connect has no SparkContext: treat it as a remote cluster
+        return False
+
+
 class DeltaRsEngine:
     """Delta tables through delta-rs; Spark DataFrames cross as Arrow."""
 
@@ -137,6 +148,7 @@ class DeltaRsEngine:
         self.warehouse = warehouse
         self.remote = "://" in warehouse
         self.storage_options = delta_rs_storage_options(storage_options) if self.remote else None
+        self.stage_locally = _local_master(spark)
 
     def table_path(self, table: TableSpec) -> str:
         return _join_path(self.warehouse, table.name)
@@ -197,17 +209,46 @@ class DeltaRsEngine:
             return self.spark.createDataFrame([], table.ddl)
         return self.spark.createDataFrame(data).select(*table.column_names)
 
+    @contextmanager
+    def _arrow_source(self, table: TableSpec, source: DataFrame) -> Iterator[tuple[int, pa.RecordBatchReader]]:
+        """The rows to merge as a stream of Arrow batches in the table's schema, and their count.
+
+        With a local master (driver and executors share one disk) Spark writes the rows
+        as Parquet into a staging folder that delta-rs then reads batch by batch, so a
+        batch of any size crosses without being held whole in the driver's JVM heap or
+        in Python (``DataFrame.toArrow`` buffers every task result in the driver: 2 M
+        events from one gzip file ran the 4 GiB driver out of memory, and PySpark then
+        waits forever for the stream). Elsewhere (a cluster, whose executors write to
+        their own disks) the rows are collected with ``toArrow``; large backfills there
+        are bounded by ``backfill.chunk_*`` or run on delta-spark.
+        """
+        schema = arrow_schema(table)
+        frame = source.select(*table.column_names)
+        if not self.stage_locally:
+            data = frame.toArrow().cast(schema)
+            yield data.num_rows, pa.RecordBatchReader.from_batches(schema, data.to_batches())
+            return
+        import pyarrow.dataset as ds
+
+        folder = tempfile.mkdtemp(prefix=f"feedlake-merge-{table.name}-")
+        try:
+            frame.write.mode("overwrite").parquet(folder)
+            staged = ds.dataset(folder, format="parquet")  # _SUCCESS and .crc files are ignored
+            batches = (batch.select(schema.names).cast(schema) for batch in staged.to_batches())
+            yield staged.count_rows(), pa.RecordBatchReader.from_batches(schema, batches)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
-        data = source.select(*table.column_names).toArrow()
-        if data.num_rows == 0:
-            return MergeResult()
-        data = data.cast(arrow_schema(table))
-        dt = self.ensure(table)
-        merger = dt.merge(source=data, predicate=plan.on, source_alias="s", target_alias="t")
-        merger = merger.when_matched_update_all(predicate=plan.update_when)
-        if plan.insert:
-            merger = merger.when_not_matched_insert_all()
-        metrics = merger.execute()
+        with self._arrow_source(table, source) as (rows, data):
+            if rows == 0:
+                return MergeResult()
+            dt = self.ensure(table)
+            merger = dt.merge(source=data, predicate=plan.on, source_alias="s", target_alias="t")
+            merger = merger.when_matched_update_all(predicate=plan.update_when)
+            if plan.insert:
+                merger = merger.when_not_matched_insert_all()
+            metrics = merger.execute()
         return MergeResult(
             inserted=int(metrics.get("num_target_rows_inserted", 0)),
             updated=int(metrics.get("num_target_rows_updated", 0)),

@@ -89,6 +89,20 @@ def _pairs_predicate(tenant_id: str, pairs: Sequence[tuple[str, str]]) -> str:
     return f"tenant_id = {sql_literal(tenant_id)} AND ({ors})"
 
 
+def _under_source_ids(stored: DataFrame, mappings: DataFrame, id_column: str) -> DataFrame:
+    """Stored rows whose ``(source_system, id_column)`` is a mapped source id, with ``_canonical``.
+
+    Rows already under their canonical ``account_key`` are left out (seed 004: the
+    mapping names the product account a CRM id stands for).
+    """
+    links = mappings.select(
+        "tenant_id", "source_system", F.col("source_id").alias(id_column), F.col("account_key").alias("_canonical")
+    )
+    return stored.join(links, on=["tenant_id", "source_system", id_column], how="inner").where(
+        F.col("account_key") != F.col("_canonical")
+    )
+
+
 def attribute_cells(rows: DataFrame, table: TableSpec, key: str, canonical: str) -> DataFrame:
     """Stored attribute-table rows as incoming rows under the key in column ``canonical``: one row per attribute,
     each with the sequence it was stored with (``_attr_seq``), so re-keying keeps precedence."""
@@ -148,13 +162,7 @@ class EntityMapHook(IngestHook):
     def move_events(self, job: Ingest, tenant_id: str, mappings: DataFrame) -> int:
         """``account_events`` of a mapped ``(source_system, source_account_id)`` → the canonical key."""
         table = job.config.table("account_events")
-        links = mappings.select(
-            "tenant_id", "source_system", F.col("source_id").alias("source_account_id"), F.col("account_key").alias("_canonical")
-        )
-        stored = job.engine.read(table, [tenant_id])
-        affected = stored.join(links, on=["tenant_id", "source_system", "source_account_id"], how="inner").where(
-            F.col("account_key") != F.col("_canonical")
-        ).persist()
+        affected = _under_source_ids(job.engine.read(table, [tenant_id]), mappings, "source_account_id").persist()
         moves = sorted({(r["source_system"], r["source_account_id"], r["_canonical"]) for r in affected.collect()})
         if moves:
             rows = affected.select(*[F.col("_canonical" if c == "account_key" else c).alias(c) for c in table.column_names])
@@ -174,13 +182,8 @@ class EntityMapHook(IngestHook):
     def move_accounts(self, job: Ingest, tenant_id: str, mappings: DataFrame) -> int:
         """``accounts`` rows keyed by a mapped source id (of that source system) → merged into the canonical one."""
         table = job.config.table("accounts")
-        links = mappings.select(
-            "tenant_id", "source_system", F.col("source_id").alias("account_key"), F.col("account_key").alias("_canonical")
-        )
         stored = job.engine.read(table, [tenant_id])
-        affected = stored.join(links, on=["tenant_id", "source_system", "account_key"], how="inner").where(
-            F.col("account_key") != F.col("_canonical")
-        ).persist()
+        affected = _under_source_ids(stored, mappings, "account_key").persist()
         pairs = sorted({(r["source_system"], r["account_key"]) for r in affected.collect()})
         if pairs:
             incoming = attribute_cells(affected, table, "account_key", "_canonical")
