@@ -80,3 +80,39 @@ def test_ensure_migrates_an_older_table_by_adding_declared_columns(spark, tmp_pa
     engine.ensure(grown.tables["events"])
     expected = spark.createDataFrame([("a", "k", "v", "1", None)], EVENTS + ", seen TIMESTAMP")
     assert_df_equality(engine.read(grown.tables["events"]), expected, ignore_nullable=True)
+
+
+TYPED = {
+    "key": ["tenant_id", "k"],
+    "policy": "row",
+    "columns": {
+        "tenant_id": "string", "k": "string", "n": "bigint", "i": "int", "x": "double", "b": "boolean",
+        "d": "date", "ts": "timestamp", "_seq": "string",
+    },
+}
+TYPED_DDL = "tenant_id STRING, k STRING, n BIGINT, i INT, x DOUBLE, b BOOLEAN, d DATE, ts TIMESTAMP, _seq STRING"
+
+
+@pytest.mark.parametrize("staged", [True, False], ids=["parquet-staging", "arrow-collect"])
+def test_every_column_type_crosses_to_delta_rs_unchanged_and_staging_is_removed(spark, tmp_path, monkeypatch, staged):
+    import datetime as dt
+    import tempfile
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    table = build_config({}, {"typed": TYPED}).tables["typed"]
+    rows = spark.createDataFrame(
+        [
+            ("a", "k1", 2**40, 7, 1.5, True, dt.date(2024, 2, 29), dt.datetime(2024, 3, 1, 23, 59, 59, 123456), "1"),
+            ("a", "k2", None, None, None, None, None, None, "1"),
+            ("a", "k3", -1, 0, -0.25, False, dt.date(1999, 12, 31), dt.datetime(1970, 1, 1), "1"),
+        ],
+        TYPED_DDL,
+    ).repartition(3)
+    engine = DeltaRsEngine(spark, str(tmp_path / "wh"))
+    engine.stage_locally = staged
+    result = engine.merge(table, rows, plan_for(table, "a"))
+    assert (result.inserted, result.updated) == (3, 0)
+    assert_df_equality(engine.read(table), rows, ignore_row_order=True, ignore_nullable=True)
+    assert list(spool.iterdir()) == []
