@@ -30,8 +30,9 @@ from pyspark.sql import SparkSession
 
 from feedlake.config import ConfigError, FeedlakeConfig
 from feedlake.delta import DeltaEngine
+from feedlake.file_plan import plan_files, read_manifest
 from feedlake.landing import DT_FOLDER, LandingFile, discover, landing_layouts
-from feedlake.pipeline import IngestHook, IngestRequest, plan_files, read_manifest, run_ingest
+from feedlake.pipeline import IngestHook, IngestRequest, run_ingest
 from feedlake.report import RunReport
 from feedlake.storage import S3Settings
 

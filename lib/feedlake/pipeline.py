@@ -12,7 +12,7 @@ import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pyspark import StorageLevel
@@ -22,10 +22,11 @@ from pyspark.sql import functions as F
 from feedlake.config import FeedlakeConfig, StreamSpec
 from feedlake.contracts import validate
 from feedlake.dedupe import resolve_attributes, sequence
-from feedlake.delta import DeltaEngine, tenant_predicate
+from feedlake.delta import DeltaEngine
+from feedlake.file_plan import FilePlan, plan_files, read_manifest
 from feedlake.landing import LandingFile, discover, landing_layouts
 from feedlake.mappers import mapper_for
-from feedlake.merge import plan_for, sql_literal
+from feedlake.merge import delete_plan, plan_for
 from feedlake.parsing import read_landing_files
 from feedlake.profiles import profile_columns
 from feedlake.report import RunReport, TableCounts, report_location, write_report
@@ -79,16 +80,6 @@ class IngestRequest:
     only_files: frozenset[str] | None = None
 
 
-@dataclass
-class FilePlan:
-    """Landing files sorted by what this run does with them."""
-
-    to_read: list[LandingFile] = field(default_factory=list)
-    rejected: list[tuple[LandingFile, str, str]] = field(default_factory=list)
-    skipped: list[LandingFile] = field(default_factory=list)
-    changed: list[LandingFile] = field(default_factory=list)
-
-
 def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
@@ -101,44 +92,6 @@ def batch_id(stream: str, tenant_id: str, files: Iterable[LandingFile]) -> str:
     """
     digest = hashlib.sha1("\n".join(sorted(f.source_file for f in files)).encode()).hexdigest()[:16]
     return f"{stream}:{tenant_id}:{digest}"
-
-
-def _same_version(file: LandingFile, row: Mapping) -> bool:
-    if file.etag or row.get("etag"):
-        return file.etag == row.get("etag") and file.size_bytes == row.get("size_bytes")
-    modified = row.get("modified_at")
-    if modified is not None and modified.tzinfo is None:
-        modified = modified.replace(tzinfo=timezone.utc)
-    return file.size_bytes == row.get("size_bytes") and modified == file.modified_at
-
-
-def plan_files(files: Sequence[LandingFile], config: FeedlakeConfig, manifest: Mapping[tuple[str, str], Mapping]) -> FilePlan:
-    """Decide per file: read it, skip it (already processed, unchanged) or reject it whole."""
-    plan = FilePlan()
-    for f in files:
-        if f.stream not in config.streams:
-            known = ", ".join(sorted(config.streams))
-            plan.rejected.append((f, "unknown_stream", f"folder '{f.stream}' is not a known stream (known: {known})"))
-            continue
-        if f.format is None:
-            plan.rejected.append(
-                (f, "unsupported_file_format",
-                 "file extension not supported: use .json/.jsonl (JSON lines) or .csv, optionally with .gz/.gzip (seed 000 §2, §3.4)")
-            )
-            continue
-        previous = manifest.get((f.tenant_id, f.source_file))
-        if previous is not None and previous.get("status") == "processed" and _same_version(f, previous):
-            plan.skipped.append(f)
-            continue
-        if previous is not None:
-            plan.changed.append(f)
-        plan.to_read.append(f)
-    return plan
-
-
-def read_manifest(engine: DeltaEngine, config: FeedlakeConfig, tenants: Sequence[str]) -> dict[tuple[str, str], dict]:
-    rows = engine.read(config.table("ingest_files"), tenants or None).collect()
-    return {(r["tenant_id"], r["source_file"]): r.asDict() for r in rows}
 
 
 def with_sequence(records: DataFrame, stream: StreamSpec) -> DataFrame:
@@ -357,20 +310,23 @@ class Ingest:
         return source, self.engine.merge(table, source, plan_for(table, tenant))
 
     def _write_quarantine(self, parts: list[DataFrame], plan: FilePlan) -> None:
+        """Replace the quarantine rows of changed files, then add this run's: one commit each for all tenants."""
         table = self.config.table("quarantine")
-        changed: dict[str, list[str]] = defaultdict(list)
-        for f in plan.changed:
-            changed[f.tenant_id].append(f.source_file)
-        for tenant, paths in sorted(changed.items()):
-            files = ", ".join(sql_literal(p) for p in paths)
-            self.engine.delete(table, f"{tenant_predicate([tenant])} AND source_file IN ({files})")
+        if plan.changed:
+            # The changed files as rows of a keys DataFrame, matched by a MERGE ... DELETE (no path in SQL text).
+            keys = self.spark.createDataFrame(
+                [(f.tenant_id, f.source_file) for f in plan.changed], "tenant_id STRING, source_file STRING"
+            )
+            tenants = sorted({f.tenant_id for f in plan.changed})
+            self.engine.delete_matching(table, keys, delete_plan(table, ["tenant_id", "source_file"], tenants))
         rows = parts[0]
         for part in parts[1:]:
             rows = rows.unionByName(part)
-        rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
-        for tenant in sorted({s.tenant_id for s in self.report.streams if s.quarantined}):
-            self.engine.merge(table, rows.where(F.col("tenant_id") == tenant), plan_for(table, tenant))
-        rows.unpersist()
+        tenants = sorted({s.tenant_id for s in self.report.streams if s.quarantined})
+        if tenants:
+            rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+            self.engine.merge(table, rows, plan_for(table, tenants))
+            rows.unpersist()
         for df in self._cached:
             df.unpersist()
 
@@ -391,10 +347,7 @@ class Ingest:
             )
         if not rows:
             return
-        df = self.spark.createDataFrame(rows, table.ddl).persist()
-        for tenant in sorted({r[0] for r in rows}):
-            self.engine.merge(table, df.where(F.col("tenant_id") == tenant), plan_for(table, tenant))
-        df.unpersist()
+        self.engine.merge(table, self.spark.createDataFrame(rows, table.ddl), plan_for(table, {r[0] for r in rows}))
 
 
 def processing_order(config: FeedlakeConfig, names: Iterable[str]) -> list[str]:
