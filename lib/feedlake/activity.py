@@ -23,14 +23,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.config import FeedlakeConfig, StreamSpec
-from feedlake.merge import sql_literal
 from feedlake.pipeline import Ingest, IngestHook
 from feedlake.slices import Slices, iso_week, monday, replace_slices, upsert_rows, utc_day
 
 log = logging.getLogger("feedlake.activity")
 
 TABLE = "activity_weekly"
-IN_CHUNK = 1000
 
 
 def activity_weekly(events: DataFrame, links: DataFrame) -> DataFrame:
@@ -78,7 +76,7 @@ class ActivityHook(IngestHook):
         if table == "contact_events":
             self.refresh(job, tenant_id, event_weeks(source))
         elif table == "contact_accounts":
-            self._repoint(job, tenant_id, sorted({r["contact_key"] for r in source.select("contact_key").collect()}))
+            self._repoint(job, tenant_id, source.select("tenant_id", "contact_key").distinct())
 
     def refresh(self, job: Ingest, tenant_id: str, weeks: list[date]) -> None:
         """Recompute the activity of ``weeks`` from the stored events of those weeks."""
@@ -87,9 +85,11 @@ class ActivityHook(IngestHook):
         config, engine = job.config, job.engine
         events = engine.read(
             config.table("contact_events"), [tenant_id],
-            where=Slices.of_weeks("event_timestamp", weeks, unix_seconds=True).sql(),
+            within=Slices.of_weeks("event_timestamp", weeks, unix_seconds=True),
         )
-        links = engine.read(config.table("contact_accounts"), [tenant_id])
+        # Only the links of the contacts active in those weeks (a semi-join, not the tenant's whole table).
+        links = engine.read_matching(config.table("contact_accounts"), events.select("tenant_id", "contact_key"),
+                                     ["tenant_id", "contact_key"])
         write = replace_slices(
             engine, config.table(TABLE), tenant_id, activity_weekly(events, links), Slices.of_weeks("week_start", weeks)
         )
@@ -98,14 +98,15 @@ class ActivityHook(IngestHook):
         entry["writes"] = [*entry.get("writes", []), str(write)]
         log.info("activity %s: weeks %s recomputed: %s", tenant_id, [w.isoformat() for w in weeks], write)
 
-    def _repoint(self, job: Ingest, tenant_id: str, contacts: list[str]) -> None:
+    def _repoint(self, job: Ingest, tenant_id: str, contacts: DataFrame) -> None:
+        """Activity rows of the contacts whose account link changed → their new account (keys matched by join)."""
         config, engine = job.config, job.engine
         table = config.table(TABLE)
-        for start in range(0, len(contacts), IN_CHUNK):
-            in_list = ", ".join(sql_literal(c) for c in contacts[start:start + IN_CHUNK])
-            stored = engine.read(table, [tenant_id], where=f"contact_key IN ({in_list})")
-            links = engine.read(config.table("contact_accounts"), [tenant_id], where=f"contact_key IN ({in_list})")
-            write = upsert_rows(engine, table, tenant_id, reassigned(stored, links), stored)
-            if write.updated:
-                entry = job.report.extras.setdefault("activity", {}).setdefault(tenant_id, {})
-                entry["writes"] = [*entry.get("writes", []), f"{write} (contacts re-pointed to their account)"]
+        on = ["tenant_id", "contact_key"]
+        stored = engine.read_matching(table, contacts, on).persist()
+        links = engine.read_matching(config.table("contact_accounts"), contacts, on)
+        write = upsert_rows(engine, table, tenant_id, reassigned(stored, links), stored)
+        stored.unpersist()
+        if write.updated:
+            entry = job.report.extras.setdefault("activity", {}).setdefault(tenant_id, {})
+            entry["writes"] = [*entry.get("writes", []), f"{write} (contacts re-pointed to their account)"]

@@ -76,6 +76,9 @@ class TableSpec:
     profile: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # ``module:function`` adding columns derived after resolution (e.g. lifecycle_stage).
     derive: str = ""
+    # Delta table properties set when the table is created or migrated by either engine
+    # (e.g. ``delta.enableChangeDataFeed``, ``delta.dataSkippingStatsColumns``).
+    properties: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -162,10 +165,23 @@ def parse_tables(raw: Mapping[str, Any]) -> dict[str, TableSpec]:
         profile = {str(c): tuple(props) for c, props in (body.get("profile") or {}).items()}
         if any(c not in names for c in profile):
             raise ConfigError(f"table {name!r}: profile columns {sorted(profile)} must be declared columns")
+        properties = {str(k): _property_text(v) for k, v in (body.get("properties") or {}).items()}
+        if any(not k.startswith("delta.") for k in properties):
+            raise ConfigError(f"table {name!r}: properties {sorted(properties)} must be Delta table properties (delta.*)")
         tables[name] = TableSpec(
-            name, columns, key, policy, tuple(body.get("attributes") or ()), profile, str(body.get("derive", ""))
+            name, columns, key, policy, tuple(body.get("attributes") or ()), profile, str(body.get("derive", "")),
+            properties,
         )
     return tables
+
+
+def _property_text(value: Any) -> str:
+    """A table property value as Delta stores it (``true``/``false`` in lower case, lists comma-joined)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

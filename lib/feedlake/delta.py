@@ -7,19 +7,26 @@
   on the Spark classpath (EMR, Databricks, ``spark.jars.packages``); the MERGE runs on
   the executors.
 
-Both render the same :class:`feedlake.merge.MergePlan`, so merge semantics exist once.
-``engine: auto`` in conf picks delta-spark when the JVM classes load, else delta-rs.
+Both render the same :class:`feedlake.merge.MergePlan` (delta-spark as Column
+expressions, delta-rs as a predicate comparing ``s`` and ``t`` columns), so merge
+semantics exist once. Every data-driven delete is a MERGE against a DataFrame of keys
+(:meth:`DeltaEngine.delete_matching`) and every data-driven read a semi-join
+(:meth:`DeltaEngine.read_matching`): no record value, file name or header is ever
+rendered into SQL text (issue #11). ``engine: auto`` in conf picks delta-spark when
+the JVM classes load, else delta-rs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Protocol
 
 import pyarrow as pa
@@ -27,7 +34,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from feedlake.config import ConfigError, TableSpec
-from feedlake.merge import MergePlan, sql_literal
+from feedlake.merge import MergePlan, Ranges, render_column, render_sql
 from feedlake.session import delta_jvm_available
 
 log = logging.getLogger("feedlake.delta")
@@ -88,18 +95,29 @@ class DeltaEngine(Protocol):
 
     def ensure(self, table: TableSpec) -> object: ...
 
-    def read(self, table: TableSpec, tenants: Sequence[str] | None = None, where: str | None = None) -> DataFrame: ...
+    def read(self, table: TableSpec, tenants: Sequence[str] | None = None, within: Ranges | None = None) -> DataFrame:
+        """Rows of ``table`` (of ``tenants`` only, inside the slice ranges ``within``), files outside skipped."""
+        ...
+
+    def read_matching(self, table: TableSpec, keys: DataFrame, on: Sequence[str]) -> DataFrame:
+        """Stored rows whose ``on`` columns equal a row of ``keys`` (``on`` includes tenant_id): batch-sized reads."""
+        ...
 
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult: ...
 
-    def delete(self, table: TableSpec, predicate: str) -> int: ...
+    def delete_matching(self, table: TableSpec, keys: DataFrame, plan: MergePlan) -> int:
+        """Delete the stored rows matched by a row of ``keys`` under a :func:`feedlake.merge.delete_plan`."""
+        ...
 
     def version(self, table: TableSpec) -> int | None: ...
 
+    def vacuum(self, table: TableSpec, retention_hours: int, purge: bool = False) -> int | None:
+        """Remove data files no version younger than ``retention_hours`` needs; ``purge`` allows 0 hours."""
+        ...
 
-def tenant_predicate(tenants: Sequence[str], column: str = "tenant_id") -> str:
-    """``tenant_id IN ('a', 'b')``: prunes partitions in both engines."""
-    return f"{column} IN ({', '.join(sql_literal(t) for t in tenants)})"
+    def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
+        """The Change Data Feed of versions ``start_version..end_version`` (``_change_type``, ``_commit_version``)."""
+        ...
 
 
 def _join_path(root: str, name: str) -> str:
@@ -174,6 +192,11 @@ class DeltaRsEngine:
                 existing.alter.add_columns([Field(n, PrimitiveType(_DELTA_TYPES[t]), nullable=True) for n, t in missing])
                 log.info("table %s: added columns %s (schema migration)", table.name, [n for n, _ in missing])
                 existing = self._open(table)
+            stale = missing_properties(table, existing.metadata().configuration)
+            if stale:
+                existing.alter.set_table_properties(stale, raise_if_not_exists=False)
+                log.info("table %s: set properties %s (migration)", table.name, stale)
+                existing = self._open(table)
             return existing
         if not self.remote:
             os.makedirs(self.table_path(table), exist_ok=True)
@@ -183,35 +206,59 @@ class DeltaRsEngine:
             mode="ignore",
             partition_by=["tenant_id"],
             name=table.name,
+            configuration=dict(table.properties) or None,
             storage_options=self.storage_options,
         )
 
-    def read_arrow(self, table: TableSpec, tenants: Sequence[str] | None = None, where: str | None = None) -> pa.Table:
-        """Rows of ``table`` (optionally of ``tenants`` only and matching the SQL predicate ``where``)."""
+    def _dataset(self, table: TableSpec, tenants: Sequence[str] | None):
         dt = self._open(table)
-        schema = arrow_schema(table)
         if dt is None:
+            return None
+        partitions = [("tenant_id", "in", list(tenants))] if tenants else None
+        # Fragments carry their partition values and min/max statistics: filters skip files.
+        return dt.to_pyarrow_dataset(partitions=partitions)
+
+    def read_arrow(self, table: TableSpec, tenants: Sequence[str] | None = None, within: Ranges | None = None) -> pa.Table:
+        """Rows of ``table`` as Arrow (optionally of ``tenants`` only and inside ``within``)."""
+        schema = arrow_schema(table)
+        if tenants is not None and not tenants:
             return schema.empty_table()
-        if where:
-            from deltalake import QueryBuilder
+        data = self._dataset(table, tenants)
+        if data is None:
+            return schema.empty_table()
+        found = data.to_table(filter=arrow_filter(within) if within is not None else None)
+        return found.select(schema.names).cast(schema)
 
-            # DataFusion SQL: the predicate skips files by their min/max statistics, so
-            # reading a slice costs the slice, not the table (issue #4).
-            scope = f"{tenant_predicate(tenants)} AND ({where})" if tenants else where
-            reader = QueryBuilder().register("t", dt).execute(f"SELECT * FROM t WHERE {scope}")
-            return pa.RecordBatchReader.from_stream(reader).read_all().select(schema.names).cast(schema)
-        filters = [("tenant_id", "in", list(tenants))] if tenants else None
-        return dt.to_pyarrow_table(filters=filters).select(schema.names).cast(schema)
+    def read(self, table: TableSpec, tenants: Sequence[str] | None = None, within: Ranges | None = None) -> DataFrame:
+        return self._frame(table, self.read_arrow(table, tenants, within))
 
-    def read(self, table: TableSpec, tenants: Sequence[str] | None = None, where: str | None = None) -> DataFrame:
-        data = self.read_arrow(table, tenants, where)
+    def _frame(self, table: TableSpec, data: pa.Table) -> DataFrame:
         if data.num_rows == 0:
             return self.spark.createDataFrame([], table.ddl)
         return self.spark.createDataFrame(data).select(*table.column_names)
 
+    def read_matching(self, table: TableSpec, keys: DataFrame, on: Sequence[str]) -> DataFrame:
+        import pyarrow.compute as pc
+
+        wanted = keys.select(*on).distinct().toArrow()  # the batch's keys: batch-sized
+        tenants = sorted(set(wanted.column("tenant_id").to_pylist())) if wanted.num_rows else []
+        data = self._dataset(table, tenants) if tenants else None
+        if data is None:
+            return self._frame(table, arrow_schema(table).empty_table())
+        # A superset by column (bound values, no SQL text), then the exact semi-join.
+        narrowing = None
+        for column in on:
+            values = pc.unique(wanted.column(column).drop_null())
+            term = pc.field(column).isin(values)
+            narrowing = term if narrowing is None else narrowing & term
+        found = data.to_table(filter=narrowing)
+        schema = arrow_schema(table)
+        matched = found.join(wanted.cast(found.select(list(on)).schema), keys=list(on), join_type="left semi")
+        return self._frame(table, matched.select(schema.names).cast(schema))
+
     @contextmanager
-    def _arrow_source(self, table: TableSpec, source: DataFrame) -> Iterator[tuple[int, pa.RecordBatchReader]]:
-        """The rows to merge as a stream of Arrow batches in the table's schema, and their count.
+    def _arrow_source(self, frame: DataFrame, schema: pa.Schema) -> Iterator[tuple[int, pa.RecordBatchReader]]:
+        """``frame`` as a stream of Arrow batches in ``schema``, and its row count.
 
         With a local master (driver and executors share one disk) Spark writes the rows
         as Parquet into a staging folder that delta-rs then reads batch by batch, so a
@@ -219,18 +266,17 @@ class DeltaRsEngine:
         in Python (``DataFrame.toArrow`` buffers every task result in the driver: 2 M
         events from one gzip file ran the 4 GiB driver out of memory, and PySpark then
         waits forever for the stream). Elsewhere (a cluster, whose executors write to
-        their own disks) the rows are collected with ``toArrow``; large backfills there
-        are bounded by ``backfill.chunk_*`` or run on delta-spark.
+        their own disks) the rows are collected with ``toArrow``; large batches there
+        belong on delta-spark.
         """
-        schema = arrow_schema(table)
-        frame = source.select(*table.column_names)
+        frame = frame.select(*schema.names)
         if not self.stage_locally:
             data = frame.toArrow().cast(schema)
             yield data.num_rows, pa.RecordBatchReader.from_batches(schema, data.to_batches())
             return
         import pyarrow.dataset as ds
 
-        folder = tempfile.mkdtemp(prefix=f"feedlake-merge-{table.name}-")
+        folder = tempfile.mkdtemp(prefix="feedlake-merge-")
         try:
             frame.write.mode("overwrite").parquet(folder)
             staged = ds.dataset(folder, format="parquet")  # _SUCCESS and .crc files are ignored
@@ -240,12 +286,16 @@ class DeltaRsEngine:
             shutil.rmtree(folder, ignore_errors=True)
 
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
-        with self._arrow_source(table, source) as (rows, data):
+        with self._arrow_source(source, arrow_schema(table)) as (rows, data):
             if rows == 0:
                 return MergeResult()
             dt = self.ensure(table)
-            merger = dt.merge(source=data, predicate=plan.on, source_alias="s", target_alias="t")
-            merger = merger.when_matched_update_all(predicate=plan.update_when)
+            predicate, update_when = render_sql(plan)
+            merger = dt.merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
+            if plan.matched == "delete":
+                merger = merger.when_matched_delete()
+            elif plan.matched != "ignore":
+                merger = merger.when_matched_update_all(predicate=update_when)
             if plan.insert:
                 merger = merger.when_not_matched_insert_all()
             metrics = merger.execute()
@@ -255,28 +305,60 @@ class DeltaRsEngine:
             deleted=int(metrics.get("num_target_rows_deleted", 0)),
         )
 
-    def delete(self, table: TableSpec, predicate: str) -> int:
-        dt = self._open(table)
-        if dt is None:
+    def delete_matching(self, table: TableSpec, keys: DataFrame, plan: MergePlan) -> int:
+        if plan.matched != "delete" or plan.insert:
+            raise ValueError("delete_matching takes a feedlake.merge.delete_plan")
+        if self._open(table) is None:
             return 0
-        return int(dt.delete(predicate).get("num_deleted_rows", 0))
+        columns = list(dict.fromkeys([*plan.on, *(b for _, b in plan.differ)]))
+        schema = spark_arrow_schema(keys.select(*columns))
+        with self._arrow_source(keys.select(*columns).distinct(), schema) as (rows, data):
+            if rows == 0:
+                return 0
+            predicate, _ = render_sql(plan)
+            metrics = (
+                self.ensure(table).merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
+                .when_matched_delete()
+                .execute()
+            )
+        return int(metrics.get("num_target_rows_deleted", 0))
 
     def version(self, table: TableSpec) -> int | None:
         dt = self._open(table)
         return None if dt is None else dt.version()
 
+    def vacuum(self, table: TableSpec, retention_hours: int, purge: bool = False) -> int | None:
+        dt = self._open(table)
+        if dt is None:
+            return 0
+        # enforce_retention_duration=False only for an explicit purge, and only for this call.
+        removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=not purge)
+        return len(removed)
+
+    def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
+        dt = self._open(table)
+        if dt is None or start_version > dt.version():
+            return self.spark.createDataFrame([], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
+        reader = dt.load_cdf(starting_version=start_version, ending_version=end_version)
+        data = pa.RecordBatchReader.from_stream(reader).read_all()
+        wanted = [*table.column_names, "_change_type", "_commit_version"]
+        if data.num_rows == 0:
+            return self.spark.createDataFrame([], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
+        return self.spark.createDataFrame(data.select(wanted)).select(*wanted)
+
 
 class DeltaSparkEngine:
-    """Delta tables through delta-spark's ``DeltaTable`` API (JVM jar required)."""
+    """Delta tables through delta-spark's ``DeltaTable`` API (JVM jar required): MERGEs run on the executors."""
 
     name = "delta-spark"
 
     def __init__(self, spark: SparkSession, warehouse: str):
         self.spark = spark
         self.warehouse = warehouse
+        self._known: set[str] = set()
 
     def table_path(self, table: TableSpec) -> str:
-        return _join_path(self.warehouse, table.name)
+        return spark_path(_join_path(self.warehouse, table.name))
 
     def _exists(self, table: TableSpec) -> bool:
         from delta.tables import DeltaTable
@@ -286,57 +368,103 @@ class DeltaSparkEngine:
     def ensure(self, table: TableSpec):
         from delta.tables import DeltaTable
 
+        path = self.table_path(table)
         if self._exists(table):
-            current = DeltaTable.forPath(self.spark, self.table_path(table)).toDF().columns
-            missing = missing_columns(table, current)
-            if missing:
-                columns = ", ".join(f"`{n}` {t}" for n, t in missing)
-                self.spark.sql(f"ALTER TABLE delta.`{self.table_path(table)}` ADD COLUMNS ({columns})")
-                log.info("table %s: added columns %s (schema migration)", table.name, [n for n, _ in missing])
-        return (
+            dt = DeltaTable.forPath(self.spark, path)
+            if path not in self._known:
+                missing = missing_columns(table, dt.toDF().columns)
+                if missing:
+                    dt.addColumns(self.spark.createDataFrame([], ", ".join(f"`{n}` {t}" for n, t in missing)).schema)
+                    log.info("table %s: added columns %s (schema migration)", table.name, [n for n, _ in missing])
+                stored = dt.detail().select("properties").first()["properties"] or {}
+                stale = missing_properties(table, stored)
+                if stale:
+                    self._set_properties(path, stale)
+                    log.info("table %s: set properties %s (migration)", table.name, stale)
+                self._known.add(path)
+            return dt
+        builder = (
             DeltaTable.createIfNotExists(self.spark)
-            .location(self.table_path(table))
+            .location(path)
             .addColumns(self.spark.createDataFrame([], table.ddl).schema)
             .partitionedBy("tenant_id")
-            .execute()
         )
+        for key, value in table.properties.items():
+            builder = builder.property(key, value)
+        self._known.add(path)
+        return builder.execute()
 
-    def read(self, table: TableSpec, tenants: Sequence[str] | None = None, where: str | None = None) -> DataFrame:
+    def _set_properties(self, path: str, properties: Mapping[str, str]) -> None:
+        # Property names and values come from conf/tables.yaml (checked: delta.* keys), never from data.
+        for key, value in properties.items():
+            if not _PROPERTY.fullmatch(key) or not _PROPERTY_VALUE.fullmatch(value):
+                raise ConfigError(f"table property {key}={value!r} is not a plain Delta property")
+        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+        self.spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+
+    def _load(self, table: TableSpec) -> DataFrame | None:
         if not self._exists(table):
+            return None
+        return self.spark.read.format("delta").load(self.table_path(table))
+
+    def read(self, table: TableSpec, tenants: Sequence[str] | None = None, within: Ranges | None = None) -> DataFrame:
+        df = self._load(table)
+        if df is None or (tenants is not None and not tenants):
             return self.spark.createDataFrame([], table.ddl)
-        df = self.spark.read.format("delta").load(self.table_path(table))
         if tenants:
             df = df.where(F.col("tenant_id").isin(list(tenants)))
-        if where:
-            df = df.where(F.expr(where))
+        if within is not None:
+            df = df.where(within.condition())
         return df.select(*table.column_names)
+
+    def read_matching(self, table: TableSpec, keys: DataFrame, on: Sequence[str]) -> DataFrame:
+        df = self._load(table)
+        if df is None:
+            return self.spark.createDataFrame([], table.ddl)
+        wanted = keys.select(*on).distinct()
+        # The tenant set as literals prunes partitions; the semi-join picks the keys (no SQL text).
+        tenants = [r["tenant_id"] for r in wanted.select("tenant_id").distinct().collect()]
+        scoped = df.where(F.col("tenant_id").isin(tenants))
+        return scoped.join(wanted, on=list(on), how="left_semi").select(*table.column_names)
+
+    def _metrics(self, dt, operations: tuple[str, ...]) -> Mapping[str, str]:
+        last = dt.history(1).collect()[0]
+        return (last["operationMetrics"] or {}) if last["operation"] in operations else {}
 
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
         dt = self.ensure(table)
-        merger = dt.alias("t").merge(source.select(*table.column_names).alias("s"), plan.on)
-        merger = merger.whenMatchedUpdateAll(condition=plan.update_when)
+        condition, update_when = render_column(plan)
+        merger = dt.alias("t").merge(source.select(*table.column_names).alias("s"), condition)
+        if plan.matched == "delete":
+            merger = merger.whenMatchedDelete()
+        elif plan.matched != "ignore":
+            merger = merger.whenMatchedUpdateAll(condition=update_when)
         if plan.insert:
             merger = merger.whenNotMatchedInsertAll()
+        before = dt.history(1).select("version").collect()[0][0]
         merger.execute()
-        last = dt.history(1).collect()[0]
-        if last["operation"] != "MERGE":
+        if dt.history(1).select("version").collect()[0][0] == before:
             return MergeResult()
-        metrics = last["operationMetrics"] or {}
+        metrics = self._metrics(dt, ("MERGE",))
         return MergeResult(
             inserted=int(metrics.get("numTargetRowsInserted", 0)),
             updated=int(metrics.get("numTargetRowsUpdated", 0)),
             deleted=int(metrics.get("numTargetRowsDeleted", 0)),
         )
 
-    def delete(self, table: TableSpec, predicate: str) -> int:
-        from delta.tables import DeltaTable
-
+    def delete_matching(self, table: TableSpec, keys: DataFrame, plan: MergePlan) -> int:
+        if plan.matched != "delete" or plan.insert:
+            raise ValueError("delete_matching takes a feedlake.merge.delete_plan")
         if not self._exists(table):
             return 0
-        dt = DeltaTable.forPath(self.spark, self.table_path(table))
-        dt.delete(predicate)
-        metrics = dt.history(1).collect()[0]["operationMetrics"] or {}
-        return int(metrics.get("numDeletedRows", 0))
+        dt = self.ensure(table)
+        columns = list(dict.fromkeys([*plan.on, *(b for _, b in plan.differ)]))
+        condition, _ = render_column(plan)
+        before = dt.history(1).select("version").collect()[0][0]
+        dt.alias("t").merge(keys.select(*columns).distinct().alias("s"), condition).whenMatchedDelete().execute()
+        if dt.history(1).select("version").collect()[0][0] == before:
+            return 0
+        return int(self._metrics(dt, ("MERGE",)).get("numTargetRowsDeleted", 0))
 
     def version(self, table: TableSpec) -> int | None:
         from delta.tables import DeltaTable
@@ -344,6 +472,75 @@ class DeltaSparkEngine:
         if not self._exists(table):
             return None
         return int(DeltaTable.forPath(self.spark, self.table_path(table)).history(1).collect()[0]["version"])
+
+    def vacuum(self, table: TableSpec, retention_hours: int, purge: bool = False) -> int | None:
+        from delta.tables import DeltaTable
+
+        if not self._exists(table):
+            return 0
+        check = "spark.databricks.delta.retentionDurationCheck.enabled"
+        previous = self.spark.conf.get(check, "true")
+        if purge:
+            self.spark.conf.set(check, "false")  # this call only: restored below
+        try:
+            DeltaTable.forPath(self.spark, self.table_path(table)).vacuum(float(retention_hours))
+        finally:
+            self.spark.conf.set(check, previous)
+        return None  # delta-spark reports the count in its log, not to the caller
+
+    def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
+        current = self.version(table)
+        if current is None or start_version > current:
+            return self.spark.createDataFrame([], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
+        reader = self.spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", start_version)
+        if end_version is not None:
+            reader = reader.option("endingVersion", end_version)
+        return reader.load(self.table_path(table)).select(*table.column_names, "_change_type", "_commit_version")
+
+
+_PROPERTY = re.compile(r"delta\.[A-Za-z0-9_.]+")
+_PROPERTY_VALUE = re.compile(r"[A-Za-z0-9_.,: -]*")
+
+
+def missing_properties(table: TableSpec, stored: Mapping[str, str] | None) -> dict[str, str]:
+    """Declared table properties a stored table lacks or holds with another value."""
+    have = dict(stored or {})
+    return {k: v for k, v in table.properties.items() if have.get(k) != v}
+
+
+def spark_path(path: str) -> str:
+    """A warehouse path as Spark's Hadoop file systems name it: ``s3://`` → ``s3a://`` (S3A, hadoop-aws)
+    except where the platform serves ``s3://`` itself (EMRFS, Databricks)."""
+    if path.startswith("s3://") and not _platform_s3():
+        return "s3a://" + path[len("s3://"):]
+    return path
+
+
+def _platform_s3() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ or os.path.isdir("/usr/share/aws/emr/emrfs")
+
+
+def spark_arrow_schema(frame: DataFrame) -> pa.Schema:
+    """The Arrow schema of a DataFrame's Spark schema (timestamps in UTC)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(frame.schema, timestamp_utc=True)
+
+
+def arrow_filter(ranges: Ranges):
+    """:class:`feedlake.merge.Ranges` as a pyarrow dataset expression (bound values, no SQL text)."""
+    import pyarrow.compute as pc
+
+    column = pc.field(ranges.column)
+    out = pc.scalar(False)
+    for lo, hi in ranges.ranges:
+        if ranges.unix_seconds:
+            low = pa.scalar(int(datetime(lo.year, lo.month, lo.day, tzinfo=timezone.utc).timestamp()), pa.int64())
+            high = pa.scalar(int(datetime(hi.year, hi.month, hi.day, tzinfo=timezone.utc).timestamp()), pa.int64())
+        else:
+            low, high = pa.scalar(lo, pa.date32()), pa.scalar(hi, pa.date32())
+        out = out | ((column >= low) & (column < high))
+    return out
 
 
 def make_engine(

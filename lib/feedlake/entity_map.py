@@ -28,7 +28,7 @@ say, 'this account in Salesforce is this user group in the product'."
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -37,12 +37,11 @@ from feedlake.config import StreamSpec, TableSpec
 from feedlake.contracts import field_text
 from feedlake.dedupe import _COL, _PROP, latest_per_key, resolve_attributes
 from feedlake.mappers import lineage, parse_properties
-from feedlake.merge import plan_for, sql_literal
+from feedlake.merge import delete_plan, plan_for
 from feedlake.pipeline import Ingest, IngestHook
 from feedlake.profiles import profile_columns
 
 log = logging.getLogger("feedlake.entity_map")
-PAIRS_PER_DELETE = 200
 
 
 def entity_map_rows(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame]:
@@ -81,12 +80,6 @@ def stored_entity_map(stored: Mapping[str, DataFrame]) -> DataFrame:
         return stored["entity_map"]
     except KeyError:
         raise KeyError("a stream resolving account ids must declare `reads: [entity_map]` in conf/streams.yaml") from None
-
-
-def _pairs_predicate(tenant_id: str, pairs: Sequence[tuple[str, str]]) -> str:
-    """SQL: the tenant's ``accounts`` rows of any ``(source_system, account_key)`` pair."""
-    ors = " OR ".join(f"(source_system = {sql_literal(a)} AND account_key = {sql_literal(b)})" for a, b in pairs)
-    return f"tenant_id = {sql_literal(tenant_id)} AND ({ors})"
 
 
 def _under_source_ids(stored: DataFrame, mappings: DataFrame, id_column: str) -> DataFrame:
@@ -143,18 +136,17 @@ class EntityMapHook(IngestHook):
     def after_merge(self, job: Ingest, tenant_id: str, stream: StreamSpec, table: str, source: DataFrame) -> None:
         if table != "entity_map":
             return
-        keys = source.select("source_system", "source_id").distinct()
         # The mappings now stored for the keys of this batch (a batch row older than the stored one lost its MERGE).
-        mappings = (
-            job.engine.read(job.config.table("entity_map"), [tenant_id])
-            .join(keys, on=["source_system", "source_id"], how="inner")
-            .select("tenant_id", "source_system", "source_id", "account_key")
-        )
+        keys = source.select("tenant_id", "source_system", "source_id").distinct()
+        mappings = job.engine.read_matching(
+            job.config.table("entity_map"), keys, ["tenant_id", "source_system", "source_id"]
+        ).select("tenant_id", "source_system", "source_id", "account_key").persist()
         moved = {}
         if "account_events" in job.config.tables:
             moved["account_events"] = self.move_events(job, tenant_id, mappings)
         if "accounts" in job.config.tables:
             moved["accounts"] = self.move_accounts(job, tenant_id, mappings)
+        mappings.unpersist()
         if any(moved.values()):
             job.report.extras.setdefault("entity_map_moved", {})[tenant_id] = moved
             log.info("entity_map %s: rows moved to canonical accounts: %s", tenant_id, moved)
@@ -162,36 +154,40 @@ class EntityMapHook(IngestHook):
     def move_events(self, job: Ingest, tenant_id: str, mappings: DataFrame) -> int:
         """``account_events`` of a mapped ``(source_system, source_account_id)`` → the canonical key."""
         table = job.config.table("account_events")
-        affected = _under_source_ids(job.engine.read(table, [tenant_id]), mappings, "source_account_id").persist()
-        moves = sorted({(r["source_system"], r["source_account_id"], r["_canonical"]) for r in affected.collect()})
-        if moves:
+        on = ["tenant_id", "source_system", "source_account_id"]
+        stored = job.engine.read_matching(table, mappings.withColumnRenamed("source_id", "source_account_id"), on)
+        affected = _under_source_ids(stored, mappings, "source_account_id").persist()
+        count = affected.count()
+        if count:
             rows = affected.select(*[F.col("_canonical" if c == "account_key" else c).alias(c) for c in table.column_names])
             job.engine.merge(table, latest_per_key(rows, table.key), plan_for(table, tenant_id))
-            # Then drop the rows left under the old key (the merge kept the newer row where both existed).
-            for start in range(0, len(moves), PAIRS_PER_DELETE):
-                ors = " OR ".join(
-                    f"(source_system = {sql_literal(system)} AND source_account_id = {sql_literal(source_id)} "
-                    f"AND account_key <> {sql_literal(canonical)})"
-                    for system, source_id, canonical in moves[start : start + PAIRS_PER_DELETE]
-                )
-                job.engine.delete(table, f"tenant_id = {sql_literal(tenant_id)} AND ({ors})")
-        count = affected.count()
+            # Then drop the rows left under the old key (the merge kept the newer row where both existed):
+            # a MERGE ... DELETE against the moves themselves, so no id is rendered as SQL text.
+            moves = affected.select(*on, "_canonical").distinct()
+            plan = delete_plan(table, on, [tenant_id], differ=[("account_key", "_canonical")])
+            job.engine.delete_matching(table, moves, plan)
         affected.unpersist()
         return count
 
     def move_accounts(self, job: Ingest, tenant_id: str, mappings: DataFrame) -> int:
         """``accounts`` rows keyed by a mapped source id (of that source system) → merged into the canonical one."""
         table = job.config.table("accounts")
-        stored = job.engine.read(table, [tenant_id])
+        under_source = mappings.select("tenant_id", F.col("source_id").alias("account_key"))
+        stored = job.engine.read_matching(table, under_source, ["tenant_id", "account_key"])
         affected = _under_source_ids(stored, mappings, "account_key").persist()
-        pairs = sorted({(r["source_system"], r["account_key"]) for r in affected.collect()})
-        if pairs:
+        pairs = affected.select("tenant_id", "source_system", "account_key").distinct().persist()
+        moved = pairs.count()
+        if moved:
             incoming = attribute_cells(affected, table, "account_key", "_canonical")
+            canonical = job.engine.read_matching(
+                table, affected.select("tenant_id", F.col("_canonical").alias("account_key")), ["tenant_id", "account_key"]
+            )
             merged = resolve_attributes(
-                incoming, stored, table.key, table.attributes, table.column_names, derive=profile_columns(table)
+                incoming, canonical, table.key, table.attributes, table.column_names, derive=profile_columns(table)
             )
             job.engine.merge(table, merged, plan_for(table, tenant_id))
-            for start in range(0, len(pairs), PAIRS_PER_DELETE):
-                job.engine.delete(table, _pairs_predicate(tenant_id, pairs[start : start + PAIRS_PER_DELETE]))
+            plan = delete_plan(table, ["tenant_id", "source_system", "account_key"], [tenant_id])
+            job.engine.delete_matching(table, pairs, plan)
         affected.unpersist()
-        return len(pairs)
+        pairs.unpersist()
+        return moved

@@ -33,7 +33,6 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from feedlake.config import ConfigError, FeedlakeConfig, StreamSpec
-from feedlake.merge import sql_literal
 from feedlake.metrics import DEFAULT_KIND, MetricsSettings, TenantMetrics, parse_settings
 from feedlake.pipeline import Ingest, IngestHook
 from feedlake.slices import Slices, around, monday, replace_slices
@@ -43,7 +42,6 @@ log = logging.getLogger("feedlake.metrics")
 STREAM = "metrics"
 ENTITY_MAP = "entity_map"
 ENTITY_MAP_COLUMNS = ("source_system", "source_id", "account_key")
-IN_CHUNK = 1000
 
 
 def metric_cells(records: DataFrame) -> DataFrame:
@@ -198,12 +196,12 @@ class MetricsHook(IngestHook):
         config, engine = job.config, job.engine
         rules = self._rules(tenant_id)
         read = Slices.of_weeks("metric_date", around(weeks, before=1, after=1))
-        records = engine.read(config.table("metric_records"), [tenant_id], where=read.sql())
+        records = engine.read(config.table("metric_records"), [tenant_id], within=read)
         daily = daily_metrics(with_accounts(records, rules, self._mapping(job, tenant_id)), rules).persist()
         day_slices = Slices.of_weeks("metric_date", weeks)
         week_slices = Slices.of_weeks("week_start", around(weeks, after=1))
-        in_days = F.expr(day_slices.sql())
-        in_weeks = F.expr(week_slices.sql())
+        in_days = day_slices.condition()
+        in_weeks = week_slices.condition()
         writes = [
             replace_slices(engine, config.table("account_metrics"), tenant_id, daily.where(in_days), day_slices),
             replace_slices(
@@ -247,13 +245,9 @@ class MetricsHook(IngestHook):
         rules = self._rules(tenant_id)
         if rules.entity_map_source is None:
             return
-        ids = sorted({r["source_id"] for r in source.where(F.col("source_system") == rules.entity_map_source)
-                      .select("source_id").collect()})
-        weeks: set[date] = set()
-        table = job.config.table("metric_records")
-        for start in range(0, len(ids), IN_CHUNK):
-            in_list = ", ".join(sql_literal(i) for i in ids[start:start + IN_CHUNK])
-            records = job.engine.read(table, [tenant_id], where=f"source_id IN ({in_list})")
-            weeks.update(weeks_of(records, "metric_date"))
+        ids = source.where(F.col("source_system") == rules.entity_map_source).select("tenant_id", "source_id").distinct()
+        # The records of the remapped ids, matched by a semi-join (no id is rendered as SQL text).
+        records = job.engine.read_matching(job.config.table("metric_records"), ids, ["tenant_id", "source_id"])
+        weeks = set(weeks_of(records, "metric_date"))
         self.refresh(job, tenant_id, sorted(weeks))
 

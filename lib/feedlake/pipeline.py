@@ -22,11 +22,11 @@ from pyspark.sql import functions as F
 from feedlake.config import FeedlakeConfig, StreamSpec
 from feedlake.contracts import validate
 from feedlake.dedupe import resolve_attributes, sequence
-from feedlake.delta import DeltaEngine, tenant_predicate
+from feedlake.delta import DeltaEngine
 from feedlake.file_plan import FilePlan, plan_files, read_manifest
 from feedlake.landing import LandingFile, discover, landing_layouts
 from feedlake.mappers import mapper_for
-from feedlake.merge import plan_for, sql_literal
+from feedlake.merge import delete_plan, plan_for
 from feedlake.parsing import read_landing_files
 from feedlake.profiles import profile_columns
 from feedlake.report import RunReport, TableCounts, report_location, write_report
@@ -310,20 +310,23 @@ class Ingest:
         return source, self.engine.merge(table, source, plan_for(table, tenant))
 
     def _write_quarantine(self, parts: list[DataFrame], plan: FilePlan) -> None:
+        """Replace the quarantine rows of changed files, then add this run's: one commit each for all tenants."""
         table = self.config.table("quarantine")
-        changed: dict[str, list[str]] = defaultdict(list)
-        for f in plan.changed:
-            changed[f.tenant_id].append(f.source_file)
-        for tenant, paths in sorted(changed.items()):
-            files = ", ".join(sql_literal(p) for p in paths)
-            self.engine.delete(table, f"{tenant_predicate([tenant])} AND source_file IN ({files})")
+        if plan.changed:
+            # The changed files as rows of a keys DataFrame, matched by a MERGE ... DELETE (no path in SQL text).
+            keys = self.spark.createDataFrame(
+                [(f.tenant_id, f.source_file) for f in plan.changed], "tenant_id STRING, source_file STRING"
+            )
+            tenants = sorted({f.tenant_id for f in plan.changed})
+            self.engine.delete_matching(table, keys, delete_plan(table, ["tenant_id", "source_file"], tenants))
         rows = parts[0]
         for part in parts[1:]:
             rows = rows.unionByName(part)
-        rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
-        for tenant in sorted({s.tenant_id for s in self.report.streams if s.quarantined}):
-            self.engine.merge(table, rows.where(F.col("tenant_id") == tenant), plan_for(table, tenant))
-        rows.unpersist()
+        tenants = sorted({s.tenant_id for s in self.report.streams if s.quarantined})
+        if tenants:
+            rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+            self.engine.merge(table, rows, plan_for(table, tenants))
+            rows.unpersist()
         for df in self._cached:
             df.unpersist()
 
@@ -344,10 +347,7 @@ class Ingest:
             )
         if not rows:
             return
-        df = self.spark.createDataFrame(rows, table.ddl).persist()
-        for tenant in sorted({r[0] for r in rows}):
-            self.engine.merge(table, df.where(F.col("tenant_id") == tenant), plan_for(table, tenant))
-        df.unpersist()
+        self.engine.merge(table, self.spark.createDataFrame(rows, table.ddl), plan_for(table, {r[0] for r in rows}))
 
 
 def processing_order(config: FeedlakeConfig, names: Iterable[str]) -> list[str]:

@@ -7,11 +7,17 @@ session it did not build.
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+import re
 from collections.abc import Mapping
+from importlib import metadata
 from typing import Any
 
 from pyspark.sql import SparkSession
+
+log = logging.getLogger("feedlake.session")
 
 # Settings the transforms depend on, applied to every session (built or given).
 REQUIRED_SQL_CONF = {
@@ -27,29 +33,113 @@ DELTA_SPARK_CONF = {
 }
 
 
-def build_session(spark_conf: Mapping[str, Any], *, with_delta_jar: bool = False) -> SparkSession:
+def jvm_packages() -> list[str]:
+    """The Maven coordinates feedlake adds to a session it starts, pinned to what is installed.
+
+    * ``io.delta:delta-spark_<spark major.minor>_2.13:<delta-spark version>``: the JVM
+      half of the ``delta-spark`` pip package (requirements.txt pins both to one version);
+    * ``org.apache.hadoop:hadoop-aws:<Hadoop version>``: S3A, at exactly the Hadoop
+      version pyspark ships (``hadoop-client-api-<v>.jar``), so Spark reads ``s3a://``
+      (and ``s3://``, mapped to S3A) and delta-spark writes S3 warehouses.
+
+    >>> [p.split(":")[1] for p in jvm_packages()]
+    ['delta-spark_4.1_2.13', 'hadoop-aws']
+    """
+    import pyspark
+
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    packages = [f"io.delta:delta-spark_{spark_minor}_2.13:{metadata.version('delta-spark')}"]
+    hadoop = hadoop_version()
+    if hadoop:
+        packages.append(f"org.apache.hadoop:hadoop-aws:{hadoop}")
+    return packages
+
+
+def hadoop_version() -> str | None:
+    """The Hadoop version of the pyspark installation (from its bundled ``hadoop-client-api`` jar)."""
+    import pyspark
+
+    for jar in glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "hadoop-client-api-*.jar")):
+        found = re.search(r"hadoop-client-api-(\d+\.\d+\.\d+)\.jar$", jar)
+        if found:
+            return found.group(1)
+    return None
+
+
+def s3a_conf(endpoint_url: str | None = None) -> dict[str, str]:
+    """Hadoop S3A settings from the standard AWS environment (the same chain boto3 and delta-rs use).
+
+    ``s3://`` is served by S3A too, as EMR serves it with EMRFS. Credentials stay in the
+    environment (S3A's default provider chain reads ``AWS_ACCESS_KEY_ID``/..., profiles
+    and instance roles); only the endpoint of an S3-compatible server is passed on.
+    """
+    conf = {
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+    }
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = region
+    return conf
+
+
+def build_session(spark_conf: Mapping[str, Any], *, with_delta_jar: bool | None = None) -> SparkSession:
     """Build (or reuse) a SparkSession from the ``spark`` section of the job config.
 
-    ``with_delta_jar`` asks Spark to resolve the Delta Lake JVM package through
-    ``spark.jars.packages`` (needs a reachable Maven repository or a local Ivy cache).
+    Unless spark-submit launched the driver (its ``--packages``/``--jars`` and master
+    win), the session gets the pinned :func:`jvm_packages` through
+    ``spark.jars.packages``; Ivy resolves them from Maven Central once and then from its
+    local cache (``python -m feedlake.jars`` warms it, as ``.ci/run`` does).
+    ``spark.resolve_packages: false`` (or ``with_delta_jar=False``) starts without them:
+    delta-rs only, no S3A. Python workers run this very interpreter (``sys.executable``)
+    for a local master, so a venv's ``feedlake`` works without activating the venv.
     """
+    import sys
+
     builder = SparkSession.builder.appName(str(spark_conf.get("app_name", "feedlake")))
     master = spark_conf.get("master")
     submitted = launched_by_spark_submit()
     if master and not submitted:
         builder = builder.master(str(master))
+        if str(master).startswith("local"):
+            builder = builder.config("spark.pyspark.python", sys.executable).config(
+                "spark.pyspark.driver.python", sys.executable
+            )
+    packages = spark_conf.get("resolve_packages", True) if with_delta_jar is None else with_delta_jar
+    if not submitted:
+        for key, value in s3a_conf((spark_conf.get("s3a") or {}).get("endpoint")).items():
+            builder = builder.config(key, value)
     for key, value in (spark_conf.get("conf") or {}).items():
         builder = builder.config(str(key), str(value))
     for key, value in REQUIRED_SQL_CONF.items():
         builder = builder.config(key, value)
-    if with_delta_jar:
+    if packages and not submitted:
         for key, value in DELTA_SPARK_CONF.items():
             builder = builder.config(key, value)
-        if not submitted:
-            from delta import configure_spark_with_delta_pip
-
-            builder = configure_spark_with_delta_pip(builder)
-    return prepare_session(builder.getOrCreate(), spark_conf.get("session_conf"))
+        extra = [str(p) for p in spark_conf.get("extra_packages") or ()]
+        builder = builder.config("spark.jars.packages", ",".join([*jvm_packages(), *extra]))
+    elif packages and submitted:
+        for key, value in DELTA_SPARK_CONF.items():
+            builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # PySparkRuntimeError: the JVM exited, e.g. Ivy could not resolve offline
+        if not (packages and not submitted):
+            raise
+        log.warning(
+            "Spark did not start with the JVM packages %s (%s): starting without them, so only the delta-rs "
+            "engine and no S3A are available. Resolve them once with internet: python -m feedlake.jars",
+            jvm_packages(), exc,
+        )
+        for key in ("spark.jars.packages", *DELTA_SPARK_CONF):
+            builder._options.pop(key, None)
+        session = builder.getOrCreate()
+    return prepare_session(session, spark_conf.get("session_conf"))
 
 
 def launched_by_spark_submit() -> bool:

@@ -21,17 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 
-import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.config import TableSpec
-from feedlake.delta import DeltaEngine, MergeResult, tenant_predicate
-from feedlake.merge import MergePlan, plan_for, sql_literal
+from feedlake.delta import DeltaEngine
+from feedlake.merge import WEEK, Ranges, delete_plan, plan_for
 
-WEEK = timedelta(days=7)
 DELETE_CHUNK = 500  # keys per DELETE predicate: keeps the SQL text small
 
 
@@ -50,56 +48,13 @@ def iso_week(week_start: Column) -> Column:
     return F.format_string("%04d-W%02d", F.year(F.date_add(week_start, 3)), F.weekofyear(week_start))
 
 
-def week_ranges(weeks: Iterable[date]) -> list[tuple[date, date]]:
-    """Consecutive Mondays merged into half-open ``[first Monday, Monday after last)`` ranges.
-
-    >>> week_ranges([date(2024, 3, 11), date(2024, 3, 4), date(2024, 4, 1)])
-    [(datetime.date(2024, 3, 4), datetime.date(2024, 3, 18)), (datetime.date(2024, 4, 1), datetime.date(2024, 4, 8))]
-    """
-    ranges: list[tuple[date, date]] = []
-    for week in sorted(set(weeks)):
-        if ranges and ranges[-1][1] == week:
-            ranges[-1] = (ranges[-1][0], week + WEEK)
-        else:
-            ranges.append((week, week + WEEK))
-    return ranges
-
-
 def around(weeks: Iterable[date], before: int = 0, after: int = 0) -> set[date]:
     """The given weeks plus ``before`` weeks before and ``after`` weeks after each."""
     return {w + k * WEEK for w in weeks for k in range(-before, after + 1)}
 
 
-def date_literal(day: date) -> str:
-    return f"DATE '{day.isoformat()}'"
-
-
-def epoch_seconds(day: date) -> str:
-    return str(int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()))
-
-
-@dataclass(frozen=True)
-class Slices:
-    """Half-open ranges of one column, rendered as SQL for both Delta engines.
-
-    >>> Slices("metric_date", ((date(2024, 3, 4), date(2024, 3, 11)),)).sql("t.")
-    "(t.metric_date >= DATE '2024-03-04' AND t.metric_date < DATE '2024-03-11')"
-    """
-
-    column: str
-    ranges: tuple[tuple[date, date], ...]
-    unix_seconds: bool = False  # the column holds Unix seconds, not dates
-
-    @classmethod
-    def of_weeks(cls, column: str, weeks: Iterable[date], unix_seconds: bool = False) -> Slices:
-        return cls(column, tuple(week_ranges(weeks)), unix_seconds)
-
-    def sql(self, alias: str = "") -> str:
-        render = epoch_seconds if self.unix_seconds else date_literal
-        parts = [
-            f"({alias}{self.column} >= {render(lo)} AND {alias}{self.column} < {render(hi)})" for lo, hi in self.ranges
-        ]
-        return " OR ".join(parts) if parts else "FALSE"
+# The slice ranges of a derived table: one definition, in feedlake.merge (MERGE plans carry them).
+Slices = Ranges
 
 
 @dataclass(frozen=True)
@@ -113,30 +68,6 @@ class SliceWrite:
 
     def __str__(self) -> str:
         return f"{self.table} +{self.inserted} ~{self.updated} -{self.deleted}"
-
-
-def key_literal(value: object, dtype: str) -> str:
-    """A key value as a SQL literal of its declared column type."""
-    if value is None:
-        return "NULL"
-    if dtype == "date":
-        return date_literal(value)  # type: ignore[arg-type]
-    if dtype in ("bigint", "int", "double"):
-        return str(value)
-    return sql_literal(str(value))
-
-
-def key_predicate(table: TableSpec, rows: Sequence[dict]) -> str:
-    """``(k1 = .. AND k2 = ..) OR ...`` matching exactly the given key values."""
-    types = dict(table.columns)
-    terms = []
-    for row in rows:
-        parts = [
-            f"{k} IS NULL" if row[k] is None else f"{k} = {key_literal(row[k], types[k])}"
-            for k in table.key
-        ]
-        terms.append("(" + " AND ".join(parts) + ")")
-    return " OR ".join(terms)
 
 
 def slice_diff(fresh: DataFrame, stored: DataFrame, key: Sequence[str]) -> DataFrame:
@@ -160,22 +91,21 @@ def slice_diff(fresh: DataFrame, stored: DataFrame, key: Sequence[str]) -> DataF
 
 
 def _apply(engine: DeltaEngine, table: TableSpec, tenant_id: str, diff: DataFrame, slices: Slices | None) -> SliceWrite:
-    """Merge the ``upsert`` rows of a :func:`slice_diff`, then delete its ``delete`` keys."""
-    changes = diff.toArrow()  # the one Spark job of an update: slice-sized, so collected
-    actions = changes.column("_action")
-    upserts = changes.filter(pc.equal(actions, "upsert")).drop_columns(["_action"])
-    stale = changes.filter(pc.equal(actions, "delete")).select(list(table.key)).to_pylist()
-    plan = plan_for(table, tenant_id)
-    if slices is not None:
-        # The slice ranges as literals in the MERGE condition: files outside them are skipped.
-        plan = MergePlan(plan.table, f"{plan.on} AND ({slices.sql('t.')})", plan.update_when, plan.insert)
-    merged = MergeResult()
-    if upserts.num_rows:
-        merged = engine.merge(table, diff.sparkSession.createDataFrame(upserts), plan)
-    deleted = 0
-    scope = tenant_predicate([tenant_id]) + (f" AND ({slices.sql()})" if slices is not None else "")
-    for start in range(0, len(stale), DELETE_CHUNK):
-        deleted += engine.delete(table, f"{scope} AND ({key_predicate(table, stale[start:start + DELETE_CHUNK])})")
+    """Merge the ``upsert`` rows of a :func:`slice_diff`, then delete its ``delete`` keys.
+
+    Both are MERGEs against the diff itself (no key is rendered as SQL text, issue #11);
+    the slice ranges ride along as code-computed literals so files outside them are skipped.
+    """
+    diff = diff.persist()  # read by both MERGEs: computed once
+    try:
+        upserts = diff.where(F.col("_action") == "upsert").drop("_action")
+        merged = engine.merge(table, upserts, plan_for(table, tenant_id).with_within(slices))
+        stale = diff.where(F.col("_action") == "delete").select(*table.key)
+        deleted = engine.delete_matching(
+            table, stale, delete_plan(table, table.key, [tenant_id], within=slices, null_safe=True)
+        )
+    finally:
+        diff.unpersist()
     return SliceWrite(table.name, merged.inserted, merged.updated, deleted)
 
 
@@ -188,7 +118,7 @@ def replace_slices(
     them). Only new or changed rows are merged and only vanished rows deleted, so
     replacing a slice with what it already holds writes nothing.
     """
-    stored = engine.read(table, [tenant_id], where=slices.sql()).select(*table.column_names)
+    stored = engine.read(table, [tenant_id], within=slices).select(*table.column_names)
     return _apply(engine, table, tenant_id, slice_diff(rows.select(*table.column_names), stored, table.key), slices)
 
 

@@ -5,7 +5,7 @@ from chispa import assert_df_equality
 
 from feedlake.config import build_config
 from feedlake.delta import DeltaRsEngine
-from feedlake.merge import plan_for
+from feedlake.merge import UnsafeLiteralError, plan_for, render_sql
 
 TABLES = {
     "events": {
@@ -29,16 +29,21 @@ def tables():
 
 
 @pytest.mark.parametrize(
-    ("table", "tenant", "on", "update_when"),
+    ("table", "tenants", "on", "update_when"),
     [
-        ("events", "acme", "t.tenant_id = 'acme' AND t.`tenant_id` = s.`tenant_id` AND t.`k` = s.`k`", "s._seq >= t._seq"),
-        ("log", "o'brien", "t.tenant_id = 'o''brien' AND (t.`tenant_id` IS NOT DISTINCT FROM s.`tenant_id`) AND "
+        ("events", "acme", "t.tenant_id IN ('acme') AND t.`tenant_id` = s.`tenant_id` AND t.`k` = s.`k`", "s._seq >= t._seq"),
+        ("log", ["b", "a", "b"], "t.tenant_id IN ('a', 'b') AND (t.`tenant_id` IS NOT DISTINCT FROM s.`tenant_id`) AND "
          "(t.`f` IS NOT DISTINCT FROM s.`f`) AND (t.`line` IS NOT DISTINCT FROM s.`line`)", None),
     ],
 )
-def test_plans_render_policy_as_sql(tables, table, tenant, on, update_when):
-    plan = plan_for(tables[table], tenant)
-    assert (plan.on, plan.update_when) == (on, update_when)
+def test_plans_render_policy_as_sql(tables, table, tenants, on, update_when):
+    assert render_sql(plan_for(tables[table], tenants)) == (on, update_when)
+
+
+@pytest.mark.parametrize("tenant", ["o'brien", "a\\", "x') OR 1=1 --", "a b", "a\n", ""])
+def test_a_tenant_outside_the_id_pattern_is_never_rendered(tables, tenant):
+    with pytest.raises(UnsafeLiteralError):
+        plan_for(tables["events"], tenant)
 
 
 def test_row_policy_keeps_the_higher_sequence_whatever_the_order(spark, tmp_path, tables):

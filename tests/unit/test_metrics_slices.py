@@ -7,7 +7,7 @@ from chispa import assert_df_equality
 
 from feedlake.config import build_config
 from feedlake.delta import DeltaRsEngine
-from feedlake.slices import Slices, around, key_predicate, replace_slices
+from feedlake.slices import Slices, around, replace_slices
 
 TABLES = {
     "weekly": {
@@ -56,14 +56,14 @@ def test_replacing_a_slice_upserts_changes_deletes_vanished_rows_and_leaves_othe
     version = engine.version(table)
     again = replace_slices(engine, table, "t", w1, Slices.of_weeks("week_start", [W1]))
     assert (again.inserted, again.updated, again.deleted, engine.version(table)) == (0, 0, 0, version)
-    assert engine.read(table, ["t"], where=Slices.of_weeks("week_start", [W1]).sql()).count() == 1
+    assert engine.read(table, ["t"], within=Slices.of_weeks("week_start", [W1])).count() == 1
 
 
 def test_slice_read_skips_files_outside_the_ranges(spark, table_and_engine):
     table, engine = table_and_engine
-    got = engine.read(table, ["t"], where=Slices.of_weeks("week_start", [W3]).sql())
+    got = engine.read(table, ["t"], within=Slices.of_weeks("week_start", [W3]))
     assert got.count() == 0
-    got = engine.read(table, ["t"], where=Slices.of_weeks("week_start", around([W3], before=1)).sql())
+    got = engine.read(table, ["t"], within=Slices.of_weeks("week_start", around([W3], before=1)))
     assert sorted(r.account_key for r in got.collect()) == ["a", "c"]
 
 
@@ -73,9 +73,3 @@ def test_sql_renders_merged_ranges_and_unix_seconds():
         "(t.event_timestamp >= 1709510400 AND t.event_timestamp < 1710115200)"
     )
     assert Slices("d", ()).sql() == "FALSE"
-
-
-def test_key_predicate_quotes_each_type():
-    table = build_config({}, TABLES).table("weekly")
-    got = key_predicate(table, [{"tenant_id": "t", "account_key": "o'hara", "metric": None, "week_start": W1}])
-    assert got == "(tenant_id = 't' AND account_key = 'o''hara' AND metric IS NULL AND week_start = DATE '2024-03-04')"
