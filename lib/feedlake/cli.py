@@ -94,7 +94,7 @@ def session_for(config) :
     active = SparkSession.getActiveSession()
     if active is not None:
         return prepare_session(active, (config.job.get("spark") or {}).get("session_conf"))
-    return build_session(config.job.get("spark") or {}, with_delta_jar=config.job.get("engine") == "delta-spark")
+    return build_session(config.job.get("spark") or {})
 
 
 def storage_options(config) -> dict[str, str]:
