@@ -24,6 +24,7 @@ import pyspark
 import pytest
 
 from feedlake.bundle import build_bundle
+from feedlake.session import DELTA_SPARK_CONF, jvm_packages
 from tests.conftest import jsonl, read_table, run_cli, write_files
 from tests.integration.same_tables import assert_same_tables
 
@@ -130,11 +131,12 @@ def event_log(events_dir: Path) -> list[dict]:
     apps = list(events_dir.iterdir())
     assert len(apps) == 1, f"expected one application event log, found {apps}"
     parts = sorted(apps[0].glob("events_*")) if apps[0].is_dir() else [apps[0]]
-    wanted = ('"Event":"SparkListenerTaskEnd"', '"Event":"SparkListenerEnvironmentUpdate"')
+    wanted = ('"Event":"SparkListenerTaskEnd"', '"Event":"SparkListenerEnvironmentUpdate"', '"Event":"SparkListenerJobStart"')
     return [json.loads(line) for part in parts for line in part.read_text().splitlines() if line.startswith(wanted, 1)]
 
 
-def test_spark_submit_runs_on_two_executors(spark, tmp_path, standalone_cluster):
+def test_spark_submit_runs_on_two_executors_with_the_delta_spark_merge_on_executors(spark, tmp_path, standalone_cluster):
+    """spark-submit with delta-spark (issue #11): the MERGEs run as Spark jobs whose tasks ran on the executors."""
     master_url, env = standalone_cluster
     landing = cluster_landing(tmp_path / "landing")
     warehouse = tmp_path / "warehouse"
@@ -146,6 +148,9 @@ def test_spark_submit_runs_on_two_executors(spark, tmp_path, standalone_cluster)
         str(SPARK_HOME / "bin" / "spark-submit"),
         "--master", master_url,
         "--py-files", str(bundle),
+        # The pinned Delta + S3A packages, from the Ivy cache the install step warmed (python -m feedlake.jars).
+        "--packages", ",".join(jvm_packages()),
+        *[arg for key, value in DELTA_SPARK_CONF.items() for arg in ("--conf", f"{key}={value}")],
         "--driver-memory", "1g",
         "--conf", "spark.executor.memory=768m",
         "--conf", "spark.executor.cores=1",
@@ -159,6 +164,7 @@ def test_spark_submit_runs_on_two_executors(spark, tmp_path, standalone_cluster)
         str(REPO / "jobs" / "ingest.py"),
         # --profile local sets master local[2]: under spark-submit it must not win.
         "ingest", "--landing", str(landing), "--warehouse", str(warehouse), "--profile", "local",
+        "--engine", "delta-spark",
     ]
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -175,6 +181,23 @@ def test_spark_submit_runs_on_two_executors(spark, tmp_path, standalone_cluster)
     }
     assert "driver" not in executors
     assert len(executors) >= 2, f"tasks ran on executors {executors}"
+    assert "(engine delta-spark)" in done.stdout
+
+    # delta-spark's MERGE jobs (their descriptions name the operation) ran tasks on the executors.
+    merge_stages = {
+        stage
+        for e in log
+        if e["Event"] == "SparkListenerJobStart"
+        and "MERGE" in json.dumps(e.get("Properties") or {}).upper()
+        for stage in e["Stage IDs"]
+    }
+    assert merge_stages, "no MERGE job in the event log"
+    merge_executors = {
+        e["Task Info"]["Executor ID"]
+        for e in log
+        if e["Event"] == "SparkListenerTaskEnd" and e["Stage ID"] in merge_stages
+    }
+    assert merge_executors and "driver" not in merge_executors, f"MERGE tasks ran on {merge_executors}"
 
     # The same landing zone ingested in-process with local Spark gives the same tables.
     local = tmp_path / "warehouse-local"
