@@ -14,6 +14,9 @@ from feedlake.config import FeedlakeConfig, load_config
 TEST_SPARK_CONF = {
     "master": "local[2]",
     "app_name": "feedlake-tests",
+    # Both Delta engines run in this one session: the Delta and S3A jars come from the
+    # Ivy cache that the install step warmed (python -m feedlake.jars).
+    "resolve_packages": True,
     "conf": {
         "spark.sql.shuffle.partitions": "2",
         "spark.default.parallelism": "2",
@@ -27,7 +30,7 @@ TEST_SPARK_CONF = {
 
 @pytest.fixture(scope="session")
 def spark() -> SparkSession:
-    """The one SparkSession of the test run (local[2], UI off, 2 shuffle partitions)."""
+    """The one SparkSession of the test run (local[2], UI off, 2 shuffle partitions, Delta + S3A jars)."""
     from feedlake.session import build_session
 
     session = build_session(TEST_SPARK_CONF)

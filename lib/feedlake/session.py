@@ -110,7 +110,7 @@ def build_session(spark_conf: Mapping[str, Any], *, with_delta_jar: bool | None 
             builder = builder.config("spark.pyspark.python", sys.executable).config(
                 "spark.pyspark.driver.python", sys.executable
             )
-    packages = spark_conf.get("resolve_packages", True) if with_delta_jar is None else with_delta_jar
+    packages = bool(spark_conf.get("resolve_packages", True)) if with_delta_jar is None else with_delta_jar
     if not submitted:
         for key, value in s3a_conf((spark_conf.get("s3a") or {}).get("endpoint")).items():
             builder = builder.config(key, value)
@@ -140,6 +140,23 @@ def build_session(spark_conf: Mapping[str, Any], *, with_delta_jar: bool | None 
             builder._options.pop(key, None)
         session = builder.getOrCreate()
     return prepare_session(session, spark_conf.get("session_conf"))
+
+
+def wants_jvm_packages(job: Mapping[str, Any]) -> bool:
+    """Whether a run needs the JVM packages: ``spark.resolve_packages`` (``auto`` by default).
+
+    ``auto`` adds them when the run can use them: the delta-spark engine (``engine:
+    delta-spark``, or ``auto`` with a non-local master) or S3 objects read by Spark itself
+    (``s3.read_mode: direct``). The embedded default (local master, delta-rs, local or
+    spooled S3 landing) starts without them, so a first run needs no Maven download.
+    """
+    setting = (job.get("spark") or {}).get("resolve_packages", "auto")
+    if setting != "auto":
+        return bool(setting)
+    engine = str(job.get("engine", "auto"))
+    master = str((job.get("spark") or {}).get("master") or "")
+    read_mode = str((job.get("s3") or {}).get("read_mode", "auto"))
+    return engine == "delta-spark" or (engine == "auto" and not master.startswith("local")) or read_mode == "direct"
 
 
 def launched_by_spark_submit() -> bool:
