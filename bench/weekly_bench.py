@@ -167,10 +167,10 @@ def write_batch(history: Path, landing: Path, weeks: int, events_per_day: int, r
     return new_week
 
 
-def timed_update(spark, config, history: Path, landing: Path, run_dir: Path) -> tuple[float, float]:
+def timed_update(spark, config, history: Path, landing: Path, run_dir: Path, engine: str) -> tuple[float, float]:
     """Copy the history, ingest the batch; return (seconds in the derived-table hooks, seconds of the run)."""
     from feedlake.activity import ActivityHook
-    from feedlake.delta import DeltaRsEngine
+    from feedlake.delta import make_engine
     from feedlake.metric_rollup import MetricsHook
     from feedlake.pipeline import IngestHook, IngestRequest, run_ingest
 
@@ -178,16 +178,16 @@ def timed_update(spark, config, history: Path, landing: Path, run_dir: Path) -> 
         def __init__(self, inner: IngestHook):
             self.inner, self.seconds = inner, 0.0
 
-        def after_merge(self, job, tenant_id, stream, table, source):
+        def after_merge(self, *args, **kwargs):
             started = time.perf_counter()
-            self.inner.after_merge(job, tenant_id, stream, table, source)
+            self.inner.after_merge(*args, **kwargs)
             self.seconds += time.perf_counter() - started
 
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.copytree(history, run_dir)
     hooks = [Timed(MetricsHook(config)), Timed(ActivityHook(config))]
     started = time.perf_counter()
-    report = run_ingest(spark, config, DeltaRsEngine(spark, str(run_dir)), IngestRequest(str(landing), str(run_dir)), hooks)
+    report = run_ingest(spark, config, make_engine(spark, str(run_dir), engine), IngestRequest(str(landing), str(run_dir)), hooks)
     total = time.perf_counter() - started
     assert report.totals()["quarantined"] == 0, report.render()
     return sum(h.seconds for h in hooks), total
@@ -225,6 +225,37 @@ def slice_rows(spark, config, history: Path, weeks: int) -> int:
             + engine.read_arrow(config.table("metric_records"), [TENANT], records).num_rows)
 
 
+def report(spark, args, engine: str, scales, histories, landings, counts, work: Path) -> None:
+    """Time the same batch into each history size on one engine; print the table of medians."""
+    # Alternate the sizes so that load from other processes weighs on both alike.
+    samples: dict[int, dict[str, list[float]]] = {s: {"update": [], "run": [], "recompute": []} for s in scales}
+    from feedlake.config import load_config
+
+    config = load_config(None, {"engine": engine})
+    for attempt in range(args.repeat):
+        for scale in scales:
+            update, run = timed_update(spark, config, histories[scale], landings[scale], work / "run", engine)
+            recompute = full_recompute(spark, config, histories[scale])
+            for key, value in (("update", update), ("run", run), ("recompute", recompute)):
+                samples[scale][key].append(value)
+            print(f"   #{attempt + 1} {engine} {scale:>2}×: weekly update {update:.2f}s, whole run {run:.2f}s, "
+                  f"full recompute {recompute:.2f}s", flush=True)
+    results = {
+        scale: {**{k: statistics.median(v) for k, v in samples[scale].items()}, **counts[scale]}
+        for scale in scales
+    }
+    one, ten = results[1], results[10]
+    batch = args.batch_events + args.resent
+    print(f"\n[{engine}] same batch ({batch:,} events + {args.accounts} metric rows) into 1× and 10× history, "
+          f"median of {args.repeat}, cores: {spark.sparkContext.defaultParallelism}")
+    print(f"{'':34}{'1×':>10}{'10×':>10}{'10× / 1×':>10}")
+    for key, label in (("events", "history events"), ("slice_rows", "history rows the update reads")):
+        print(f"{label:34}{one[key]:>10,}{ten[key]:>10,}{ten[key] / one[key]:>10.1f}")
+    for key, label in (("update", "weekly update (hooks), s"), ("run", "whole ingest run, s"),
+                       ("recompute", "baseline: full recompute, s")):
+        print(f"{label:34}{one[key]:>10.2f}{ten[key]:>10.2f}{ten[key] / one[key]:>10.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weeks", type=int, default=26, help="weeks of history at 1× (10× has ten times as many)")
@@ -235,6 +266,8 @@ def main() -> None:
     parser.add_argument("--resent", type=int, default=100, help="events of the batch re-sent from the last history week")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="keep files here instead of a temp dir")
+    parser.add_argument("--engine", action="append", choices=("delta-rs", "delta-spark"), default=None,
+                        help="Delta engine(s) of the timed update (repeat to measure both in one run; default delta-rs)")
     args = parser.parse_args()
 
     from feedlake.config import load_config
@@ -242,7 +275,8 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="feedlake-weekly-bench-"))
     config = load_config(None, {"engine": "delta-rs"})
-    spark = build_session(config.job["spark"])
+    engines = args.engine or ["delta-rs"]
+    spark = build_session(config.job["spark"], with_delta_jar="delta-spark" in engines)
     spark.range(1000).selectExpr("sum(id)").collect()  # JVM warm-up, not measured
 
     scales = (1, 10)
@@ -259,31 +293,8 @@ def main() -> None:
         print(f"{scale:>2}× history: {weeks} weeks, {counts[scale]['events']:,} events, "
               f"{counts[scale]['metric_records']:,} metric records, written in {time.perf_counter() - started:.0f}s", flush=True)
 
-    # Alternate the sizes so that load from other processes weighs on both alike.
-    samples: dict[int, dict[str, list[float]]] = {s: {"update": [], "run": [], "recompute": []} for s in scales}
-    for attempt in range(args.repeat):
-        for scale in scales:
-            update, run = timed_update(spark, config, histories[scale], landings[scale], work / "run")
-            recompute = full_recompute(spark, config, histories[scale])
-            for key, value in (("update", update), ("run", run), ("recompute", recompute)):
-                samples[scale][key].append(value)
-            print(f"   #{attempt + 1} {scale:>2}×: weekly update {update:.2f}s, whole run {run:.2f}s, "
-                  f"full recompute {recompute:.2f}s", flush=True)
-    results = {
-        scale: {**{k: statistics.median(v) for k, v in samples[scale].items()}, **counts[scale]}
-        for scale in scales
-    }
-
-    one, ten = results[1], results[10]
-    batch = args.batch_events + args.resent
-    print(f"\nsame batch ({batch:,} events + {args.accounts} metric rows) into 1× and 10× history, "
-          f"median of {args.repeat}, cores: {spark.sparkContext.defaultParallelism}")
-    print(f"{'':34}{'1×':>10}{'10×':>10}{'10× / 1×':>10}")
-    for key, label in (("events", "history events"), ("slice_rows", "history rows the update reads")):
-        print(f"{label:34}{one[key]:>10,}{ten[key]:>10,}{ten[key] / one[key]:>10.1f}")
-    for key, label in (("update", "weekly update (hooks), s"), ("run", "whole ingest run, s"),
-                       ("recompute", "baseline: full recompute, s")):
-        print(f"{label:34}{one[key]:>10.2f}{ten[key]:>10.2f}{ten[key] / one[key]:>10.2f}")
+    for engine in engines:
+        report(spark, args, engine, scales, histories, landings, counts, work)
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 
