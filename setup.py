@@ -9,7 +9,11 @@ setup(
     python_requires=">=3.10",
     package_dir={"feedlake": "lib/feedlake", "feedlake.conf": "conf"},
     packages=["feedlake", "feedlake.conf"],
-    package_data={"feedlake.conf": ["*.yaml", "profiles/*.yaml", "quality/*.yaml"]},
+    package_data={
+        "feedlake.conf": ["*.yaml", "profiles/*.yaml", "quality/*.yaml"],
+        # Run report templates and the CSS/JS vendored for offline Data Docs, with their licenses (issue #16).
+        "feedlake": ["html/templates/*.j2", "html/vendor/**/*"],
+    },
     include_package_data=True,
     install_requires=[
         "pyspark>=4.1,<4.2",

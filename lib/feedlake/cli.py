@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--fail-on", choices=("critical", "warning"), default=None,
                           help="exit 3 when a quality expectation of this severity (or worse) failed in any chunk")
     _common(backfill)
+
+    report = sub.add_parser("report", help="rebuild the run history page WAREHOUSE/_reports/index.html and print its path")
+    report.add_argument("--warehouse", required=True, help="warehouse root (local or s3://)")
+    report.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    _common(report)
     return parser
 
 
@@ -122,6 +127,7 @@ def ingest_hooks(args: argparse.Namespace, config):
 def cmd_ingest(args: argparse.Namespace) -> int:
     from feedlake.delta import make_engine
     from feedlake.pipeline import IngestRequest, run_ingest
+    from feedlake.report_html import page_location
 
     config = load_job_config(args)
     # Built before the session: GX imports in the background while Spark starts (issue #5).
@@ -136,6 +142,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     )
     report = run_ingest(spark, config, engine, request, hooks=hooks)
     print(report.render())
+    print(f"run page: {page_location(args.warehouse, report.run_id)}")  # written by the run (issue #16)
     return gate.exit_code(args.fail_on)
 
 
@@ -187,10 +194,31 @@ def cmd_quality(args: argparse.Namespace) -> int:
     engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
     run = check_tables(spark, config, engine, quality, args.warehouse, new_run_id(datetime.now(timezone.utc)), args.table)
     print(run.summary())
+    print(f"run page: {run.page_path}")
     return run.exit_code(args.fail_on)
 
 
-COMMANDS = {"ingest": cmd_ingest, "quality": cmd_quality, "backfill": cmd_backfill}
+def cmd_report(args: argparse.Namespace) -> int:
+    """``feedlake report``: rebuild ``WAREHOUSE/_reports/index.html`` from the JSON reports (issue #16)."""
+    import os
+    import webbrowser
+    from pathlib import Path
+
+    from feedlake.report_html import write_index
+    from feedlake.storage import S3Settings
+
+    config = load_job_config(args)
+    remote = "://" in args.warehouse and not args.warehouse.startswith("file://")
+    if not remote and not os.path.isdir(args.warehouse.removeprefix("file://")):
+        raise ConfigError(f"--warehouse {args.warehouse!r}: no such folder")
+    path = write_index(args.warehouse, S3Settings.from_job(config.job))
+    print(path)
+    if args.open and not remote:
+        webbrowser.open(Path(path).as_uri())
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "quality": cmd_quality, "backfill": cmd_backfill, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

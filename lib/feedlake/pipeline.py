@@ -30,6 +30,7 @@ from feedlake.merge import delete_plan, plan_for
 from feedlake.parsing import read_landing_files
 from feedlake.profiles import profile_columns
 from feedlake.report import RunReport, TableCounts, report_location, write_report
+from feedlake.report_html import write_run_page
 from feedlake.storage import S3Access, S3Settings
 
 QUARANTINE_COLUMNS = (
@@ -174,6 +175,7 @@ class Ingest:
             self.report.extras["s3_landing_read"] = self.s3_access.summary()
         self.report.check()
         write_report(self.report, report_location(self.request.warehouse, self.report.run_id), s3=self.s3)
+        write_run_page(self.report, self.config, self.engine, self.s3)  # _reports/<run_id>.html + index (issue #16)
         return self.report
 
     def _batch_ids(self, plan: FilePlan) -> dict[tuple[str, str], str]:

@@ -46,7 +46,7 @@ from feedlake.config import ConfigError, FeedlakeConfig, StreamSpec, TableSpec
 from feedlake.delta import DeltaEngine
 from feedlake.merge import MergePlan, plan_for
 from feedlake.pipeline import IngestHook
-from feedlake.quality_context import ROW_COUNTS, QualityContext, preload_gx, quality_root
+from feedlake.quality_context import ROW_COUNTS, QualityContext, preload_gx
 from feedlake.quality_suites import GATE, TABLE, TENANT_SEPARATOR, ExpectationSpec, QualityConfig, TableQuality
 from feedlake.report import RunReport
 
@@ -173,6 +173,7 @@ class QualityRun:
     blocked: list[str] = field(default_factory=list)
     results_path: str | None = None
     docs_path: str | None = None
+    page_path: str | None = None  # WAREHOUSE/_reports/<run_id>.html (feedlake.report_html)
 
     def failed(self, severity: str | None = None) -> list[Outcome]:
         return [o for o in self.outcomes if not o.success and (severity is None or o.severity == severity)]
@@ -254,7 +255,7 @@ class QualityChecks:
         self.engine = engine
         self.quality = quality
         self.warehouse = warehouse
-        self.context = QualityContext(quality_root(warehouse, config.job))
+        self.context = QualityContext.for_warehouse(warehouse, config.job)
         self.run = QualityRun(run_id, datetime.now(timezone.utc))
         self.parameters = run_parameters(self.run.checked_at)
 
@@ -362,8 +363,17 @@ class QualityChecks:
         return {key: int(value) for key, value in latest["observed_value"].items()}
 
     def finish(self) -> QualityRun:
-        """Persist every outcome (Delta table, JSON) and build the Data Docs."""
+        """Persist every outcome (Delta table, JSON) and build the Data Docs.
+
+        A temporary GX project (remote warehouse, issue #13 item 7) publishes its Data
+        Docs to the warehouse and is removed here.
+        """
         self.run.docs_path = self.context.build_docs()
+        if self.context.temporary:
+            from feedlake.storage import S3Settings
+
+            self.run.docs_path = self.context.publish(self.warehouse, S3Settings.from_job(self.config.job))
+            self.context.close()
         self.run.results_path = results_location(self.warehouse, self.run.run_id)
         if self.run.outcomes:
             table = self.config.table(RESULTS_TABLE)
@@ -433,4 +443,10 @@ def check_tables(spark: SparkSession, config: FeedlakeConfig, engine: DeltaEngin
     """``feedlake quality``: the table checks alone, over all tenants, persisted like an ingest's."""
     checks = QualityChecks(spark, config, engine, quality, warehouse, run_id)
     checks.tables(None, tables)
-    return checks.finish()
+    run = checks.finish()
+    from feedlake.report_html import write_quality_page
+    from feedlake.storage import S3Settings
+
+    # The run's page beside the ingest runs' pages, and the run history (issue #16).
+    run.page_path = write_quality_page(run, warehouse, config.job, S3Settings.from_job(config.job))
+    return run

@@ -9,9 +9,24 @@ Layout (issue #5), for a local warehouse:
   store of validation results (JSON, under ``gx/uncommitted/validations``);
 * ``WAREHOUSE/_quality/data_docs/index.html``: the Data Docs site.
 
-A remote warehouse (``s3://``) keeps the GX project in a local folder
-(``quality.project_dir`` in ingest.yaml, else a folder under the system temp dir):
-GX's file stores and the Data Docs site builder write local files.
+A relative local warehouse (``--warehouse ./warehouse``) is made absolute first: GX
+resolves a relative store ``base_directory`` against its own ``gx/`` folder, which put
+the site under ``warehouse/_quality/gx/warehouse/_quality/data_docs`` while the report
+printed a path that did not exist (issue #13, item 9).
+
+A remote warehouse (``s3://``) keeps the GX project in a local folder: GX's file
+stores and the Data Docs site builder write local files. Unless ``quality.project_dir``
+names one, that folder is a fresh private temporary folder (``tempfile.mkdtemp``:
+a new unpredictable name, mode 0700, owned by the run's user) removed when the run's
+checks are finished (:meth:`QualityContext.close`), also when the process ends early.
+A predictable shared path such as ``/tmp/feedlake-quality/<hash>`` created with
+``exist_ok`` could be pre-created or swapped by another local user, and GX imports
+plugins from its project folder (issue #13, item 7). The Data Docs built in it are
+copied to ``WAREHOUSE/_quality/data_docs/`` before the folder is removed.
+
+Data Docs are made to render offline (issue #16): after each build the pages'
+CDN styles and scripts are rewritten to copies vendored in the package
+(:mod:`feedlake.data_docs_offline`).
 
 Why pandas and not GX on Spark: GX on Spark runs Spark jobs per metric; the gate
 validates one tenant's deduplicated batch, which crosses to pandas through Arrow in
@@ -28,12 +43,13 @@ this run's validation results and the index in one ``build_data_docs`` call.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -63,26 +79,69 @@ def preload_gx() -> None:
         _preload.start()
 
 
-def quality_root(warehouse: str, job: Mapping[str, Any]) -> str:
-    """Where the GX project and Data Docs of ``warehouse`` live (see module docstring)."""
+def is_remote(warehouse: str) -> bool:
+    """An object-store warehouse (``s3://``, ``s3a://``), not a local folder."""
+    return "://" in warehouse and not warehouse.startswith("file://")
+
+
+def quality_root(warehouse: str, job: Mapping[str, Any]) -> str | None:
+    """Where the GX project and Data Docs of ``warehouse`` live (see module docstring).
+
+    Always an absolute path (issue #13, item 9); ``None`` for a remote warehouse without
+    ``quality.project_dir``: its project is a private temporary folder made per run
+    (:meth:`QualityContext.for_warehouse`).
+    """
     configured = (job.get("quality") or {}).get("project_dir")
     if configured:
-        return str(configured)
-    if "://" in warehouse and not warehouse.startswith("file://"):
-        digest = hashlib.sha1(warehouse.encode()).hexdigest()[:12]
-        return os.path.join(tempfile.gettempdir(), "feedlake-quality", digest)
-    return os.path.join(warehouse.removeprefix("file://").rstrip("/"), "_quality")
+        return os.path.abspath(str(configured))
+    if is_remote(warehouse):
+        return None
+    return os.path.abspath(os.path.join(warehouse.removeprefix("file://").rstrip("/"), "_quality"))
+
+
+def docs_location(warehouse: str, job: Mapping[str, Any]) -> str:
+    """Where a person finds the Data Docs index of ``warehouse`` after a run.
+
+    Local: ``<absolute root>/data_docs/index.html``; remote without ``project_dir``:
+    ``WAREHOUSE/_quality/data_docs/index.html`` (published there by :meth:`QualityContext.publish`).
+    """
+    root = quality_root(warehouse, job)
+    if root is None:
+        return warehouse.rstrip("/") + "/_quality/data_docs/index.html"
+    return os.path.join(root, "data_docs", "index.html")
 
 
 class QualityContext:
     """A GX file data context under :func:`quality_root`; registers and runs checkpoints."""
 
-    def __init__(self, root: str):
-        self.root = root
-        self.docs_dir = os.path.join(root, "data_docs")
+    def __init__(self, root: str, temporary: bool = False):
+        self.root = os.path.abspath(root)
+        self.docs_dir = os.path.join(self.root, "data_docs")
+        self.temporary = temporary
         self._context = None
         self._checkpoints: dict[str, Any] = {}
         self.identifiers: list[Any] = []
+        # A private project folder goes away with the run, even when the run dies before
+        # close() (an exception in a hook, the interpreter exiting).
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.root, True) if temporary else None
+
+    @classmethod
+    def for_warehouse(cls, warehouse: str, job: Mapping[str, Any]) -> QualityContext:
+        """The project of ``warehouse``: its ``_quality`` folder, ``quality.project_dir``, or
+        for a remote warehouse a new private temporary folder (issue #13, item 7)."""
+        root = quality_root(warehouse, job)
+        if root is not None:
+            return cls(root)
+        # mkdtemp: an unpredictable name created atomically with mode 0700 (never an existing
+        # folder), so no other local user can plant GX plugins or config in it.
+        return cls(tempfile.mkdtemp(prefix="feedlake-gx-"), temporary=True)
+
+    def close(self) -> None:
+        """Remove a temporary project folder (a configured or local one stays)."""
+        self._context = None
+        self._checkpoints.clear()
+        if self._cleanup is not None:
+            self._cleanup()
 
     @property
     def context(self):
@@ -161,7 +220,38 @@ class QualityContext:
         return result
 
     def build_docs(self) -> str:
-        """Render this run's validation results and the site index; return index.html's path."""
+        """Render this run's validation results and the site index; return index.html's path.
+
+        The pages built are then rewritten to load their styles and scripts from copies
+        in the site's ``static/vendor`` folder instead of public CDNs (issue #16), so the
+        site renders with no network (CI artifacts, air-gapped clusters).
+        """
+        from feedlake.data_docs_offline import make_offline
+
         if self.identifiers:
             self.context.build_data_docs(site_names=[SITE], resource_identifiers=list(self.identifiers))
+            pages = [self._page_of(identifier) for identifier in self.identifiers]
+            make_offline(self.docs_dir, [p for p in pages if p])
         return os.path.join(self.docs_dir, "index.html")
+
+    def _page_of(self, identifier) -> str | None:
+        """The local HTML file GX rendered for one validation result identifier."""
+        urls = self.context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE)
+        url = (urls[0] or {}).get("site_url") if urls else None
+        if not url or not url.startswith("file://"):
+            return None
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(url).path)
+
+    def publish(self, warehouse: str, s3=None) -> str:
+        """Copy the Data Docs of this run to ``WAREHOUSE/_quality/data_docs/`` (remote warehouses).
+
+        The temporary project holds only this run's results, so its site lists this run's
+        validations; static files already in the warehouse are not uploaded again.
+        """
+        from feedlake.data_docs_offline import upload_site
+
+        target = warehouse.rstrip("/") + "/_quality/data_docs"
+        upload_site(self.docs_dir, target, s3)
+        return target + "/index.html"

@@ -1,0 +1,274 @@
+"""The run report as HTML, the run index, `feedlake report` and offline Data Docs (issue #16),
+and the Data Docs path of a relative warehouse (issue #13, item 9).
+
+Pages are opened in headless Chromium with the network disabled (every host unresolvable,
+every request sent to a dead proxy), screenshotted, and checked on the text of the DOM
+after scripts ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from feedlake.data_docs_offline import CDN_ASSETS, remote_references
+from feedlake.report_html import EXAMPLES_PER_REASON, RAW_RECORD_CHARS, render_run_page
+from tests.conftest import jsonl, run_cli, write_files
+
+MARCH_2024 = 1709251200  # Friday 2024-03-01
+YEAR_2100 = 4102444800  # beyond the gate's "now + 1 day": a critical failure that blocks the batch
+EVIL_FILE = "evil<script>alert(1)<b>.jsonl"
+LONG_VALUE = "x" * 2000
+
+
+def _event(text: str, ts: int, contact: str) -> str:
+    return json.dumps({"event_text": text, "event_timestamp": ts, "contact_key": contact})
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-headless-shell")
+    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
+        # .ci/run installs it; a machine set up by hand may lack it: Debian's package, as CI does.
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+            subprocess.run(command, env=env, capture_output=True, timeout=900, check=False)
+        found = shutil.which("chromium")
+    if found is None:
+        pytest.fail("headless Chromium is required (Debian package `chromium`; .ci/run installs it)")
+    return found
+
+
+def offline_browser(profile: Path, width: int = 1280, height: int = 1600) -> list[str]:
+    """Chromium with no network: every request goes to a dead proxy, and no host name resolves."""
+    return [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+            "--host-resolver-rules=MAP * ~NOTFOUND", "--disable-background-networking",
+            "--disable-component-update", f"--user-data-dir={profile}", f"--window-size={width},{height}"]
+
+
+def screenshot(page: Path, png: Path, profile: Path, height: int = 1600) -> bytes:
+    shot = subprocess.run(offline_browser(profile, height=height) + [f"--screenshot={png}", page.as_uri()],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert png.is_file(), shot.stderr[-2000:]
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", data[16:24]) == (1280, height)
+    return data
+
+
+def dom(page: Path, profile: Path) -> str:
+    """The DOM after the page's scripts ran (``--dump-dom``)."""
+    return subprocess.run(offline_browser(profile) + ["--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=300, check=True).stdout
+
+
+def visible_text(html: str) -> str:
+    """Text of a serialized DOM, tags stripped and entities decoded, whitespace collapsed."""
+    import html as html_module
+
+    without_code = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.DOTALL | re.IGNORECASE)
+    return re.sub(r"\s+", " ", html_module.unescape(re.sub(r"<[^>]+>", " ", without_code)))
+
+
+@pytest.fixture(scope="module")
+def reported(spark, tmp_path_factory):
+    """Two ingests and a `feedlake quality` run into a *relative* warehouse ``./warehouse``."""
+    root = tmp_path_factory.mktemp("report_html")
+    landing = write_files(root / "landing", {
+        "tenant=acme/identify/dt=2024-03-01/users.jsonl": jsonl(
+            '{"contact_key": "c1", "email": "c1@acme.io"}',
+            '{"contact_key": "c2"}',  # missing_required_field
+            *[f'{{"contact_key": "bad{i}", "email": ' for i in range(7)],  # 7 malformed_json lines
+            '{"contact_key": "<script>alert(2)</script>", "email": ',  # malformed, markup in the raw record
+            json.dumps({"contact_key": "long", "note": LONG_VALUE}),  # missing email, raw record of 2 kB
+        ),
+        "tenant=acme/track/dt=2024-03-01/events.jsonl": jsonl(
+            _event("signed up", MARCH_2024, "c1"), _event("logged in", MARCH_2024 + 86400, "c1"),
+            _event("logged in", MARCH_2024 - 7 * 86400, "c1"),
+        ),
+        f"tenant=globex/track/dt=2024-03-01/{EVIL_FILE}": jsonl(
+            _event("signed up", MARCH_2024, "g1"), '["not", "an", "object"]',
+        ),
+        "tenant=blocked/track/dt=2024-03-01/events.jsonl": jsonl(_event("time travel", YEAR_2100, "b1")),
+    })
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        from contextlib import redirect_stdout
+        from io import StringIO
+
+        first = StringIO()
+        with redirect_stdout(first):
+            assert run_cli("ingest", "--landing", str(landing), "--warehouse", "./warehouse") == 0
+        write_files(landing, {"tenant=acme/track/dt=2024-03-02/more.jsonl": jsonl(
+            _event("signed up", MARCH_2024 + 2 * 86400, "c3"), '{"event_text": "second run only", ',
+        )})
+        second = StringIO()
+        with redirect_stdout(second):
+            assert run_cli("ingest", "--landing", str(landing), "--warehouse", "./warehouse") == 0
+        quality = StringIO()
+        with redirect_stdout(quality):
+            assert run_cli("quality", "--warehouse", "./warehouse") == 0
+        report = StringIO()
+        with redirect_stdout(report):
+            assert run_cli("report", "--warehouse", "./warehouse") == 0
+    finally:
+        os.chdir(cwd)
+    return {"root": root, "warehouse": root / "warehouse", "first": first.getvalue(), "second": second.getvalue(),
+            "quality": quality.getvalue(), "report": report.getvalue()}
+
+
+def _page_path(output: str) -> Path:
+    last = output.rstrip().splitlines()[-1]
+    assert last.startswith("run page: "), output[-500:]
+    return Path(last.removeprefix("run page: "))
+
+
+def _run_id(page: Path) -> str:
+    return page.name.removesuffix(".html")
+
+
+def test_data_docs_path_of_a_relative_warehouse(reported):
+    """Issue #13, item 9: with ``--warehouse ./warehouse`` the printed Data Docs path exists
+    and the site is not nested under the GX project (``_quality/gx/warehouse/...``)."""
+    printed = re.search(r"data docs: (\S+)", reported["first"]).group(1)
+    assert os.path.isabs(printed)
+    assert Path(printed).is_file()
+    assert Path(printed) == reported["warehouse"] / "_quality" / "data_docs" / "index.html"
+    assert not (reported["warehouse"] / "_quality" / "gx" / "warehouse").exists()
+
+
+def test_ingest_prints_the_run_page_and_the_page_shows_the_run(reported, tmp_path: Path):
+    page = _page_path(reported["first"])
+    assert page.is_absolute() and page.is_file()  # also for a relative --warehouse
+    assert page.parent == reported["warehouse"] / "_reports"
+    assert (page.parent / f"{_run_id(page)}.json").is_file()  # beside the JSON report
+    html = page.read_text()
+    # Self-contained: nothing to fetch, no script at all.
+    assert "<script" not in html and "<link" not in html and "<img" not in html and "@import" not in html
+    png = screenshot(page, tmp_path / "run.png", tmp_path / "profile", height=2400)
+    shutil.copy(tmp_path / "run.png", reported["root"] / "run.png")  # kept with the warehouse for a look
+    assert len(png) > 0
+    rendered = dom(page, tmp_path / "profile")
+    text = visible_text(rendered)
+    for expected in ("feedlake ingest run", "Per tenant and stream", "acme", "globex", "blocked",
+                     "Records per tenant", "Quarantine reasons", "Weekly activity"):
+        assert expected in text, expected
+    # Counts of one row: acme identify read 11, accepted 1, quarantined 10 (7 + 1 malformed, 2 missing).
+    row = re.search(r"acme identify 1 0 (\d+) (\d+) (\d+) (\d+)", text)
+    assert row and row.groups() == ("11", "1", "10", "0"), text[:3000]
+    assert "malformed_json=8" in text and "missing_required_field=2" in text
+    # The gate's block and its reason.
+    assert "BLOCKED: quality gate contact_events: expect_column_values_to_be_between(event_timestamp)" in text
+    # A quarantine example: file, line, message, raw record.
+    assert "each line must be a JSON object, found an array" in text
+    assert '["not", "an", "object"]' in text
+    # At most N examples per reason (8 malformed lines in the batch), raw records cut.
+    malformed = rendered.split(">malformed_json</h3>")[1].split("</table>")[0]
+    assert malformed.count("<tr>") == 1 + EXAMPLES_PER_REASON
+    assert "x" * RAW_RECORD_CHARS + "…" in text and "x" * (RAW_RECORD_CHARS + 1) not in text
+    # Weekly activity of the touched tenants: acme has events in two weeks (1 + 2).
+    assert "acme: 3 events" in text and "globex: 1 events" in text
+
+
+def test_markup_from_records_and_file_names_is_escaped(reported, tmp_path: Path):
+    page = _page_path(reported["first"])
+    rendered = dom(page, tmp_path / "profile")
+    text = visible_text(rendered)
+    # Shown as text ...
+    assert EVIL_FILE in text
+    assert '<script>alert(2)</script>' in text
+    # ... never as elements: no script element and no <b> from the file name in the DOM.
+    assert "<script" not in rendered
+    assert "alert(1)<b>" not in rendered and "alert(1)&lt;b&gt;" in rendered
+
+
+def test_second_run_shows_only_its_own_quarantine(reported, tmp_path: Path):
+    """Examples are read by this run's batches: the second run's page has only its new line."""
+    page = _page_path(reported["second"])
+    text = visible_text(dom(page, tmp_path / "profile"))
+    assert "second run only" in text
+    assert "malformed_json" in text and "not_an_object" not in text and EVIL_FILE not in text
+    assert "acme track" in text and "globex" not in text.split("Per tenant and stream")[1].split("Quality gate")[0]
+
+
+def test_index_lists_every_run_newest_first_and_links_them(reported, tmp_path: Path):
+    index = Path(reported["report"].strip())
+    assert index == reported["warehouse"] / "_reports" / "index.html" and index.is_file()
+    first, second = _run_id(_page_path(reported["first"])), _run_id(_page_path(reported["second"]))
+    quality = _run_id(_page_path(reported["quality"]))
+    rendered = dom(index, tmp_path / "profile")
+    screenshot(index, tmp_path / "index.png", tmp_path / "profile", height=800)
+    text = visible_text(rendered)
+    assert text.index(quality) < text.index(second) < text.index(first)
+    links = re.findall(r'href="([^"]+\.html)"', rendered)
+    assert {f"{first}.html", f"{second}.html", f"{quality}.html"} <= set(links)
+    assert all((index.parent / link).is_file() for link in links)
+    # Status and counts of the first run: blocked, 19 records read.
+    assert re.search(rf"{first} ingest \S+ \S+ blocked 3 4 17 ", text), text
+
+
+def test_quality_run_writes_a_page(reported, tmp_path: Path):
+    page = _page_path(reported["quality"])
+    assert page.is_file()
+    text = visible_text(dom(page, tmp_path / "profile"))
+    assert "feedlake quality run" in text and "expectations checked" in text
+    # Events of contacts the tenant never identified: the reference check's warning, with its sample.
+    assert "expect_column_pair_values_to_be_equal(tenant_id/contact_key, contacts:tenant_id/contact_key)" in text
+    assert "globex/g1" in text
+
+
+def test_feedlake_report_exit_codes(reported, tmp_path: Path, capsys):
+    assert run_cli("report", "--warehouse", str(reported["warehouse"])) == 0
+    assert capsys.readouterr().out.strip() == str(reported["warehouse"] / "_reports" / "index.html")
+    assert run_cli("report", "--warehouse", str(tmp_path / "no-such-warehouse")) == 2
+
+
+def test_new_numeric_counters_are_rendered():
+    """A counter the report gains later (e.g. ``suppressed``) shows up as a column, with its total."""
+    report = {"run_id": "r1", "engine": "delta-rs", "landing": "l", "warehouse": "w", "started_at": "2024-03-01T00:00:00+00:00",
+              "finished_at": "2024-03-01T00:00:05+00:00", "extras": {},
+              "totals": {"records_read": 5, "accepted": 3, "quarantined": 0, "duplicates_dropped": 0},
+              "streams": [{"tenant_id": "acme", "stream": "track", "files_read": 1, "files_skipped": 0, "records_read": 5,
+                           "accepted": 3, "quarantined": 0, "duplicates_dropped": 0, "suppressed": 2,
+                           "quarantined_by_code": {}, "tables": {}, "blocked": None}]}
+    text = visible_text(render_run_page(report))
+    assert "duplicates suppressed" in text
+    assert re.search(r"acme track 1 0 5 3 0 0 2 ", text) and re.search(r"TOTAL 1 0 5 3 0 0 2", text)
+
+
+def test_data_docs_render_offline(reported, tmp_path: Path):
+    """The validation list of the Data Docs index is drawn with the vendored scripts, no network."""
+    docs = reported["warehouse"] / "_quality" / "data_docs"
+    index = docs / "index.html"
+    html = index.read_text()
+    assert remote_references(html) == []
+    pages = sorted((docs / "validations").rglob("*.html"))
+    gate_page = next(p for p in pages if "contacts/gate" in p.as_posix())
+    assert remote_references(gate_page.read_text()) == []
+    screenshot(index, tmp_path / "data_docs.png", tmp_path / "profile", height=1400)
+    shutil.copy(tmp_path / "data_docs.png", reported["root"] / "data_docs.png")
+    text = visible_text(dom(index, tmp_path / "profile"))
+    latest = _run_id(_page_path(reported["quality"]))
+    # Rows of the validation list, drawn by bootstrap-table (jQuery, Bootstrap) from the page's data.
+    assert re.search(r"Showing 1 to 10 of \d+ rows", text), text[:2000]
+    assert f"{latest} contacts feedlake-contacts" in text and "contacts.table" in text
+    gate = visible_text(dom(gate_page, tmp_path / "profile"))
+    for expected in ("Expectation Validation Result", "contacts.gate"):
+        assert expected in gate
+    # Control: the same index with GX's CDN references put back renders no list offline.
+    back = html
+    for url, rel in CDN_ASSETS.items():
+        back = back.replace(f'"static/vendor/{rel}"', f'"{url}"')
+    assert remote_references(back)
+    control = docs / "index_cdn_control.html"
+    control.write_text(back)
+    control_text = visible_text(dom(control, tmp_path / "profile"))
+    assert "Showing 1 to" not in control_text and f"{latest} contacts feedlake-contacts" not in control_text
