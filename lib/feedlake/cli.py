@@ -3,7 +3,8 @@
 Config is parsed once here and passed down; nothing below reads files of conf itself.
 Exit codes: 0 when the run completed (even if records were quarantined), 1 when the
 job failed, 2 for a usage or configuration error, 3 when ``--fail-on`` is given and a
-data quality expectation of that severity failed (feedlake.quality).
+data quality expectation of that severity failed (feedlake.quality), 4 when ``forget``
+could not remove everything that holds the person (feedlake.privacy).
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--warehouse", required=True, help="warehouse root (local or s3://)")
     report.add_argument("--open", action="store_true", help="open the page in the default web browser")
     _common(report)
+
+    forget = sub.add_parser("forget", help="erase a person from every table, the quarantine and the landing zone (issue 15)")
+    forget.add_argument("--warehouse", required=True, help="warehouse root (local or s3://)")
+    forget.add_argument("--tenant", required=True, help="the tenant whose data subject asked for erasure")
+    who = forget.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", help="the person's email (matched lower-cased, trimmed)")
+    who.add_argument("--contact-key", dest="contact_key", help="the person's contact key (exact)")
+    who.add_argument("--requests", help="CSV file (local or s3://): header email and/or contact_key, one person per row")
+    forget.add_argument("--landing", default=None, help="also list the landing files (local or s3://) that still hold them")
+    forget.add_argument("--rewrite-landing", action="store_true", help="rewrite those landing files without their lines")
+    forget.add_argument("--purge-now", action="store_true",
+                        help="remove old data files and log entries now (VACUUM 0 hours): ends time travel before this point")
+    _common(forget)
     return parser
 
 
@@ -218,7 +232,34 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ingest": cmd_ingest, "quality": cmd_quality, "backfill": cmd_backfill, "report": cmd_report}
+def cmd_forget(args: argparse.Namespace) -> int:
+    """``feedlake forget``: an erasure request (issue 15, GDPR Art. 17 / CCPA), see feedlake.privacy.
+
+    Exit 0: everything found was removed (or nothing held the person); 4
+    (``privacy.EXIT_INCOMPLETE``): something still holds them (rows left, a failed
+    VACUUM, landing files not rewritten); 2: a bad request, nothing changed.
+    """
+    from feedlake.delta import make_engine
+    from feedlake.privacy import EXIT_INCOMPLETE, erasure_request, forget, read_requests_file, retention_hours
+
+    config = load_job_config(args)
+    retention_hours(config)
+    if args.rewrite_landing and not args.landing:
+        raise ConfigError("--rewrite-landing needs --landing PATH")
+    if args.requests:
+        from feedlake.storage import S3Settings
+
+        requests = read_requests_file(args.requests, S3Settings.from_job(config.job))
+    else:
+        requests = [erasure_request("email", args.email) if args.email is not None else erasure_request("contact_key", args.contact_key)]
+    spark = session_for(config)
+    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
+    result = forget(spark, config, engine, args.tenant, requests, args.landing, args.rewrite_landing, args.purge_now)
+    print(result.render())
+    return 0 if result.complete else EXIT_INCOMPLETE
+
+
+COMMANDS = {"ingest": cmd_ingest, "quality": cmd_quality, "backfill": cmd_backfill, "report": cmd_report, "forget": cmd_forget}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ import yaml
 FIELD_TYPES = ("string", "unix_seconds", "number", "boolean", "date", "timestamp", "object")
 PRECEDENCES = ("first", "last")
 POLICIES = ("row", "attribute", "replace")
+SUBJECT_KINDS = ("email", "contact_key", "raw")
 
 
 class ConfigError(ValueError):
@@ -79,6 +80,10 @@ class TableSpec:
     # Delta table properties set when the table is created or migrated by either engine
     # (e.g. ``delta.enableChangeDataFeed``, ``delta.dataSkippingStatsColumns``).
     properties: Mapping[str, str] = field(default_factory=dict)
+    # Which columns identify a person (issue 15, erasure requests; feedlake.privacy):
+    # kind -> columns, kinds ``email`` (matched lower-cased and trimmed), ``contact_key``
+    # (exact) and ``raw`` (verbatim records searched for any identifier as a whole token).
+    subject: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -168,11 +173,29 @@ def parse_tables(raw: Mapping[str, Any]) -> dict[str, TableSpec]:
         properties = {str(k): _property_text(v) for k, v in (body.get("properties") or {}).items()}
         if any(not k.startswith("delta.") for k in properties):
             raise ConfigError(f"table {name!r}: properties {sorted(properties)} must be Delta table properties (delta.*)")
+        subject = _parse_subject(name, body.get("subject"), names)
         tables[name] = TableSpec(
             name, columns, key, policy, tuple(body.get("attributes") or ()), profile, str(body.get("derive", "")),
-            properties,
+            properties, subject,
         )
     return tables
+
+
+def _parse_subject(table: str, raw: Any, columns: set[str]) -> dict[str, tuple[str, ...]]:
+    """A table's ``subject:`` declaration (kind -> declared columns), checked (issue 15)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"table {table!r}: subject must map {list(SUBJECT_KINDS)} to column lists")
+    subject: dict[str, tuple[str, ...]] = {}
+    for kind, cols in raw.items():
+        listed = (cols,) if isinstance(cols, str) else tuple(str(c) for c in (cols or ()))
+        if kind not in SUBJECT_KINDS or not listed or any(c not in columns for c in listed):
+            raise ConfigError(
+                f"table {table!r}: subject {kind!r}: {list(listed)} must be declared columns of a kind in {list(SUBJECT_KINDS)}"
+            )
+        subject[str(kind)] = listed
+    return subject
 
 
 def _property_text(value: Any) -> str:
