@@ -105,6 +105,13 @@ class DeltaEngine(Protocol):
 
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult: ...
 
+    def merge_rows(self, table: TableSpec, rows: Sequence[tuple], plan: MergePlan) -> MergeResult:
+        """MERGE a few rows built in Python (in the table's column order): manifest, bookkeeping.
+
+        delta-rs writes them as an Arrow table, without a Spark job (issue 12 item 5).
+        """
+        ...
+
     def delete_matching(self, table: TableSpec, keys: DataFrame, plan: MergePlan) -> int:
         """Delete the stored rows matched by a row of ``keys`` under a :func:`feedlake.merge.delete_plan`."""
         ...
@@ -286,6 +293,9 @@ class DeltaRsEngine:
             shutil.rmtree(folder, ignore_errors=True)
 
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
+        return with_commit_retries(table, lambda: self._merge_once(table, source, plan), _delta_rs_conflict)
+
+    def _merge_once(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
         with self._arrow_source(source, arrow_schema(table)) as (rows, data):
             if rows == 0:
                 return MergeResult()
@@ -310,6 +320,9 @@ class DeltaRsEngine:
             raise ValueError("delete_matching takes a feedlake.merge.delete_plan")
         if self._open(table) is None:
             return 0
+        return with_commit_retries(table, lambda: self._delete_once(table, keys, plan), _delta_rs_conflict)
+
+    def _delete_once(self, table: TableSpec, keys: DataFrame, plan: MergePlan) -> int:
         columns = list(dict.fromkeys([*plan.on, *(b for _, b in plan.differ)]))
         schema = spark_arrow_schema(keys.select(*columns))
         with self._arrow_source(keys.select(*columns).distinct(), schema) as (rows, data):
@@ -341,10 +354,19 @@ class DeltaRsEngine:
             return self.spark.createDataFrame([], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
         reader = dt.load_cdf(starting_version=start_version, ending_version=end_version)
         data = pa.RecordBatchReader.from_stream(reader).read_all()
-        wanted = [*table.column_names, "_change_type", "_commit_version"]
         if data.num_rows == 0:
             return self.spark.createDataFrame([], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
-        return self.spark.createDataFrame(data.select(wanted)).select(*wanted)
+        # delta-rs 1.6 returns string columns as Arrow string_view, which Spark's Arrow
+        # conversion refuses: cast to the declared schema (columns missing from older
+        # versions of the table, before a schema migration, come back as NULLs).
+        schema = arrow_schema(table).append(pa.field("_change_type", pa.string())).append(
+            pa.field("_commit_version", pa.int64())
+        )
+        columns = [
+            data.column(f.name).cast(f.type) if f.name in data.column_names else pa.nulls(data.num_rows, f.type)
+            for f in schema
+        ]
+        return self.spark.createDataFrame(pa.Table.from_arrays(columns, schema=schema)).select(*schema.names)
 
 
 class DeltaSparkEngine:
@@ -450,7 +472,12 @@ class DeltaSparkEngine:
             merger = merger.whenMatchedUpdateAll(condition=update_when)
         if plan.insert:
             merger = merger.whenNotMatchedInsertAll()
-        return self._result(merger.execute())
+        return with_commit_retries(table, lambda: self._result(merger.execute()), _delta_spark_conflict)
+
+    def merge_rows(self, table: TableSpec, rows: Sequence[tuple], plan: MergePlan) -> MergeResult:
+        if not rows:
+            return MergeResult()
+        return self.merge(table, self.spark.createDataFrame(list(rows), table.ddl), plan)
 
     def delete_matching(self, table: TableSpec, keys: DataFrame, plan: MergePlan) -> int:
         if plan.matched != "delete" or plan.insert:
@@ -460,8 +487,8 @@ class DeltaSparkEngine:
         dt = self.ensure(table)
         columns = list(dict.fromkeys([*plan.on, *(b for _, b in plan.differ)]))
         condition, _ = render_column(plan)
-        metrics = dt.alias("t").merge(keys.select(*columns).distinct().alias("s"), condition).whenMatchedDelete().execute()
-        return self._result(metrics).deleted
+        merger = dt.alias("t").merge(keys.select(*columns).distinct().alias("s"), condition).whenMatchedDelete()
+        return with_commit_retries(table, lambda: self._result(merger.execute()), _delta_spark_conflict).deleted
 
     def version(self, table: TableSpec) -> int | None:
         from delta.tables import DeltaTable
@@ -497,6 +524,45 @@ class DeltaSparkEngine:
 
 _PROPERTY = re.compile(r"delta\.[A-Za-z0-9_.]+")
 _PROPERTY_VALUE = re.compile(r"[A-Za-z0-9_.,: -]*")
+
+
+COMMIT_RETRIES = 5
+
+
+def with_commit_retries(table: TableSpec, write, is_conflict, retries: int = COMMIT_RETRIES):
+    """Run a write; when its commit loses a race to another writer, run it again on the new version.
+
+    A retry re-reads the target (the MERGE is evaluated again against the winner's
+    commit), which is correct because a run holds the lease of every tenant it writes
+    (:mod:`feedlake.lease`): the winner wrote other tenants' partitions or an all-tenants
+    bookkeeping partition (e.g. ``quality_results``), never this run's rows, and each
+    MERGE keeps the higher sequence anyway. A failed commit wrote nothing (Delta's
+    optimistic concurrency), so no write applies twice.
+    """
+    import time
+
+    for attempt in range(retries + 1):
+        try:
+            return write()
+        except Exception as exc:
+            if attempt == retries or not is_conflict(exc):
+                raise
+            log.warning("table %s: commit conflict with a concurrent writer (%s); retrying (%d/%d)",
+                        table.name, type(exc).__name__, attempt + 1, retries)
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _delta_rs_conflict(exc: Exception) -> bool:
+    from deltalake.exceptions import CommitFailedError
+
+    return isinstance(exc, CommitFailedError)
+
+
+def _delta_spark_conflict(exc: Exception) -> bool:
+    from delta.exceptions import DeltaConcurrentModificationException
+
+    return isinstance(exc, DeltaConcurrentModificationException) or "ConcurrentModificationException" in type(exc).__name__
 
 
 def missing_properties(table: TableSpec, stored: Mapping[str, str] | None) -> dict[str, str]:
