@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 SPARK_HOME = Path(pyspark.__file__).parent
 WORKERS = 2
 START_TIMEOUT_S = 120
-JOB_TIMEOUT_S = 600
+JOB_TIMEOUT_S = 1200
 
 
 def free_port() -> int:
