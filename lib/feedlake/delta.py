@@ -253,13 +253,17 @@ class DeltaRsEngine:
         if data is None:
             return self._frame(table, arrow_schema(table).empty_table())
         # A superset by column (bound values, no SQL text), then the exact semi-join.
+        schema = arrow_schema(table)
         narrowing = None
         for column in on:
-            values = pc.unique(wanted.column(column).drop_null())
-            term = pc.field(column).isin(values)
+            dtype = schema.field(column).type
+            values = pc.unique(wanted.column(column).drop_null()).cast(dtype)
+            # The column is cast to its own type: delta-rs 1.6 gives each fragment its string statistics
+            # as string_view literals, which pyarrow 26 cannot compare with a string column ("no kernel
+            # matching (string, string_view)") when it simplifies a filter on that column against them.
+            term = pc.field(column).cast(dtype).isin(values)
             narrowing = term if narrowing is None else narrowing & term
         found = data.to_table(filter=narrowing)
-        schema = arrow_schema(table)
         matched = found.join(wanted.cast(found.select(list(on)).schema), keys=list(on), join_type="left semi")
         return self._frame(table, matched.select(schema.names).cast(schema))
 
