@@ -24,10 +24,11 @@ from feedlake.contracts import validate
 from feedlake.dedupe import resolve_attributes, sequence
 from feedlake.delta import DeltaEngine
 from feedlake.file_plan import FilePlan, plan_files, read_manifest
+from feedlake.jvm_parse import parse_landing_files
 from feedlake.landing import LandingFile, discover, landing_layouts
 from feedlake.mappers import mapper_for
 from feedlake.merge import delete_plan, plan_for
-from feedlake.parsing import read_landing_files
+from feedlake.parsing import ParseSettings
 from feedlake.profiles import profile_columns
 from feedlake.report import RunReport, TableCounts, report_location, write_report
 from feedlake.report_html import write_run_page
@@ -202,10 +203,11 @@ class Ingest:
         indexed = list(enumerate(files))
         # S3 objects: streamed by the tasks or read from a local spool copy (feedlake.storage).
         locations = [f.location for f in self.s3_access.readable(files)]
-        parsed = read_landing_files(
-            self.spark, [(i, locations[i], f.format, f.compression) for i, f in indexed],
-            spread_lines=bool((self.config.job.get("parsing") or {}).get("spread_lines", True)),
+        # Parsed on the JVM (feedlake.jvm_parse); its scan cache is released once records are cached.
+        parsing = parse_landing_files(
+            self.spark, [(i, locations[i], f.format, f.compression) for i, f in indexed], ParseSettings.from_job(self.config.job)
         )
+        parsed = parsing.df
         meta = self.spark.createDataFrame(
             [
                 (i, f.tenant_id, f.stream, f.source_file, f.landing_time, batches[(f.tenant_id, f.stream)], f.source_system)
@@ -215,6 +217,7 @@ class Ingest:
         )
         records = parsed.join(F.broadcast(meta), on="file_id", how="inner").persist(StorageLevel.MEMORY_AND_DISK)
         unreadable = [r["file_id"] for r in records.where(F.col("error_code") == "unreadable_file").select("file_id").collect()]
+        parsing.release()  # records are cached whole now (the collect above scanned them)
         for i, f in indexed:
             self.report.stream(f.tenant_id, f.stream).files_read += 1
             self.file_status[f.source_file] = "unreadable" if i in unreadable else "processed"

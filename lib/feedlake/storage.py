@@ -437,6 +437,70 @@ def spark_reads_s3(spark) -> bool:
     return False
 
 
+def _spark_s3_scheme(spark) -> str | None:
+    """The scheme under which this session's Hadoop file systems reach S3 (``s3a``, else ``s3``), or None."""
+    if "DATABRICKS_RUNTIME_VERSION" in os.environ:
+        return "s3a"
+    try:
+        jvm = spark.sparkContext._jvm
+        hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
+    except Exception:  # Spark Connect: no JVM handle on the client
+        return None
+    for scheme in S3_FILESYSTEM_SCHEMES:
+        try:
+            jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, hadoop_conf)
+            return scheme
+        except Exception:  # py4j wraps "No FileSystem for scheme" and ClassNotFoundException alike
+            continue
+    return None
+
+
+def spark_path(spark, location: str) -> str | None:
+    """The path under which Spark's own file sources read ``location``; None when they cannot.
+
+    Local paths are themselves; an ``s3://`` or ``s3a://`` object is ``s3a://`` (hadoop-aws)
+    or ``s3://`` (EMRFS) when the session has such a file system (feedlake.jvm_parse).
+    """
+    if not is_object_store(location):
+        return location
+    cache = spark.__dict__.setdefault("_feedlake_s3_scheme", {})  # one JVM lookup per session
+    if "scheme" not in cache:
+        cache["scheme"] = _spark_s3_scheme(spark)
+    scheme = cache["scheme"]
+    if scheme is None:
+        return None
+    loc = parse_s3_uri(location)
+    return f"{scheme}://{loc.bucket}/{loc.key}"
+
+
+def probe_object(location: str) -> tuple[int, bytes, bytes]:
+    """``(size, first 2 bytes, last 4 bytes)`` of an S3 object: two ranged GETs, never the body.
+
+    The JVM parse decides gzip by the magic bytes and checks a gzip file read whole
+    against its trailer's ISIZE (feedlake.jvm_parse). A failed request is a
+    :class:`StorageError` (the run stops; nothing is recorded for the object).
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    loc = parse_s3_uri(location)
+    client = _task_client(task_settings())
+    try:
+        first = client.get_object(Bucket=loc.bucket, Key=loc.key, Range="bytes=0-1")
+        head = first["Body"].read()
+        total = first.get("ContentRange", "").rpartition("/")[2]
+        size = int(total) if total.isdigit() else int(first.get("ContentLength") or 0)
+        tail = b""
+        if size >= 4:
+            tail = client.get_object(Bucket=loc.bucket, Key=loc.key, Range=f"bytes={size - 4}-{size - 1}")["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object
+            return 0, b"", b""
+        raise _request_error("reading", loc.uri, exc) from None
+    except BotoCoreError as exc:
+        raise _request_error("reading", loc.uri, exc) from None
+    return size, head, tail
+
+
 def choose_read_mode(spark, settings: S3Settings) -> str:
     """``direct`` or ``spool`` for this session (see the module rules); conf may force either."""
     if settings.read_mode != "auto":

@@ -1,32 +1,71 @@
-"""Parsing rules of seed 000 §2 (JSON lines, CSV, gzip, encodings)."""
+"""Parsing rules of seed 000 §2 (JSON lines, CSV, gzip, encodings), on the JVM parse and the Python reference."""
 
 import gzip
+import json
 
 import pytest
 
-from feedlake.parsing import parse_json_line, read_file_lines
-
-
-def lines_of(tmp_path, name: str, data: bytes, fmt: str, compression=None):
-    path = tmp_path / name
-    path.write_bytes(data)
-    return [(r[1], r[3], dict(r[4]) if r[4] else None, r[5]) for r in read_file_lines(7, str(path), fmt, compression)]
-
-
-@pytest.mark.parametrize(
-    ("line", "values", "code"),
-    [
-        ('{"a":"x","n":5,"b":true,"f":1.5}', {"a": "x", "n": "5", "b": "true", "f": "1.5"}, None),
-        ('{"a":1,"a":2}', {"a": "2"}, None),  # repeated key: the last value wins
-        ('{"a":null,"b":""}', {"b": ""}, None),  # null means absent
-        ('{"o":{"y":1,"x":[1,"2"]}}', {"o": '{"x":[1,"2"],"y":1}'}, None),  # nested: canonical JSON
-        ('{"key": "val"ue"}', None, "malformed_json"),  # seed 000 §2.3 incorrect example
-        ('{"a":1} trailing', None, "malformed_json"),
-        ('{"a":NaN}', None, "malformed_json"),
-        ('["not","an","object"]', None, "not_an_object"),
-        ("42", None, "not_an_object"),
-    ],
+from feedlake.jvm_parse import parse_landing_files
+from feedlake.parsing import (
+    TRUNCATED_MARKER,
+    ParseSettings,
+    bounded_batches,
+    canonical_number,
+    parse_json_line,
+    read_file_rows,
 )
+
+SMALL = ParseSettings(max_record_bytes=200, raw_record_max_chars=50)
+
+
+def parse_files(spark, tmp_path, files, settings=None):
+    """Write ``name -> bytes`` files, parse them together; rows sorted, maps as dicts, and the routes."""
+    entries = []
+    for file_id, (name, data) in enumerate(files.items()):
+        path = tmp_path / name
+        path.write_bytes(data)
+        compression = "gzip" if name.endswith((".gz", ".gzip")) else None
+        entries.append((file_id, str(path), "csv" if ".csv" in name else "json", compression))
+    parsed = parse_landing_files(spark, entries, settings or ParseSettings())
+    try:
+        rows = [
+            (r.file_id, r.line_number, r.raw_record, dict(r.values) if r.values is not None else None,
+             dict(r.json_values) if r.json_values is not None else None, r.error_code, r.error_message)
+            for r in parsed.df.collect()
+        ]
+    finally:
+        parsed.release()
+    return sorted(rows, key=lambda r: (r[0], r[1] or 0)), {r.file_id: r.route for r in parsed.routes}
+
+
+def lines_of(spark, tmp_path, name: str, data: bytes, settings=None):
+    """``(line_number, values, error_code)`` of one file, parsed on the JVM."""
+    rows, _ = parse_files(spark, tmp_path, {name: data}, settings)
+    return [(r[1], r[3], r[5]) for r in rows]
+
+
+JSON_CASES = [
+    ('{"a":"x","n":5,"b":true,"f":1.5}', {"a": "x", "n": "5", "b": "true", "f": "1.5"}, None),
+    ('{"a":1,"a":2}', {"a": "2"}, None),  # repeated key: the last value wins
+    ('{"a":null,"b":""}', {"b": ""}, None),  # null means absent
+    ('{"o":{"y":1,"x":[1,"2"]}}', {"o": '{"x":[1,"2"],"y":1}'}, None),  # nested: canonical JSON
+    ('{"key": "val"ue"}', None, "malformed_json"),  # seed 000 §2.3 incorrect example
+    ('{"a":1} trailing', None, "malformed_json"),
+    ('{"a":1}{"b":2}', None, "malformed_json"),
+    ('{"a":1}]', None, "malformed_json"),  # '[' + line + ']' alone would accept it
+    ('{"a":1},{"b":2}', None, "malformed_json"),
+    ('{"a":NaN}', None, "malformed_json"),
+    ('{"a":Infinity}', None, "malformed_json"),
+    ('["not","an","object"]', None, "not_an_object"),
+    ("42", None, "not_an_object"),
+    ('{"s":"\\ud83d"}', None, "invalid_encoding"),  # issue 13: a lone surrogate (half an emoji)
+    ('{"s":"\\ud83d\\ude00"}', {"s": "\U0001f600"}, None),  # a whole pair is fine
+    ('{"n":1e400}', None, "number_out_of_range"),  # issue 13: not a finite double
+    ('{"n":1e100}', {"n": "1.0E100"}, None),
+]
+
+
+@pytest.mark.parametrize(("line", "values", "code"), JSON_CASES)
 def test_json_lines_are_parsed_strictly(line, values, code):
     parsed, json_values, error_code, message = parse_json_line(line)
     assert error_code == code
@@ -35,17 +74,49 @@ def test_json_lines_are_parsed_strictly(line, values, code):
         assert message
 
 
+def test_the_jvm_parse_judges_json_lines_as_the_reference_does(spark, tmp_path):
+    """Every case, in one file: same values, json_values, codes and messages as :func:`parse_json_line`."""
+    body = "".join(line + "\n" for line, _, _ in JSON_CASES).encode()
+    rows, routes = parse_files(spark, tmp_path, {"cases.jsonl": body})
+    assert routes == {0: "jvm"}
+    assert [r[1] for r in rows] == list(range(1, len(JSON_CASES) + 1))
+    for row, (line, _, _) in zip(rows, JSON_CASES):
+        values, json_values, code, message = parse_json_line(line)
+        expected = (line, dict(values) if values else None, dict(json_values) if json_values else None, code, message)
+        assert row[2:] == expected
+
+
+def test_jvm_values_match_the_reference_on_ordinary_records(spark, tmp_path):
+    """Numbers, strings with escapes, nesting, unicode: the JVM texts are the reference texts."""
+    records = [
+        {"event_timestamp": 1436172703, "f": 1436172703.0, "g": 0.1, "h": -12.340, "i": 1e5, "j": 1e-7, "k": 2.5e-3,
+         "big": 123456789012345678901, "neg0": -0.0, "s": 'q"uo\\te\ttab\nnl', "u": "naïve ☃", "b": False},
+        {"o": {"z": [1, {"b": 2, "a": None}], "a": "x"}, "empty": {}, "arr": [], "pi": 3.141592653589793},
+    ]
+    lines = [json.dumps(r, ensure_ascii=False) for r in records] + ['{"e":1E+2,"d":100.0,"c":0.000001,"x":12.0e0}']
+    rows, _ = parse_files(spark, tmp_path, {"ordinary.jsonl": "".join(line + "\n" for line in lines).encode()})
+    for row, line in zip(rows, lines):
+        values, json_values, code, _ = parse_json_line(line)
+        assert code is None and row[5] is None
+        assert (row[3], row[4]) == (dict(values), dict(json_values))
+
+
+def test_canonical_numbers_are_spark_variant_texts():
+    assert [canonical_number(t) for t in ("1436172703.0", "100.50", "-0.0", "1e22", "0.0001e0", "9999999.0e0")] == [
+        "1436172703", "100.5", "0", "1.0E22", "1.0E-4", "9999999.0",
+    ]
+
+
 def test_json_values_keep_original_types():
     _, json_values, _, _ = parse_json_line('{"s":"5","n":5,"b":false,"o":{"b":1,"a":2}}')
     assert dict(json_values) == {"s": '"5"', "n": "5", "b": "false", "o": '{"a":2,"b":1}'}
 
 
-def test_csv_rfc4180_quotes_crlf_bom_and_blank_lines(tmp_path):
+def test_csv_rfc4180_quotes_crlf_bom_and_blank_lines(spark, tmp_path):
     data = b'\xef\xbb\xbfcontact_key, email ,note\r\n"a1","a@x.io","cd""e"\r\n\r\nb2,b@x.io,\r\n'
-    rows = lines_of(tmp_path, "u.csv", data, "csv")
-    assert rows == [
-        (2, "csv", {"contact_key": "a1", "email": "a@x.io", "note": 'cd"e'}, None),
-        (4, "csv", {"contact_key": "b2", "email": "b@x.io"}, None),
+    assert lines_of(spark, tmp_path, "u.csv", data) == [
+        (2, {"contact_key": "a1", "email": "a@x.io", "note": 'cd"e'}, None),
+        (4, {"contact_key": "b2", "email": "b@x.io"}, None),
     ]
 
 
@@ -60,22 +131,106 @@ def test_csv_rfc4180_quotes_crlf_bom_and_blank_lines(tmp_path):
         (b"k,e\n\xff\xfe,b\n", "invalid_encoding"),
     ],
 )
-def test_csv_errors_name_the_problem(tmp_path, body, code):
-    rows = lines_of(tmp_path, "u.csv", body, "csv")
-    assert [(r[0], r[3]) for r in rows] == [(2, code)]
+def test_csv_errors_name_the_problem(spark, tmp_path, body, code):
+    assert [(r[0], r[2]) for r in lines_of(spark, tmp_path, "u.csv", body)] == [(2, code)]
 
 
-def test_gzip_is_detected_by_content_and_truncation_rejects_the_whole_file(tmp_path):
+def test_a_wide_csv_header_is_not_copied_into_every_message(spark, tmp_path):
+    """Issue 13 (amplification): the field-count message gives counts, never the header's names."""
+    header = ",".join(f"column_with_a_long_name_{i}" for i in range(2000))
+    rows, _ = parse_files(spark, tmp_path, {"wide.csv": (header + "\n" + "a,b\n" * 3).encode()})
+    assert [(r[1], r[5], r[6]) for r in rows] == [
+        (n, "csv_field_count", "expected 2000 fields as in the header line but found 2") for n in (2, 3, 4)
+    ]
+
+
+def test_gzip_is_detected_by_content_and_truncation_rejects_the_whole_file(spark, tmp_path):
     payload = "".join(f'{{"n":{i}}}\n' for i in range(2000)).encode()
     compressed = gzip.compress(payload)
-    sniffed = lines_of(tmp_path, "named-plain.jsonl", compressed, "json")
-    assert len(sniffed) == 2000 and sniffed[0] == (1, "json", None, None)
-    truncated = lines_of(tmp_path, "cut.jsonl.gz", compressed[: len(compressed) // 2], "json", "gzip")
-    assert truncated[-1] == (None, "error", None, "unreadable_file")
-    not_gzip = lines_of(tmp_path, "fake.jsonl.gz", b'{"n":1}\n', "json", "gzip")
-    assert not_gzip == [(None, "error", None, "unreadable_file")]
+    rows, routes = parse_files(spark, tmp_path, {
+        "named-plain.jsonl": compressed,
+        "cut.jsonl.gz": compressed[: len(compressed) // 2],
+        "fake.jsonl.gz": b'{"n":1}\n',
+        "x.json.gzip": gzip.compress(b'{"g":1}\n'),
+    })
+    by_file = {i: [r for r in rows if r[0] == i] for i in range(4)}
+    assert len(by_file[0]) == 2000 and by_file[0][0][1:4] == (1, '{"n":0}', {"n": "0"})
+    assert [(r[1], r[5]) for r in by_file[1]] == [(None, "unreadable_file")]  # never half-ingested
+    assert [(r[1], r[5]) for r in by_file[2]] == [(None, "unreadable_file")]
+    assert [(r[1], r[3]) for r in by_file[3]] == [(1, {"g": "1"})]
+    assert routes == {0: "jvm", 1: "python", 2: "unreadable", 3: "jvm"}
 
 
-def test_empty_file_has_no_records(tmp_path):
-    assert lines_of(tmp_path, "empty.jsonl", b"", "json") == []
-    assert lines_of(tmp_path, "empty.csv.gz", gzip.compress(b""), "csv", "gzip") == []
+def test_one_broken_file_does_not_stop_the_others(spark, tmp_path):
+    """Issue 13: per-file isolation — poison lines and a corrupt gzip stay in their own rows."""
+    corrupt = bytearray(gzip.compress(b'{"n":1}\n' * 5000))
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    rows, _ = parse_files(spark, tmp_path, {
+        "a.jsonl": b'{"s":"\\ud83d"}\n{"n":1e400}\n{"ok":1}\n',
+        "b.jsonl.gz": bytes(corrupt),
+        "c.jsonl": b'{"ok":2}\n',
+    })
+    assert [(r[0], r[1], r[5]) for r in rows] == [
+        (0, 1, "invalid_encoding"), (0, 2, "number_out_of_range"), (0, 3, None), (1, None, "unreadable_file"), (2, 1, None),
+    ]
+    assert "lone UTF-16 surrogate" in rows[0][6] and "1e400" in rows[1][6]
+
+
+def test_multi_member_gzip_is_read_whole(spark, tmp_path):
+    rows, _ = parse_files(spark, tmp_path, {"two.jsonl.gz": gzip.compress(b'{"m":1}\n') + gzip.compress(b'{"m":2}\n')})
+    assert [(r[1], r[3]) for r in rows] == [(1, {"m": "1"}), (2, {"m": "2"})]
+
+
+def test_record_too_large_keeps_line_numbers_and_the_rest_of_the_file(spark, tmp_path):
+    """Issue 13: ``parsing.max_record_bytes``; a longer line is never held whole."""
+    huge = b'{"b":"' + b"x" * 5000 + b'"}'
+    just_over = b'{"b":"' + b"y" * 193 + b'"}'  # 201 bytes: read by the JVM, refused there
+    rows, _ = parse_files(spark, tmp_path, {
+        "long.jsonl": b'{"a":1}\n' + huge + b"\n{\"c\":3}\n",
+        "over.jsonl": b'{"a":1}\n' + just_over + b"\n",
+    }, SMALL)
+    assert [(r[0], r[1], r[5]) for r in rows] == [
+        (0, 1, None), (0, 2, "record_too_large"), (0, 3, None), (1, 1, None), (1, 2, "record_too_large"),
+    ]
+    assert "parsing.max_record_bytes (200)" in rows[1][6] and "201 bytes" in rows[4][6]
+    for row in (rows[1], rows[4]):
+        assert TRUNCATED_MARKER in row[2] and len(row[2]) < 150
+
+
+def test_raw_record_is_capped_with_a_marker(spark, tmp_path):
+    line = '{"k":"' + "z" * 120 + '","bad":}'  # malformed, longer than the cap
+    rows, _ = parse_files(spark, tmp_path, {"r.jsonl": (line + "\n").encode()}, SMALL)
+    assert rows[0][5] == "malformed_json"
+    assert rows[0][2] == f"{line[:50]}{TRUNCATED_MARKER}{len(line)} bytes]"
+
+
+def test_line_numbers_are_exact_across_splits_of_a_plain_file(spark, tmp_path):
+    """A plain file read as several splits: lines numbered per file, in order."""
+    body = "".join(f'{{"n":{i}}}\n' for i in range(1, 30001)).encode()
+    previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "65536")
+    try:
+        rows, _ = parse_files(spark, tmp_path, {"big.jsonl": body, "small.jsonl": b'{"n":1}\n'})
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
+    big = [r for r in rows if r[0] == 0]
+    assert [r[1] for r in big] == list(range(1, 30001))
+    assert all(r[3] == {"n": str(r[1])} for r in big)
+
+
+def test_the_python_reader_reads_a_file_whole_or_not_at_all(tmp_path):
+    compressed = gzip.compress(b'{"n":1}\n' * 3000)
+    (tmp_path / "cut.jsonl.gz").write_bytes(compressed[: len(compressed) // 2])
+    rows = list(read_file_rows(3, str(tmp_path / "cut.jsonl.gz"), "json", "gzip", ParseSettings()))
+    assert [(r[1], r[5]) for r in rows] == [(None, "unreadable_file")]
+
+
+def test_python_batches_are_bounded_in_rows_and_bytes():
+    rows = [(1, n, "x" * (1 << 20), None, None, None, None) for n in range(100)]
+    batches = list(bounded_batches(iter(rows), lambda r: len(r[2])))
+    assert [b.num_rows for b in batches] == [32, 32, 32, 4]
+
+
+def test_empty_file_has_no_records(spark, tmp_path):
+    rows, _ = parse_files(spark, tmp_path, {"empty.jsonl": b"", "empty.csv.gz": gzip.compress(b"")})
+    assert rows == []
