@@ -420,7 +420,10 @@ def _svg_trend(points: Sequence[tuple[date, int]], width: int = 360, height: int
         h = value * scale
         columns.append({"x": round(i * step + 2, 1), "w": round(step - 4, 1), "y": round(height - 18 - h, 1),
                         "h": round(h, 1), "week": week.isoformat(), "value": value})
-    ticks = [c for i, c in enumerate(columns) if i in (0, len(columns) // 2, len(columns) - 1)]
+    last = len(columns) - 1
+    ticks = [{**c, "anchor": "start" if i == 0 else "end" if i == last else "middle",
+              "at": c["x"] if i == 0 else c["x"] + c["w"] if i == last else c["x"] + c["w"] / 2}
+             for i, c in enumerate(columns) if i in (0, len(columns) // 2, last)]
     return {"width": width, "height": height, "columns": columns, "ticks": ticks, "top": top,
             "total": sum(v for _, v in points), "baseline": height - 18}
 
@@ -487,6 +490,7 @@ def render_run_page(report: Mapping[str, Any], *, kind: str = "ingest", examples
         counters=[COUNTER_LABELS.get(c, c.replace("_", " ")) for c in counters],
         rows=rows,
         totals=totals,
+        summary=dict(zip(counters, totals)),
         tables=tables,
         blocked=[s for s in streams if s.get("blocked")],
         tenant_chart=_svg_bars(_bars_per_tenant(streams)) if streams else None,

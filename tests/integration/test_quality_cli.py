@@ -139,9 +139,10 @@ def _chromium() -> str | None:
 
 
 def _chromium_args(binary: str, profile: Path) -> list[str]:
-    # Data Docs link bootstrap/jQuery from CDNs and a logo from GX's site: resolve no host at
-    # all, so the page renders from local files only and nothing leaves the machine.
+    # No network at all: no host resolves and every request goes to a dead proxy, so the pages
+    # render from local files only (feedlake rewrites GX's CDN links to vendored copies, issue #16).
     return [binary, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
             "--disable-background-networking", "--disable-component-update", "--no-first-run",
             f"--user-data-dir={profile}", "--window-size=1280,1400"]
 
@@ -165,3 +166,9 @@ def test_data_docs_render_in_headless_chromium(warned: Path, tmp_path: Path):
                          capture_output=True, text=True, timeout=300, check=True).stdout
     for text in ("Expectation Validation Result", "contacts.gate", "Unsuccessful Expectations", "not-an-email"):
         assert text in dom
+    # The validation list of the index is drawn by bootstrap-table (jQuery, Bootstrap): offline
+    # it exists only when those scripts load from the vendored copies.
+    listing = subprocess.run(_chromium_args(binary, tmp_path / "profile") + ["--virtual-time-budget=5000", "--dump-dom",
+                                                                           index.as_uri()],
+                             capture_output=True, text=True, timeout=300, check=True).stdout
+    assert "Showing 1 to" in listing and "contacts.gate" in listing
