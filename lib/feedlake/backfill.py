@@ -173,7 +173,8 @@ def pending_files(chunk: Chunk, config: FeedlakeConfig, manifest: Mapping[tuple[
     settled = {
         key: {**row, "status": "processed"} if row.get("status") in SETTLED else row for key, row in manifest.items()
     }
-    plan = plan_files(chunk.files, config, settled)
+    # No hashing here: only whether anything is left matters; the chunk's ingest hashes what it reads.
+    plan = plan_files(chunk.files, config, settled, hash_to_read=False)
     # A file rejected whole (unknown stream, unsupported format) is planned as rejected on every run.
     unrecorded = [f for f, _, _ in plan.rejected if (manifest.get((f.tenant_id, f.source_file)) or {}).get("status") != "rejected"]
     return list(plan.to_read) + unrecorded

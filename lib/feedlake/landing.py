@@ -15,12 +15,27 @@ the ``tenant=`` folder its file was found under, never a value inside the record
 newline-delimited JSON (``.json``, ``.jsonl``, ``.ndjson``) and CSV (``.csv``), each
 optionally gzip-compressed (``.gz`` / ``.gzip``; "we currently don't support other
 methods or other extensions").
+
+Every landing file is accounted for (issue 13, item 2): discovery returns the files
+that fit no layout too, each with a :attr:`LandingFile.refusal` (``unattributed`` and
+the reason: landing root, not a ``tenant=`` folder, invalid tenant id, no stream
+folder, stream name not lower-case ...), which the run quarantines whole, reports and
+records in the manifest. Such a file is recorded under its ``tenant=`` folder's tenant
+when that folder is a valid tenant id (it is that tenant's folder: they can act on
+it), else under the reserved :data:`UNATTRIBUTED` marker, which no real tenant id can
+equal (tenant ids start with a letter or digit); its stream is always
+:data:`UNATTRIBUTED`, so it never reaches a stream's tables. Local landing zones never
+follow symbolic links (item 3): a link, to a file or a folder, is refused
+(``symlink_refused``) and never opened; other non-regular files (FIFOs, sockets,
+devices) are refused as ``not_a_regular_file``. A file name that is not UTF-8 (item 1)
+is kept as escaped text (``caf\\xe9.jsonl``) in ``source_file``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat as stat_module
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -29,8 +44,18 @@ from typing import NamedTuple
 
 from feedlake.config import ConfigError
 
-TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# \Z, not $: "$" also matches before a trailing newline, so "acme\n" passed as a tenant id
+# (issue 13, item 3). Used with fullmatch; the anchors keep .match() callers exact too.
+TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
+# Tenant and stream of a file that fits no layout. Never a real tenant id or stream
+# name: both must start with a letter or digit (TENANT_ID, STREAM_NAME).
+UNATTRIBUTED = "_unattributed"
+# Whole-file refusals made by discovery (error codes of quarantine rows, issue 13).
+UNATTRIBUTED_CODE = "unattributed"
+SYMLINK_CODE = "symlink_refused"
+NOT_REGULAR_CODE = "not_a_regular_file"
+REFUSAL_CODES = (UNATTRIBUTED_CODE, SYMLINK_CODE, NOT_REGULAR_CODE)
 # dt=2024-03-01, dt=2024-03-01-14-30 (seed 001 file_key) or dt=20240301
 DT_FOLDER = re.compile(r"^dt=(\d{4})-?(\d{2})-?(\d{2})(?:[-T_ ](\d{2})[-:](\d{2}))?$")
 
@@ -64,6 +89,14 @@ class LandingFile:
     compression: str | None
     etag: str | None = None
     source_system: str | None = None
+    # Set when discovery refuses the file whole: (error_code, message); it is never read.
+    refusal: tuple[str, str] | None = None
+    # Local file identity (issue 13, item 5): mtime in nanoseconds, "dev:inode:ctime_ns"
+    # (changes on any write, rename into place or metadata change, and cannot be set
+    # back by cp -p / rsync -t / touch), and the SHA-256 of the content once hashed.
+    modified_ns: int | None = None
+    stat_token: str | None = None
+    sha256: str | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -114,12 +147,46 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("_")
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-        for name in sorted(filenames):
-            if not _hidden(name):
-                yield Path(dirpath) / name
+def escaped_name(name: str) -> str:
+    r"""A path as text that is always valid UTF-8: bytes that are not UTF-8 as ``\xNN``.
+
+    Python lists a non-UTF-8 file name with lone surrogates (``surrogateescape``), which
+    no UTF-8 encoder (hashing, Arrow, the JVM, JSON reports) accepts (issue 13, item 1).
+
+    >>> escaped_name("caf\udce9.jsonl")
+    'caf\\xe9.jsonl'
+    >>> escaped_name("café.jsonl")
+    'café.jsonl'
+    """
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _walk(root: Path) -> Iterator[tuple[str, os.DirEntry]]:
+    """``(relative path, entry)`` of every non-hidden entry to report, never following links.
+
+    Folders are descended only when they are real folders (``follow_symlinks=False``); a
+    symbolic link (to a file or a folder) and any other non-folder entry is yielded
+    as is, so the caller refuses links and special files instead of reading them.
+    """
+    pending = [(str(root), "")]
+    while pending:
+        folder, prefix = pending.pop()
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        subfolders = []
+        for entry in entries:
+            if _hidden(entry.name):
+                continue
+            relpath = prefix + entry.name
+            if not entry.is_symlink() and entry.is_dir(follow_symlinks=False):
+                subfolders.append((entry.path, relpath + "/"))
+            else:
+                yield relpath, entry
+        pending.extend(reversed(subfolders))
 
 
 def parse_relpath(relpath: str) -> tuple[str, str] | None:
@@ -128,7 +195,7 @@ def parse_relpath(relpath: str) -> tuple[str, str] | None:
     if len(parts) < 3 or not parts[0].startswith("tenant="):
         return None
     tenant, stream = parts[0][len("tenant=") :], parts[1]
-    if not TENANT_ID.match(tenant) or not STREAM_NAME.match(stream):
+    if not TENANT_ID.fullmatch(tenant) or not STREAM_NAME.fullmatch(stream):
         return None
     return tenant, stream
 
@@ -154,7 +221,7 @@ def parse_objects_relpath(relpath: str) -> Owner | None:
     if len(parts) < 5 or parts[0] != "objects" or not parts[2].startswith("source_system=") or not parts[3].startswith("tenant="):
         return None
     stream, system, tenant = parts[1], parts[2][len("source_system=") :], parts[3][len("tenant=") :]
-    if not STREAM_NAME.match(stream) or not TENANT_ID.match(system) or not TENANT_ID.match(tenant):
+    if not STREAM_NAME.fullmatch(stream) or not TENANT_ID.fullmatch(system) or not TENANT_ID.fullmatch(tenant):
         return None
     return Owner(tenant, stream, system, tuple(parts[4:-1]))
 
@@ -170,6 +237,115 @@ def owner_of(relpath: str, layouts: Iterable[str] = DEFAULT_LAYOUTS) -> Owner | 
         if found is not None:
             return found
     return None
+
+
+class Unattributed(NamedTuple):
+    """A file that fits no layout: the tenant of its ``tenant=`` folder if that is a valid id, and why.
+
+    ``raw_tenant`` is the text after ``tenant=`` (or ``None`` without such a folder), used
+    by the ``--tenant`` filter; ``tenant_id`` is the valid tenant or :data:`UNATTRIBUTED`.
+    """
+
+    tenant_id: str
+    raw_tenant: str | None
+    reason: str
+
+
+_TENANT_RULE = "tenant ids are 1-128 letters, digits, '_', '.', '-', starting with a letter or digit"
+_STREAM_RULE = "stream names are lower-case letters, digits and '_', starting with a letter"
+
+
+def _check_tenant(folder: str) -> tuple[str | None, str | None]:
+    """``tenant=<id>`` folder → (valid tenant or None, problem or None)."""
+    raw = folder[len("tenant=") :]
+    if TENANT_ID.fullmatch(raw):
+        return raw, None
+    return None, f"invalid tenant id {raw!r} in folder {folder!r}: {_TENANT_RULE}"
+
+
+def _check_stream(folder: str) -> str:
+    if STREAM_NAME.fullmatch(folder.lower()):
+        return f"stream folder {folder!r} is not lower-case: {_STREAM_RULE}"
+    return f"stream folder {folder!r} is not a stream name: {_STREAM_RULE}"
+
+
+def _why_tenant_stream(parts: list[str]) -> Unattributed:
+    """Why ``parts`` do not fit ``tenant=<id>/<stream>/.../<file>``."""
+    layout = "files belong under tenant=<id>/<stream>/"
+    if not parts[0].startswith("tenant="):
+        if len(parts) == 1:
+            return Unattributed(UNATTRIBUTED, None, f"file at the landing root: {layout}")
+        return Unattributed(UNATTRIBUTED, None, f"folder {parts[0]!r} is not a tenant folder (tenant=<id>): {layout}")
+    raw = parts[0][len("tenant=") :]
+    tenant, problem = _check_tenant(parts[0])
+    if tenant is None:
+        return Unattributed(UNATTRIBUTED, raw, str(problem))
+    if len(parts) == 1:  # e.g. a link named tenant=<id> at the root (refused by its own code)
+        return Unattributed(tenant, raw, f"file at the landing root: {layout}")
+    if len(parts) == 2:
+        return Unattributed(tenant, raw, f"no stream folder: the file is directly under {parts[0]}/ ({layout})")
+    return Unattributed(tenant, raw, _check_stream(parts[1]))
+
+
+def _why_objects(parts: list[str]) -> Unattributed:
+    """Why ``parts`` (starting with ``objects``) do not fit the seed 001 ``file_key`` layout."""
+    layout = "files belong under objects/<stream>/source_system=<s>/tenant=<id>/dt=<...>/"
+    raw = tenant = None
+    if len(parts) > 3 and parts[3].startswith("tenant="):
+        raw = parts[3][len("tenant=") :]
+        tenant, problem = _check_tenant(parts[3])
+        if tenant is None:
+            return Unattributed(UNATTRIBUTED, raw, str(problem))
+    owner = tenant or UNATTRIBUTED
+    if len(parts) < 5:
+        return Unattributed(owner, raw, f"too few folders: {layout}")
+    if not STREAM_NAME.fullmatch(parts[1]):
+        return Unattributed(owner, raw, _check_stream(parts[1]))
+    if not parts[2].startswith("source_system=") or not TENANT_ID.fullmatch(parts[2][len("source_system=") :]):
+        return Unattributed(owner, raw, f"folder {parts[2]!r} is not a valid source_system=<s> folder: {layout}")
+    return Unattributed(owner, raw, f"folder {parts[3]!r} is not a tenant folder (tenant=<id>): {layout}")
+
+
+def unattributed(relpath: str, layouts: Iterable[str] = DEFAULT_LAYOUTS) -> Unattributed:
+    """Why a path fits none of ``layouts``, and the tenant it is recorded under (issue 13, item 2).
+
+    >>> unattributed("tenant=acme/Track/a.jsonl")
+    Unattributed(tenant_id='acme', raw_tenant='acme', reason="stream folder 'Track' is not lower-case: stream names are lower-case letters, digits and '_', starting with a letter")
+    >>> unattributed("tenant=ac me/track/a.jsonl").tenant_id
+    '_unattributed'
+    """
+    parts = relpath.split("/")
+    layouts = tuple(layouts)
+    if parts[0] == "objects" and "objects" in layouts:
+        return _why_objects(parts)
+    if "tenant_stream" in layouts:
+        return _why_tenant_stream(parts)
+    return _why_objects(parts) if parts[0] == "objects" else Unattributed(
+        UNATTRIBUTED, None, f"folder {parts[0]!r} is not objects/ (landing_layout {list(layouts)})"
+    )
+
+
+def classify(
+    relpath: str, layouts: Iterable[str], tenants: frozenset[str], streams: frozenset[str]
+) -> Owner | Unattributed | None:
+    """The owner of a file, or why it has none, or ``None`` when the filters leave it out.
+
+    Filters (``--tenant``/``--stream``, empty = all): a file of a layout passes on its
+    tenant and stream; an unattributed file belongs to no stream, so it is only in scope
+    when no ``--stream`` is given, and with ``--tenant`` only when the raw text of its
+    ``tenant=`` folder is one of them (a run for one tenant does not report the rest of
+    the landing zone). One rule for every store (local folders and S3 listings).
+    """
+    layouts = tuple(layouts)
+    owner = owner_of(relpath, layouts)
+    if owner is not None:
+        if (tenants and owner.tenant_id not in tenants) or (streams and owner.stream not in streams):
+            return None
+        return owner
+    why = unattributed(relpath, layouts)
+    if streams or (tenants and why.raw_tenant not in tenants):
+        return None
+    return why
 
 
 def selected_owner(
@@ -202,39 +378,62 @@ def discover_local(
     streams: Iterable[str] | None = None,
     layouts: Iterable[str] = DEFAULT_LAYOUTS,
 ) -> list[LandingFile]:
-    """List the data files under a local landing root, filtered by tenant and stream.
+    """List every file under a local landing root, filtered by tenant and stream (see :func:`classify`).
 
-    Files outside the ``layouts`` (default ``tenant=<id>/<stream>/``) are ignored (they
-    belong to no tenant, so they cannot be attributed); hidden files (``.x``, ``_x``) are skipped.
+    Files of a layout come back ready to read; every other non-hidden entry comes back
+    with a :attr:`LandingFile.refusal` so it is accounted for (issue 13): ``unattributed``
+    (fits no layout), ``symlink_refused`` (a symbolic link, to a file or a folder: never
+    followed, never opened, its target never stat'ed) and ``not_a_regular_file`` (FIFO,
+    socket, device: reading one could block or read a device). A refused link or special
+    file is attributed like a file at its path (its tenant when its ``tenant=`` folder is
+    valid), keeping its own code.
+    Hidden entries (``.x``, ``_x``) are skipped. The landing root itself may be a link
+    (the operator chose it); only what is below it is checked.
     """
     root_path = Path(root)
     if not root_path.is_dir():
         raise LandingError(f"landing path {root} is not a folder")
+    root_abs = root_path.resolve()
     tenant_filter, stream_filter = frozenset(tenants or ()), frozenset(streams or ())
+    layouts = tuple(layouts)
     found: list[LandingFile] = []
-    for path in _walk(root_path):
-        relpath = path.relative_to(root_path).as_posix()
-        owner = selected_owner(relpath, layouts, tenant_filter, stream_filter)
-        if owner is None:
+    for raw_relpath, entry in _walk(root_path):
+        relpath = escaped_name(raw_relpath)
+        info = entry.stat(follow_symlinks=False)
+        refusal: tuple[str, str] | None = None
+        if stat_module.S_ISLNK(info.st_mode):
+            refusal = (SYMLINK_CODE, "symbolic link: landing files and folders must be real ones, links are never followed")
+        elif not stat_module.S_ISREG(info.st_mode):
+            refusal = (NOT_REGULAR_CODE, "not a regular file (FIFO, socket or device): never read")
+        where = classify(relpath, layouts, tenant_filter, stream_filter)
+        if where is None:
             continue
-        tenant_id, stream = owner.tenant_id, owner.stream
-        stat = path.stat()
-        mtime = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).replace(microsecond=0)
-        fmt, compression = detect_format(path.name)
+        if isinstance(where, Unattributed):
+            owner = Owner(where.tenant_id, UNATTRIBUTED, None, ())
+            refusal = refusal or (UNATTRIBUTED_CODE, where.reason)
+        else:
+            owner = where
+        mtime = datetime.fromtimestamp(info.st_mtime_ns // 1_000_000_000, tz=timezone.utc)
+        fmt, compression = detect_format(relpath.rsplit("/", 1)[-1])
         found.append(
             LandingFile(
-                tenant_id=tenant_id,
-                stream=stream,
+                tenant_id=owner.tenant_id,
+                stream=owner.stream,
                 source_file=relpath,
-                location=str(path.resolve()),
-                size_bytes=stat.st_size,
+                # A refused entry has no location: nothing may ever open it.
+                location="" if refusal else str(root_abs / raw_relpath),
+                size_bytes=info.st_size,
                 modified_at=mtime,
                 landing_time=landing_time_from_parts(owner.folders, mtime),
                 format=fmt,
                 compression=compression,
                 source_system=owner.source_system,
+                refusal=refusal,
+                modified_ns=info.st_mtime_ns,
+                stat_token=f"{info.st_dev}:{info.st_ino}:{info.st_ctime_ns}",
             )
         )
+    found.sort(key=lambda f: f.source_file)
     return found
 
 

@@ -23,9 +23,9 @@ from feedlake.config import FeedlakeConfig, StreamSpec
 from feedlake.contracts import validate
 from feedlake.dedupe import resolve_attributes, sequence
 from feedlake.delta import DeltaEngine
-from feedlake.file_plan import FilePlan, plan_files, read_manifest
+from feedlake.file_plan import FilePlan, ReadableCopies, plan_files, read_manifest, reverified_rows
 from feedlake.jvm_parse import parse_landing_files
-from feedlake.landing import LandingFile, discover, landing_layouts
+from feedlake.landing import REFUSAL_CODES, LandingFile, discover, landing_layouts
 from feedlake.mappers import mapper_for
 from feedlake.merge import delete_plan, plan_for
 from feedlake.parsing import ParseSettings
@@ -43,6 +43,7 @@ FILE_META_SCHEMA = (
 )
 
 
+REFUSED_LISTED = 50  # files refused by discovery listed in the report by name (the rest counted)
 REJECTED = "_rejected"  # mapper output key: records the mapper refuses, in quarantine shape
 # mapper output key: records that repeat one already stored (tenant_id, source_file per
 # record), e.g. a Segment messageId ingested from a more recent file; counted as duplicates.
@@ -141,10 +142,11 @@ class Ingest:
         self.blocked: set[tuple[str, str]] = set()
         self.s3 = S3Settings.from_job(config.job)
         self.s3_access = S3Access(spark, self.s3)
+        self.local_copies = ReadableCopies()  # non-UTF-8 local names (feedlake.file_plan, issue 13)
 
     def run(self) -> RunReport:
-        """Run the ingest; a local spool of S3 landing objects is removed however the run ends."""
-        with self.s3_access:
+        """Run the ingest; a local spool of S3 landing objects (and private copies) is removed however the run ends."""
+        with self.s3_access, self.local_copies:
             return self._run()
 
     def _run(self) -> RunReport:
@@ -196,13 +198,22 @@ class Ingest:
             entry.quarantined_by_code[code] = entry.quarantined_by_code.get(code, 0) + 1
             self.file_status[f.source_file] = "rejected"
             self.file_counts[f.source_file].update(read=1, quarantined=1)
+        # Files discovery refused (outside the layout, links, special files; issue 13) are
+        # listed by path and reason in the report too, bounded so a cluttered landing zone
+        # cannot flood it: the quarantine has every one.
+        refused = [f"{f.source_file}: {code}: {message}" for f, code, message in plan.rejected if code in REFUSAL_CODES]
+        if refused:
+            shown = refused[:REFUSED_LISTED]
+            if len(refused) > len(shown):
+                shown.append(f"... and {len(refused) - len(shown)} more (quarantine error_code {', '.join(REFUSAL_CODES)})")
+            self.report.extras["files_refused"] = shown
         schema = self.config.table("quarantine").ddl
         return self.spark.createDataFrame(rows, schema)
 
     def _read(self, files: list[LandingFile], batches: Mapping[tuple[str, str], str]) -> DataFrame:
         indexed = list(enumerate(files))
         # S3 objects: streamed by the tasks or read from a local spool copy (feedlake.storage).
-        locations = [f.location for f in self.s3_access.readable(files)]
+        locations = [f.location for f in self.s3_access.readable(self.local_copies.readable(files))]
         # Parsed on the JVM (feedlake.jvm_parse); its scan cache is released once records are cached.
         parsing = parse_landing_files(
             self.spark, [(i, locations[i], f.format, f.compression) for i, f in indexed], ParseSettings.from_job(self.config.job)
@@ -348,8 +359,10 @@ class Ingest:
             rows.append(
                 (f.tenant_id, f.stream, f.source_file, f.size_bytes, f.modified_at, f.etag, f.landing_time,
                  batches[(f.tenant_id, f.stream)], self.report.run_id, status, c["read"],
-                 c["read"] - quarantined - c["duplicates"], quarantined, c["duplicates"], now)
+                 c["read"] - quarantined - c["duplicates"], quarantined, c["duplicates"], now,
+                 f.modified_ns, f.stat_token, f.sha256)
             )
+        rows.extend(reverified_rows(plan, table.column_names))  # same bytes, new stat token (feedlake.file_plan)
         if not rows:
             return
         self.engine.merge(table, self.spark.createDataFrame(rows, table.ddl), plan_for(table, {r[0] for r in rows}))

@@ -60,13 +60,17 @@ from typing import Any
 from feedlake.config import ConfigError
 from feedlake.landing import (
     DEFAULT_LAYOUTS,
+    UNATTRIBUTED,
+    UNATTRIBUTED_CODE,
     LandingError,
     LandingFile,
+    Owner,
+    Unattributed,
     _hidden,  # the one rule for hidden names, shared with local discovery
+    classify,
     detect_format,
     is_object_store,
     landing_time_from_parts,
-    selected_owner,
     with_location,
 )
 
@@ -221,10 +225,13 @@ def landing_files_from_listing(
 ) -> list[LandingFile]:
     """Turn listed objects (``list_objects_v2`` ``Contents`` entries) into landing files.
 
-    The same rules as :func:`feedlake.landing.discover_local`: only keys that fit one
-    of the ``layouts`` below the root count (e.g. ``tenant=<id>/<stream>/...``); hidden names (``.x``, ``_x``) at
-    any depth and folder markers (keys ending in ``/``) are skipped; the landing time
-    is the deepest ``dt=`` folder, else the object's last-modified time (seed 000 FAQ).
+    The same rules as :func:`feedlake.landing.discover_local`: keys that fit one of the
+    ``layouts`` below the root (e.g. ``tenant=<id>/<stream>/...``) are read; every other
+    key is returned refused as ``unattributed`` with its reason, so it is reported and
+    recorded (issue 13, item 2; filters: :func:`feedlake.landing.classify`); hidden
+    names (``.x``, ``_x``) at any depth and folder markers (keys ending in ``/``) are
+    skipped; the landing time is the deepest ``dt=`` folder, else the object's
+    last-modified time (seed 000 FAQ). S3 has no symbolic links, and keys are UTF-8.
     """
     tenant_filter, stream_filter = frozenset(tenants or ()), frozenset(streams or ())
     layouts = tuple(layouts)
@@ -237,9 +244,15 @@ def landing_files_from_listing(
         parts = relpath.split("/")
         if any(_hidden(part) for part in parts):
             continue
-        owner = selected_owner(relpath, layouts, tenant_filter, stream_filter)
-        if owner is None:
+        where = classify(relpath, layouts, tenant_filter, stream_filter)
+        if where is None:
             continue
+        refusal = None
+        if isinstance(where, Unattributed):
+            owner = Owner(where.tenant_id, UNATTRIBUTED, None, ())
+            refusal = (UNATTRIBUTED_CODE, where.reason)
+        else:
+            owner = where
         tenant_id, stream = owner.tenant_id, owner.stream
         modified = _utc(obj["LastModified"])
         fmt, compression = detect_format(parts[-1])
@@ -249,7 +262,7 @@ def landing_files_from_listing(
                 tenant_id=tenant_id,
                 stream=stream,
                 source_file=relpath,
-                location=S3Location(root.scheme, root.bucket, key).uri,
+                location="" if refusal else S3Location(root.scheme, root.bucket, key).uri,
                 size_bytes=int(obj["Size"]),
                 modified_at=modified,
                 landing_time=landing_time_from_parts(owner.folders, modified),
@@ -257,6 +270,7 @@ def landing_files_from_listing(
                 compression=compression,
                 etag=etag,
                 source_system=owner.source_system,
+                refusal=refusal,
             )
         )
     return sorted(found, key=lambda f: f.source_file)

@@ -109,8 +109,11 @@ def test_listing_follows_the_local_layout_rules(tmp_path):
     assert [(f.tenant_id, f.stream, f.source_file, f.format, f.compression) for f in found] == [
         (f.tenant_id, f.stream, f.source_file, f.format, f.compression) for f in sorted(local, key=lambda f: f.source_file)
     ]
-    assert [f.source_file for f in found] == [
-        "tenant=acme/identify/u.csv.gz", "tenant=acme/track/dt=2024-03-01/a.jsonl", "tenant=other/identify/u.csv",
+    # Keys outside the layout are listed too, refused as unattributed (issue 13, item 2).
+    assert [(f.source_file, f.refusal[0] if f.refusal else None) for f in found] == [
+        ("stray.jsonl", "unattributed"), ("tenant=acme/identify/u.csv.gz", None),
+        ("tenant=acme/track/dt=2024-03-01/a.jsonl", None), ("tenant=bad id/track/a.jsonl", "unattributed"),
+        ("tenant=other/identify/u.csv", None),
     ]
 
 
