@@ -303,16 +303,27 @@ class DeltaRsEngine:
         with self._arrow_source(source, arrow_schema(table)) as (rows, data):
             if rows == 0:
                 return MergeResult()
-            dt = self.ensure(table)
-            predicate, update_when = render_sql(plan)
-            merger = dt.merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
-            if plan.matched == "delete":
-                merger = merger.when_matched_delete()
-            elif plan.matched != "ignore":
-                merger = merger.when_matched_update_all(predicate=update_when)
-            if plan.insert:
-                merger = merger.when_not_matched_insert_all()
-            metrics = merger.execute()
+            return self._merge_arrow(table, data, plan)
+
+    def merge_rows(self, table: TableSpec, rows: Sequence[tuple], plan: MergePlan) -> MergeResult:
+        """A few rows built in Python (manifest, bookkeeping) merged as an Arrow table: no Spark job."""
+        if not rows:
+            return MergeResult()
+        schema = arrow_schema(table)
+        data = pa.Table.from_pylist([dict(zip(schema.names, r, strict=True)) for r in rows], schema=schema)
+        return with_commit_retries(table, lambda: self._merge_arrow(table, data, plan), _delta_rs_conflict)
+
+    def _merge_arrow(self, table: TableSpec, data: pa.Table | pa.RecordBatchReader, plan: MergePlan) -> MergeResult:
+        dt = self.ensure(table)
+        predicate, update_when = render_sql(plan)
+        merger = dt.merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
+        if plan.matched == "delete":
+            merger = merger.when_matched_delete()
+        elif plan.matched != "ignore":
+            merger = merger.when_matched_update_all(predicate=update_when)
+        if plan.insert:
+            merger = merger.when_not_matched_insert_all()
+        metrics = merger.execute()
         return MergeResult(
             inserted=int(metrics.get("num_target_rows_inserted", 0)),
             updated=int(metrics.get("num_target_rows_updated", 0)),
