@@ -7,8 +7,10 @@ Per tenant, contact, event_text and ISO week (``week_start`` = the Monday, UTC;
 §1.3; NULL while the contact has none).
 
 Maintained incrementally (see :mod:`feedlake.slices`): after a batch of events is
-merged, only the (tenant, week) slices its events fall in are recomputed, from the
-``contact_events`` rows of those weeks. Counting the deduplicated table, never the
+merged, only the weeks its events fall in are recomputed, from the
+``contact_events`` rows of those weeks, for all the batch's tenants in one write
+(the union of their weeks: a week a tenant did not touch recomputes to what it holds
+and writes nothing). Counting the deduplicated table, never the
 batch, keeps the counts right when events are re-sent (the table holds each event
 once), when batches arrive out of order and when a run is repeated. When a contact
 moves to another account, its activity rows are re-pointed to the new account.
@@ -23,7 +25,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.config import FeedlakeConfig, StreamSpec
-from feedlake.pipeline import Ingest, IngestHook
+from feedlake.pipeline import Ingest, IngestHook, batch_tenants
 from feedlake.slices import Slices, iso_week, monday, replace_slices, upsert_rows, utc_day
 
 log = logging.getLogger("feedlake.activity")
@@ -64,49 +66,64 @@ def event_weeks(events: DataFrame) -> list[date]:
     return sorted(r["w"] for r in events.select(week.alias("w")).distinct().collect() if r["w"])
 
 
+def tenant_event_weeks(events: DataFrame) -> dict[str, list[date]]:
+    """Per tenant, the Mondays of the weeks its events fall in (a collect of tenants × weeks)."""
+    week = monday(utc_day(F.col("event_timestamp")))
+    out: dict[str, set[date]] = {}
+    for r in events.select("tenant_id", week.alias("w")).distinct().collect():
+        if r["w"]:
+            out.setdefault(r["tenant_id"], set()).add(r["w"])
+    return {t: sorted(w) for t, w in sorted(out.items())}
+
+
 class ActivityHook(IngestHook):
     """Keeps ``activity_weekly`` in step with ``contact_events`` and ``contact_accounts``."""
 
     def __init__(self, config: FeedlakeConfig):
         self.enabled = all(t in config.tables for t in (TABLE, "contact_events", "contact_accounts"))
 
-    def after_merge(self, job: Ingest, tenant_id: str, stream: StreamSpec, table: str, source: DataFrame) -> None:
+    def after_merge(self, job: Ingest, stream: StreamSpec, table: str, source: DataFrame) -> None:
         if not self.enabled:
             return
         if table == "contact_events":
-            self.refresh(job, tenant_id, event_weeks(source))
+            self.refresh(job, tenant_event_weeks(source))
         elif table == "contact_accounts":
-            self._repoint(job, tenant_id, source.select("tenant_id", "contact_key").distinct())
+            self._repoint(job, source.select("tenant_id", "contact_key").distinct())
 
-    def refresh(self, job: Ingest, tenant_id: str, weeks: list[date]) -> None:
-        """Recompute the activity of ``weeks`` from the stored events of those weeks."""
-        if not weeks:
+    def refresh(self, job: Ingest, weeks_by_tenant: dict[str, list[date]]) -> None:
+        """Recompute the activity of the tenants' weeks from the stored events of those weeks: one write."""
+        if not weeks_by_tenant:
             return
         config, engine = job.config, job.engine
+        tenants = sorted(weeks_by_tenant)
+        weeks = sorted({w for ws in weeks_by_tenant.values() for w in ws})
         events = engine.read(
-            config.table("contact_events"), [tenant_id],
-            within=Slices.of_weeks("event_timestamp", weeks, unix_seconds=True),
+            config.table("contact_events"), tenants, within=Slices.of_weeks("event_timestamp", weeks, unix_seconds=True),
         )
-        # Only the links of the contacts active in those weeks (a semi-join, not the tenant's whole table).
+        # Only the links of the contacts active in those weeks (a semi-join, not the tenants' whole table).
         links = engine.read_matching(config.table("contact_accounts"), events.select("tenant_id", "contact_key"),
                                      ["tenant_id", "contact_key"])
         write = replace_slices(
-            engine, config.table(TABLE), tenant_id, activity_weekly(events, links), Slices.of_weeks("week_start", weeks)
+            engine, config.table(TABLE), tenants, activity_weekly(events, links), Slices.of_weeks("week_start", weeks)
         )
-        entry = job.report.extras.setdefault("activity", {}).setdefault(tenant_id, {})
-        entry["weeks_recomputed"] = sorted({*entry.get("weeks_recomputed", []), *(w.isoformat() for w in weeks)})
-        entry["writes"] = [*entry.get("writes", []), str(write)]
-        log.info("activity %s: weeks %s recomputed: %s", tenant_id, [w.isoformat() for w in weeks], write)
+        for tenant, own in weeks_by_tenant.items():
+            entry = job.report.extras.setdefault("activity", {}).setdefault(tenant, {})
+            entry["weeks_recomputed"] = sorted({*entry.get("weeks_recomputed", []), *(w.isoformat() for w in own)})
+            entry["writes"] = [*entry.get("writes", []), str(write)]
+        log.info("activity %s: weeks %s recomputed: %s", tenants, [w.isoformat() for w in weeks], write)
 
-    def _repoint(self, job: Ingest, tenant_id: str, contacts: DataFrame) -> None:
+    def _repoint(self, job: Ingest, contacts: DataFrame) -> None:
         """Activity rows of the contacts whose account link changed → their new account (keys matched by join)."""
         config, engine = job.config, job.engine
         table = config.table(TABLE)
         on = ["tenant_id", "contact_key"]
         stored = engine.read_matching(table, contacts, on).persist()
-        links = engine.read_matching(config.table("contact_accounts"), contacts, on)
-        write = upsert_rows(engine, table, tenant_id, reassigned(stored, links), stored)
+        tenants = batch_tenants(stored)
+        if tenants:
+            links = engine.read_matching(config.table("contact_accounts"), contacts, on)
+            write = upsert_rows(engine, table, tenants, reassigned(stored, links), stored)
+            if write.updated:
+                for tenant in tenants:
+                    entry = job.report.extras.setdefault("activity", {}).setdefault(tenant, {})
+                    entry["writes"] = [*entry.get("writes", []), f"{write} (contacts re-pointed to their account)"]
         stored.unpersist()
-        if write.updated:
-            entry = job.report.extras.setdefault("activity", {}).setdefault(tenant_id, {})
-            entry["writes"] = [*entry.get("writes", []), f"{write} (contacts re-pointed to their account)"]

@@ -28,7 +28,8 @@ say, 'this account in Salesforce is this user group in the product'."
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -36,9 +37,9 @@ from pyspark.sql import functions as F
 from feedlake.config import StreamSpec, TableSpec
 from feedlake.contracts import field_text
 from feedlake.dedupe import _COL, _PROP, latest_per_key, resolve_attributes
-from feedlake.mappers import lineage, parse_properties
+from feedlake.mappers import StoredTables, lineage, parse_properties
 from feedlake.merge import delete_plan, plan_for
-from feedlake.pipeline import Ingest, IngestHook
+from feedlake.pipeline import Ingest, IngestHook, batch_tenants
 from feedlake.profiles import profile_columns
 
 log = logging.getLogger("feedlake.entity_map")
@@ -56,13 +57,31 @@ def entity_map_rows(records: DataFrame, stream: StreamSpec) -> dict[str, DataFra
     return {"entity_map": rows}
 
 
-def resolve_account(frame: DataFrame, source_id: Column, entity_map: DataFrame) -> DataFrame:
+@dataclass(frozen=True)
+class KeyedTable:
+    """A stored table read only at the keys a batch asks for (see :class:`feedlake.mappers.StoredTables`)."""
+
+    stored: StoredTables
+    name: str
+
+    def matching(self, keys: DataFrame, on: Sequence[str]) -> DataFrame:
+        return self.stored.matching(self.name, keys, on)
+
+
+MAP_KEY = ("tenant_id", "source_system", "source_id")
+
+
+def resolve_account(frame: DataFrame, source_id: Column, entity_map: DataFrame | KeyedTable) -> DataFrame:
     """Add ``_account_key``: the mapped canonical key of ``(tenant_id, source_system, source_id)``.
 
     ``frame`` must hold ``tenant_id`` and ``source_system``; ``entity_map`` is the stored
-    table (one row per key: the latest mapping). Unmapped ids, and records without a
+    table (one row per key: the latest mapping), or a :class:`KeyedTable` of it, read
+    then at the batch's ids only (issue 12 item 4). Unmapped ids, and records without a
     source system, keep ``source_id``.
     """
+    if isinstance(entity_map, KeyedTable):
+        ids = frame.select("tenant_id", F.col("source_system"), source_id.alias("source_id"))
+        entity_map = entity_map.matching(ids, MAP_KEY)
     mappings = entity_map.select(
         "tenant_id",
         F.col("source_system").alias("_map_system"),
@@ -74,12 +93,14 @@ def resolve_account(frame: DataFrame, source_id: Column, entity_map: DataFrame) 
     return joined.select(*frame.columns, F.coalesce(F.col("_map_key"), F.col("_map_id")).alias("_account_key"))
 
 
-def stored_entity_map(stored: Mapping[str, DataFrame]) -> DataFrame:
-    """The ``entity_map`` table a resolving stream was given (see ``reads`` in conf/streams.yaml)."""
-    try:
-        return stored["entity_map"]
-    except KeyError:
-        raise KeyError("a stream resolving account ids must declare `reads: [entity_map]` in conf/streams.yaml") from None
+def stored_entity_map(stored: Mapping[str, DataFrame]) -> DataFrame | KeyedTable:
+    """The ``entity_map`` table a resolving stream was given (see ``reads`` in conf/streams.yaml):
+    keyed (read at the batch's ids by :func:`resolve_account`) when the pipeline gave it."""
+    if "entity_map" not in stored:
+        raise KeyError("a stream resolving account ids must declare `reads: [entity_map]` in conf/streams.yaml")
+    if isinstance(stored, StoredTables):
+        return KeyedTable(stored, "entity_map")
+    return stored["entity_map"]
 
 
 def _under_source_ids(stored: DataFrame, mappings: DataFrame, id_column: str) -> DataFrame:
@@ -131,53 +152,62 @@ def attribute_cells(rows: DataFrame, table: TableSpec, key: str, canonical: str)
 
 
 class EntityMapHook(IngestHook):
-    """After ``entity_map`` is merged, move rows stored under a now-mapped source id (see module rules)."""
+    """After ``entity_map`` is merged, move rows stored under a now-mapped source id (see module rules).
 
-    def after_merge(self, job: Ingest, tenant_id: str, stream: StreamSpec, table: str, source: DataFrame) -> None:
+    Once per run for the whole batch (all tenants): one MERGE and one delete per moved
+    table, scoped to the batch's tenants; only the rows of the batch's mapped ids are read.
+    """
+
+    def after_merge(self, job: Ingest, stream: StreamSpec, table: str, source: DataFrame) -> None:
         if table != "entity_map":
             return
         # The mappings now stored for the keys of this batch (a batch row older than the stored one lost its MERGE).
-        keys = source.select("tenant_id", "source_system", "source_id").distinct()
-        mappings = job.engine.read_matching(
-            job.config.table("entity_map"), keys, ["tenant_id", "source_system", "source_id"]
-        ).select("tenant_id", "source_system", "source_id", "account_key").persist()
-        moved = {}
-        if "account_events" in job.config.tables:
-            moved["account_events"] = self.move_events(job, tenant_id, mappings)
-        if "accounts" in job.config.tables:
-            moved["accounts"] = self.move_accounts(job, tenant_id, mappings)
+        keys = source.select(*MAP_KEY).distinct()
+        mappings = job.engine.read_matching(job.config.table("entity_map"), keys, list(MAP_KEY)).select(
+            *MAP_KEY, "account_key"
+        ).persist()
+        tenants = batch_tenants(mappings)
+        moved: dict[str, dict[str, int]] = {}
+        if tenants and "account_events" in job.config.tables:
+            for tenant, count in self.move_events(job, tenants, mappings).items():
+                moved.setdefault(tenant, {})["account_events"] = count
+        if tenants and "accounts" in job.config.tables:
+            for tenant, count in self.move_accounts(job, tenants, mappings).items():
+                moved.setdefault(tenant, {})["accounts"] = count
         mappings.unpersist()
-        if any(moved.values()):
-            job.report.extras.setdefault("entity_map_moved", {})[tenant_id] = moved
-            log.info("entity_map %s: rows moved to canonical accounts: %s", tenant_id, moved)
+        for tenant, counts in sorted(moved.items()):
+            entry = {name: counts.get(name, 0) for name in ("account_events", "accounts") if name in job.config.tables}
+            if any(entry.values()):
+                job.report.extras.setdefault("entity_map_moved", {})[tenant] = entry
+                log.info("entity_map %s: rows moved to canonical accounts: %s", tenant, entry)
 
-    def move_events(self, job: Ingest, tenant_id: str, mappings: DataFrame) -> int:
-        """``account_events`` of a mapped ``(source_system, source_account_id)`` → the canonical key."""
+    def move_events(self, job: Ingest, tenants: Sequence[str], mappings: DataFrame) -> dict[str, int]:
+        """``account_events`` of a mapped ``(source_system, source_account_id)`` → the canonical key; moves per tenant."""
         table = job.config.table("account_events")
         on = ["tenant_id", "source_system", "source_account_id"]
         stored = job.engine.read_matching(table, mappings.withColumnRenamed("source_id", "source_account_id"), on)
         affected = _under_source_ids(stored, mappings, "source_account_id").persist()
-        count = affected.count()
-        if count:
+        counts = {r["tenant_id"]: r["count"] for r in affected.groupBy("tenant_id").count().collect()}
+        if counts:
             rows = affected.select(*[F.col("_canonical" if c == "account_key" else c).alias(c) for c in table.column_names])
-            job.engine.merge(table, latest_per_key(rows, table.key), plan_for(table, tenant_id))
+            job.engine.merge(table, latest_per_key(rows, table.key), plan_for(table, sorted(counts)))
             # Then drop the rows left under the old key (the merge kept the newer row where both existed):
             # a MERGE ... DELETE against the moves themselves, so no id is rendered as SQL text.
             moves = affected.select(*on, "_canonical").distinct()
-            plan = delete_plan(table, on, [tenant_id], differ=[("account_key", "_canonical")])
+            plan = delete_plan(table, on, sorted(counts), differ=[("account_key", "_canonical")])
             job.engine.delete_matching(table, moves, plan)
         affected.unpersist()
-        return count
+        return counts
 
-    def move_accounts(self, job: Ingest, tenant_id: str, mappings: DataFrame) -> int:
+    def move_accounts(self, job: Ingest, tenants: Sequence[str], mappings: DataFrame) -> dict[str, int]:
         """``accounts`` rows keyed by a mapped source id (of that source system) → merged into the canonical one."""
         table = job.config.table("accounts")
         under_source = mappings.select("tenant_id", F.col("source_id").alias("account_key"))
         stored = job.engine.read_matching(table, under_source, ["tenant_id", "account_key"])
         affected = _under_source_ids(stored, mappings, "account_key").persist()
         pairs = affected.select("tenant_id", "source_system", "account_key").distinct().persist()
-        moved = pairs.count()
-        if moved:
+        counts = {r["tenant_id"]: r["count"] for r in pairs.groupBy("tenant_id").count().collect()}
+        if counts:
             incoming = attribute_cells(affected, table, "account_key", "_canonical")
             canonical = job.engine.read_matching(
                 table, affected.select("tenant_id", F.col("_canonical").alias("account_key")), ["tenant_id", "account_key"]
@@ -185,9 +215,9 @@ class EntityMapHook(IngestHook):
             merged = resolve_attributes(
                 incoming, canonical, table.key, table.attributes, table.column_names, derive=profile_columns(table)
             )
-            job.engine.merge(table, merged, plan_for(table, tenant_id))
-            plan = delete_plan(table, ["tenant_id", "source_system", "account_key"], [tenant_id])
+            job.engine.merge(table, merged, plan_for(table, sorted(counts)))
+            plan = delete_plan(table, ["tenant_id", "source_system", "account_key"], sorted(counts))
             job.engine.delete_matching(table, pairs, plan)
         affected.unpersist()
         pairs.unpersist()
-        return moved
+        return counts

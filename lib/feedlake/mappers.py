@@ -14,12 +14,16 @@ keys by :func:`render_properties`.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from feedlake.config import StreamSpec
+from feedlake.config import FeedlakeConfig, StreamSpec
+
+if TYPE_CHECKING:
+    from feedlake.delta import DeltaEngine
 from feedlake.contracts import field_text, unix_seconds
 
 RECORD_COLUMNS = (
@@ -38,6 +42,51 @@ def lineage() -> list[Column]:
 
 
 Mapper = Callable[[DataFrame, StreamSpec], dict[str, DataFrame]]
+
+
+class StoredTables(Mapping[str, DataFrame]):
+    """The stored tables a stream ``reads`` (conf/streams.yaml), scoped to its batch (issue 12 item 4).
+
+    :meth:`matching` reads only the stored rows whose key columns equal a row of a keys
+    DataFrame (:meth:`feedlake.delta.DeltaEngine.read_matching`: a semi-join, never a
+    whole tenant through the driver); mappers should use it (:func:`stored_matching`).
+    Indexing (``stored["entity_map"]``) still gives the batch tenants' whole table, for
+    a mapper that cannot name its keys.
+    """
+
+    def __init__(self, engine: DeltaEngine, config: FeedlakeConfig, names: Sequence[str], batch: DataFrame):
+        self.engine = engine
+        self.config = config
+        self.names = tuple(names)
+        self.batch = batch
+
+    def __getitem__(self, name: str) -> DataFrame:
+        if name not in self.names:
+            raise KeyError(name)
+        return self.engine.read_matching(self.config.table(name), self.batch.select("tenant_id"), ["tenant_id"])
+
+    def __contains__(self, name: object) -> bool:  # without reading the table (Mapping's default would)
+        return name in self.names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def matching(self, name: str, keys: DataFrame, on: Sequence[str]) -> DataFrame:
+        """Stored rows of table ``name`` whose ``on`` columns (with ``tenant_id``) equal a row of ``keys``."""
+        if name not in self.names:
+            raise KeyError(name)
+        return self.engine.read_matching(self.config.table(name), keys, list(on))
+
+
+def stored_matching(stored: Mapping[str, DataFrame], name: str, keys: DataFrame, on: Sequence[str]) -> DataFrame:
+    """The rows of stored table ``name`` matching ``keys`` on ``on``: a batch-sized read when ``stored`` is a
+    :class:`StoredTables`, else (tests, notebooks: plain DataFrames) a ``left_semi`` join."""
+    if isinstance(stored, StoredTables):
+        return stored.matching(name, keys, on)
+    return stored[name].join(keys.select(*on).distinct(), on=list(on), how="left_semi")
 
 
 def source_system(records: DataFrame, stream: StreamSpec | None = None) -> Column:

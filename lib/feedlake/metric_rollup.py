@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 
 from feedlake.config import ConfigError, FeedlakeConfig, StreamSpec
 from feedlake.metrics import DEFAULT_KIND, MetricsSettings, TenantMetrics, parse_settings
-from feedlake.pipeline import Ingest, IngestHook
+from feedlake.pipeline import Ingest, IngestHook, batch_tenants
 from feedlake.slices import Slices, around, monday, replace_slices
 
 log = logging.getLogger("feedlake.metrics")
@@ -139,6 +139,10 @@ class MetricsHook(IngestHook):
     * after ``metric_files`` is merged: report column drift of the batch's files;
     * after ``entity_map`` is merged: recompute the weeks of records whose id was
       (re)mapped, so the order in which mappings and metrics arrive does not matter.
+
+    Called once per table with the whole batch; the rules (metric kinds, id mapping)
+    are per tenant, so the refresh still loops over the batch's tenants (their
+    derived-table writes are per tenant: remaining work of issue 12).
     """
 
     def __init__(self, config: FeedlakeConfig):
@@ -148,9 +152,13 @@ class MetricsHook(IngestHook):
             t in config.tables for t in ("metric_records", "metric_files", "account_metrics", "account_metrics_weekly")
         )
 
-    def after_merge(self, job: Ingest, tenant_id: str, stream: StreamSpec, table: str, source: DataFrame) -> None:
-        if not self.enabled:
+    def after_merge(self, job: Ingest, stream: StreamSpec, table: str, source: DataFrame) -> None:
+        if not self.enabled or table not in ("metric_records", "metric_files", ENTITY_MAP):
             return
+        for tenant_id in batch_tenants(source):
+            self._after_merge(job, tenant_id, table, source.where(F.col("tenant_id") == F.lit(tenant_id)))
+
+    def _after_merge(self, job: Ingest, tenant_id: str, table: str, source: DataFrame) -> None:
         if table == "metric_records":
             self.refresh(job, tenant_id, self._batch_weeks(job, tenant_id, source))
         elif table == "metric_files":

@@ -1,9 +1,13 @@
 """The ingest job: extract (landing files) → transform (parse, validate, map, dedupe) → load (MERGE).
 
-I/O stays here and in :mod:`feedlake.delta`; every transform it calls takes and
-returns DataFrames. Order of writes: business tables, then quarantine, then the
-manifest (``ingest_files``) last, so a run that dies half-way is simply redone by the
-next run: every step is an idempotent MERGE keyed on what it writes.
+The thin orchestrator of a run: file planning (:mod:`feedlake.file_plan`), reading
+(:mod:`feedlake.jvm_parse`), then the stages of :mod:`feedlake.stages` per stream
+(validate, map, rank, gate, count, merge: whole batches, all tenants at once, one
+MERGE per table and stream), then bookkeeping. I/O stays here and in
+:mod:`feedlake.delta`; every transform takes and returns DataFrames. Order of writes:
+business tables, then quarantine, then the manifest (``ingest_files``) last, after the
+report's invariant is checked, so a run that dies or fails half-way is simply redone
+by the next run: every step is an idempotent MERGE keyed on what it writes.
 """
 
 from __future__ import annotations
@@ -16,27 +20,32 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from feedlake.config import FeedlakeConfig, StreamSpec
-from feedlake.contracts import validate
-from feedlake.dedupe import resolve_attributes, sequence
 from feedlake.delta import DeltaEngine
 from feedlake.file_plan import FilePlan, ReadableCopies, plan_files, read_manifest, reverified_rows
 from feedlake.jvm_parse import parse_landing_files
 from feedlake.landing import REFUSAL_CODES, LandingFile, discover, landing_layouts
-from feedlake.mappers import mapper_for
 from feedlake.merge import delete_plan, plan_for
 from feedlake.parsing import ParseSettings
-from feedlake.profiles import profile_columns
-from feedlake.report import RunReport, TableCounts, report_location, write_report
+from feedlake.report import RunReport, report_location, write_report
 from feedlake.report_html import write_run_page
+from feedlake.stages import (  # noqa: F401  (re-exported: mappers and tests import them from here)
+    DUPLICATES,
+    QUARANTINE_COLUMNS,
+    REJECTED,
+    RunContext,
+    check_invariant,
+    manifest_counts,
+    process_stream,
+    quarantine_rows,
+    rank_in_batch,
+    with_sequence,
+)
 from feedlake.storage import S3Access, S3Settings
 
-QUARANTINE_COLUMNS = (
-    "tenant_id", "stream", "source_file", "line_number", "raw_record", "error_code", "error_message", "batch_id",
-)
 FILE_META_SCHEMA = (
     "file_id INT, tenant_id STRING, stream STRING, source_file STRING, landing_time TIMESTAMP, batch_id STRING, "
     "source_system STRING"
@@ -44,27 +53,27 @@ FILE_META_SCHEMA = (
 
 
 REFUSED_LISTED = 50  # files refused by discovery listed in the report by name (the rest counted)
-REJECTED = "_rejected"  # mapper output key: records the mapper refuses, in quarantine shape
-# mapper output key: records that repeat one already stored (tenant_id, source_file per
-# record), e.g. a Segment messageId ingested from a more recent file; counted as duplicates.
-DUPLICATES = "_duplicates"
 
 
 class IngestHook:
     """Extension points of a run (quality gates, derived tables). Override what you need.
 
-    ``before_merge`` sees one tenant's deduplicated batch of one stream (table name →
-    ranked rows, ``_rank == 1`` being the winners) and returns a reason to block the
-    MERGE of that tenant and stream, or ``None``. A blocked batch's files stay
-    unprocessed in the manifest (status ``blocked``) so the next run retries them.
-    ``after_merge`` sees the exact rows sent to a table's MERGE; ``after_run`` the
+    Each is called once per stream (and table) with the **whole batch**, all tenants
+    (issue 12: cost follows the data, not the number of tenants).
+
+    ``before_merge`` sees the deduplicated batch of one stream (table name → ranked
+    rows of every tenant, ``_rank == 1`` being the winners) and returns the tenants
+    whose MERGE of that stream to hold back, with the reason (``{}``: none). A blocked
+    batch's files stay unprocessed in the manifest (status ``blocked``) so the next run
+    retries them. ``after_merge`` sees the exact rows sent to a table's one MERGE of
+    the stream (every tenant's; :func:`batch_tenants` lists them); ``after_run`` the
     finished report, before it is written.
     """
 
-    def before_merge(self, job: Ingest, tenant_id: str, stream: StreamSpec, batch: Mapping[str, DataFrame]) -> str | None:
-        return None
+    def before_merge(self, job: Ingest, stream: StreamSpec, batch: Mapping[str, DataFrame]) -> Mapping[str, str]:
+        return {}
 
-    def after_merge(self, job: Ingest, tenant_id: str, stream: StreamSpec, table: str, source: DataFrame) -> None:
+    def after_merge(self, job: Ingest, stream: StreamSpec, table: str, source: DataFrame) -> None:
         return None
 
     def after_run(self, job: Ingest, report: RunReport) -> None:
@@ -97,22 +106,9 @@ def batch_id(stream: str, tenant_id: str, files: Iterable[LandingFile]) -> str:
     return f"{stream}:{tenant_id}:{digest}"
 
 
-def with_sequence(records: DataFrame, stream: StreamSpec) -> DataFrame:
-    """Add ``_seq`` (see :func:`feedlake.dedupe.sequence`) under the stream's precedence."""
-    return records.withColumn(
-        "_seq", sequence(F.col("landing_time"), F.col("source_file"), F.col("line_number"), stream.precedence)
-    )
-
-
-def rank_in_batch(mapped: DataFrame, key: Sequence[str]) -> DataFrame:
-    """Rank records of the same key by ``_seq`` (1 = winner); losers are in-batch duplicates."""
-    window = Window.partitionBy(*key).orderBy(F.col("_seq").desc())
-    return mapped.withColumn("_rank", F.row_number().over(window))
-
-
-def quarantine_rows(validated: DataFrame) -> DataFrame:
-    """Records with an error, in the quarantine table's shape (raw text kept verbatim)."""
-    return validated.where(F.col("error_code").isNotNull()).select(*QUARANTINE_COLUMNS)
+def batch_tenants(frame: DataFrame) -> list[str]:
+    """The tenants of a batch DataFrame (a collect bounded by the number of tenants)."""
+    return sorted(r["tenant_id"] for r in frame.select("tenant_id").distinct().collect())
 
 
 class Ingest:
@@ -135,11 +131,12 @@ class Ingest:
             run_id=new_run_id(now), engine=engine.name, landing=request.landing, warehouse=request.warehouse,
             started_at=now.isoformat(timespec="seconds"),
         )
-        self.file_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self.file_status: dict[str, str] = {}
-        self._cached: list[DataFrame] = []
         self.hooks: tuple[IngestHook, ...] = tuple(hooks)
-        self.blocked: set[tuple[str, str]] = set()
+        # What the stages share (feedlake.stages); the hooks get this Ingest.
+        self.ctx = RunContext(spark, config, engine, self.report, self.hooks, job=self)
+        self.file_counts = self.ctx.file_counts
+        self.file_status = self.ctx.file_status
+        self.blocked = self.ctx.blocked
         self.s3 = S3Settings.from_job(config.job)
         self.s3_access = S3Access(spark, self.s3)
         self.local_copies = ReadableCopies()  # non-UTF-8 local names (feedlake.file_plan, issue 13)
@@ -154,7 +151,8 @@ class Ingest:
         files = discover(self.request.landing, self.request.tenants, self.request.streams, layouts, s3=self.s3)
         if self.request.only_files is not None:
             files = [f for f in files if f.source_file in self.request.only_files]
-        # Every declared table exists after a run, empty or not, so readers never guess.
+        # Every declared table exists after a run, empty or not, so readers never guess
+        # (no Spark job: delta-rs reads the log; delta-spark creates or migrates once per engine).
         for table in self.config.tables.values():
             self.engine.ensure(table)
         tenants = sorted({f.tenant_id for f in files})
@@ -167,8 +165,11 @@ class Ingest:
         if plan.to_read:
             records = self._read(plan.to_read, batches)
             for name in processing_order(self.config, {f.stream for f in plan.to_read}):
-                quarantined.append(self._process_stream(self.config.stream(name), records))
+                quarantined.append(process_stream(self.ctx, self.config.stream(name), records))
             records.unpersist()
+        # Every record accounted for, each count from what was written: checked before
+        # the quarantine and manifest commits, so a broken run leaves its files to be read again.
+        check_invariant(self.report)
         self._write_quarantine(quarantined, plan)
         self._write_manifest(plan, batches)
         self.report.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -238,93 +239,6 @@ class Ingest:
             return records.where(keep)
         return records
 
-    def _count_quarantined(self, rows: list, stream: str) -> None:
-        for r in rows:
-            entry = self.report.stream(r["tenant_id"], stream)
-            entry.quarantined += r["count"]
-            entry.quarantined_by_code[r["error_code"]] = entry.quarantined_by_code.get(r["error_code"], 0) + r["count"]
-            self.file_counts[r["source_file"]]["quarantined"] += r["count"]
-
-    def _process_stream(self, stream: StreamSpec, records: DataFrame) -> DataFrame:
-        validated = (
-            records.where(F.col("stream") == stream.name)
-            .transform(lambda df: with_sequence(df, stream))
-            .transform(lambda df: validate(df, stream))
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        counts = validated.groupBy("tenant_id", "source_file", "error_code").count().collect()
-        for r in counts:
-            self.report.stream(r["tenant_id"], stream.name).records_read += r["count"]
-            self.file_counts[r["source_file"]]["read"] += r["count"]
-        self._count_quarantined([r for r in counts if r["error_code"] is not None], stream.name)
-        accepted = validated.where(F.col("error_code").isNull())
-        if stream.reads:
-            tenants = sorted({r["tenant_id"] for r in counts})
-            stored = {name: self._stored(name, tenants) for name in stream.reads}
-            mapped = dict(mapper_for(stream)(accepted, stream, stored))
-        else:
-            mapped = dict(mapper_for(stream)(accepted, stream))
-        repeated = mapped.pop(DUPLICATES, None)
-        if repeated is not None:
-            for r in repeated.groupBy("tenant_id", "source_file").count().collect():
-                self.report.stream(r["tenant_id"], stream.name).duplicates_dropped += r["count"]
-                self.file_counts[r["source_file"]]["duplicates"] += r["count"]
-        quarantine = quarantine_rows(validated)
-        rejected = mapped.pop(REJECTED, None)
-        if rejected is not None:
-            # Records the mapper refuses (e.g. a message type the stream does not ingest): quarantined too.
-            rejected = rejected.select(*QUARANTINE_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
-            self._count_quarantined(rejected.groupBy("tenant_id", "source_file", "error_code").count().collect(), stream.name)
-            quarantine = quarantine.unionByName(rejected)
-            self._cached.append(rejected)
-        primary = self.config.table(stream.primary_table)
-        ranked = {
-            name: rank_in_batch(df, self.config.table(name).key).persist(StorageLevel.MEMORY_AND_DISK)
-            for name, df in mapped.items()
-        }
-        losers = ranked[primary.name].where(F.col("_rank") > 1).groupBy("tenant_id", "_source_file").count().collect()
-        for r in losers:
-            self.report.stream(r["tenant_id"], stream.name).duplicates_dropped += r["count"]
-            self.file_counts[r["_source_file"]]["duplicates"] += r["count"]
-        for tenant in sorted({r["tenant_id"] for r in counts}):
-            entry = self.report.stream(tenant, stream.name)
-            entry.accepted = entry.records_read - entry.quarantined - entry.duplicates_dropped
-            batch = {name: df.where(F.col("tenant_id") == tenant) for name, df in ranked.items()}
-            blocked = [reason for hook in self.hooks if (reason := hook.before_merge(self, tenant, stream, batch))]
-            if blocked:
-                entry.blocked = "; ".join(blocked)
-                self.blocked.add((tenant, stream.name))
-                continue
-            for name in stream.targets:
-                source, result = self._merge(name, batch[name], tenant)
-                entry.tables[name] = TableCounts(result.inserted, result.updated)
-                for hook in self.hooks:
-                    hook.after_merge(self, tenant, stream, name, source)
-        for df in ranked.values():
-            df.unpersist()
-        # Kept cached until the quarantine is written from it.
-        self._cached.append(validated)
-        return quarantine
-
-    def _stored(self, table_name: str, tenants: Sequence[str]) -> DataFrame:
-        """A table as stored now, for a stream that ``reads`` it (only these tenants)."""
-        table = self.config.table(table_name)
-        if not tenants:
-            return self.spark.createDataFrame([], table.ddl)
-        return self.engine.read(table, tenants)
-
-    def _merge(self, table_name: str, ranked: DataFrame, tenant: str):
-        table = self.config.table(table_name)
-        if table.policy == "attribute":
-            existing = self.engine.read(table, [tenant])
-            source = resolve_attributes(
-                ranked.drop("_rank"), existing, table.key, table.attributes, table.column_names,
-                derive=profile_columns(table),
-            )
-        else:
-            source = ranked.where(F.col("_rank") == 1).select(*table.column_names)
-        return source, self.engine.merge(table, source, plan_for(table, tenant))
-
     def _write_quarantine(self, parts: list[DataFrame], plan: FilePlan) -> None:
         """Replace the quarantine rows of changed files, then add this run's: one commit each for all tenants."""
         table = self.config.table("quarantine")
@@ -343,7 +257,7 @@ class Ingest:
             rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
             self.engine.merge(table, rows, plan_for(table, tenants))
             rows.unpersist()
-        for df in self._cached:
+        for df in self.ctx.cached:
             df.unpersist()
 
     def _write_manifest(self, plan: FilePlan, batches: Mapping[tuple[str, str], str]) -> None:
@@ -355,17 +269,18 @@ class Ingest:
             status = self.file_status[f.source_file]
             if status == "processed" and (f.tenant_id, f.stream) in self.blocked:
                 status = "blocked"
-            quarantined = c["quarantined"]
+            read, accepted, quarantined, duplicates = manifest_counts(c)
             rows.append(
                 (f.tenant_id, f.stream, f.source_file, f.size_bytes, f.modified_at, f.etag, f.landing_time,
-                 batches[(f.tenant_id, f.stream)], self.report.run_id, status, c["read"],
-                 c["read"] - quarantined - c["duplicates"], quarantined, c["duplicates"], now,
+                 batches[(f.tenant_id, f.stream)], self.report.run_id, status, read,
+                 accepted, quarantined, duplicates, now,
                  f.modified_ns, f.stat_token, f.sha256)
             )
         rows.extend(reverified_rows(plan, table.column_names))  # same bytes, new stat token (feedlake.file_plan)
         if not rows:
             return
-        self.engine.merge(table, self.spark.createDataFrame(rows, table.ddl), plan_for(table, {r[0] for r in rows}))
+        # Rows built here, written without a Spark job where the engine can (delta-rs: an Arrow table).
+        self.engine.merge_rows(table, rows, plan_for(table, {r[0] for r in rows}))
 
 
 def processing_order(config: FeedlakeConfig, names: Iterable[str]) -> list[str]:

@@ -1,8 +1,10 @@
 """The run report: where every input record went, per tenant and stream.
 
-Invariant (issue #2): ``accepted + quarantined + duplicates_dropped == records_read``
-for every tenant and stream. A file that cannot be read at all (unknown stream,
-unsupported format, corrupt gzip) counts as one record read and one quarantined.
+Invariant (issue #2, issue 13 item 4): ``accepted + quarantined + duplicates_dropped +
+blocked_records + suppressed == records_read`` for every tenant and stream, each term
+counted from what the run wrote (see :mod:`feedlake.stages`), none derived from the
+others. A file that cannot be read at all (unknown stream, unsupported format, corrupt
+gzip) counts as one record read and one quarantined.
 """
 
 from __future__ import annotations
@@ -40,13 +42,18 @@ class StreamReport:
     quarantined_by_code: dict[str, int] = field(default_factory=dict)
     tables: dict[str, TableCounts] = field(default_factory=dict)
     blocked: str | None = None  # why the MERGE of this tenant and stream was held back
+    # Records of a gate-blocked batch (not accepted: nothing was merged; issue 13 item 9).
+    blocked_records: int = 0
+    # Records dropped before mapping by erasure suppression (erased subjects).
+    suppressed: int = 0
 
     def check(self) -> None:
-        total = self.accepted + self.quarantined + self.duplicates_dropped
+        total = self.accepted + self.quarantined + self.duplicates_dropped + self.blocked_records + self.suppressed
         if total != self.records_read or sum(self.quarantined_by_code.values()) != self.quarantined:
             raise ReportInvariantError(
                 f"tenant {self.tenant_id} stream {self.stream}: accepted {self.accepted} + quarantined "
-                f"{self.quarantined} + duplicates {self.duplicates_dropped} != read {self.records_read}"
+                f"{self.quarantined} + duplicates {self.duplicates_dropped} + blocked {self.blocked_records} "
+                f"+ suppressed {self.suppressed} != read {self.records_read}"
             )
 
 
@@ -77,7 +84,8 @@ class RunReport:
             s.check()
 
     def totals(self) -> dict[str, int]:
-        keys = ("files_read", "files_skipped", "records_read", "accepted", "quarantined", "duplicates_dropped")
+        keys = ("files_read", "files_skipped", "records_read", "accepted", "quarantined", "duplicates_dropped",
+                "blocked_records", "suppressed")
         return {k: sum(getattr(s, k) for s in self.streams) for k in keys}
 
     def to_dict(self) -> dict[str, Any]:

@@ -42,9 +42,9 @@ from feedlake.api_objects import split, with_source_system
 from feedlake.config import FieldSpec, StreamSpec
 from feedlake.contracts import apply_checks, field_checks, field_text, timestamp_value
 from feedlake.entity_map import resolve_account, stored_entity_map
-from feedlake.mappers import lineage, render_properties
-from feedlake.pipeline import DUPLICATES, REJECTED
+from feedlake.mappers import lineage, render_properties, stored_matching
 from feedlake.profiles import checked_attributes, object_members, plain_text, profile_checks, trait_check
+from feedlake.stages import DUPLICATES, REJECTED
 
 SPEC = "seed 002"
 SUPPORTED = ("identify", "track", "group")
@@ -112,7 +112,10 @@ def prepared(records: DataFrame) -> DataFrame:
 
 
 def repeated_messages(ok: DataFrame, ledger: DataFrame) -> DataFrame:
-    """``(tenant_id, source_file)`` of each message already stored from another file.
+    """``(tenant_id, source_file, line_number)`` of each message already stored from another file.
+
+    ``ledger``: the stored ``segment_messages`` rows (only those of the batch's message
+    ids are needed: :func:`segment_rows` reads just those, issue 12 item 4).
 
     Only the copy the pipeline keeps (highest ``_seq``) is looked at: the other copies are
     counted as duplicates within the batch (by the pipeline, on ``segment_messages``).
@@ -121,7 +124,7 @@ def repeated_messages(ok: DataFrame, ledger: DataFrame) -> DataFrame:
     firsts = ok.withColumn("_copy", F.row_number().over(copies)).where(F.col("_copy") == 1)
     stored = ledger.select("tenant_id", F.col("message_id").alias("_message_id"), F.col("_source_file").alias("_stored_file"))
     joined = firsts.join(stored, on=["tenant_id", "_message_id"], how="inner")
-    return joined.where(F.col("_stored_file") != F.col("source_file")).select("tenant_id", "source_file")
+    return joined.where(F.col("_stored_file") != F.col("source_file")).select("tenant_id", "source_file", "line_number")
 
 
 def segment_rows(records: DataFrame, stream: StreamSpec, stored: Mapping[str, DataFrame]) -> dict[str, DataFrame]:
@@ -130,7 +133,9 @@ def segment_rows(records: DataFrame, stream: StreamSpec, stored: Mapping[str, Da
     checked_records = checked_attributes(first, F.col("_attrs"), lambda: attribute_checks(stream))
     ok, rejected = split(checked_records)
     ok = with_source_system(ok, stream)
-    repeated = repeated_messages(ok, stored["segment_messages"])
+    # Only the stored ledger rows of this batch's message ids (a key-matched read, not the tenants' whole ledger).
+    ids = ok.select("tenant_id", F.col("_message_id").alias("message_id"))
+    repeated = repeated_messages(ok, stored_matching(stored, "segment_messages", ids, ["tenant_id", "message_id"]))
 
     messages = ok.select(
         "tenant_id",

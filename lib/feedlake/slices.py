@@ -90,7 +90,14 @@ def slice_diff(fresh: DataFrame, stored: DataFrame, key: Sequence[str]) -> DataF
     return joined.select(*fresh.columns, action.alias("_action")).where(F.col("_action").isNotNull())
 
 
-def _apply(engine: DeltaEngine, table: TableSpec, tenant_id: str, diff: DataFrame, slices: Slices | None) -> SliceWrite:
+def _tenants(tenants: str | Sequence[str]) -> list[str]:
+    """One tenant id or several (a run's batch: one write for all its tenants, issue 12)."""
+    return [tenants] if isinstance(tenants, str) else sorted(set(tenants))
+
+
+def _apply(
+    engine: DeltaEngine, table: TableSpec, tenant_id: str | Sequence[str], diff: DataFrame, slices: Slices | None
+) -> SliceWrite:
     """Merge the ``upsert`` rows of a :func:`slice_diff`, then delete its ``delete`` keys.
 
     Both are MERGEs against the diff itself (no key is rendered as SQL text, issue #11);
@@ -99,10 +106,10 @@ def _apply(engine: DeltaEngine, table: TableSpec, tenant_id: str, diff: DataFram
     diff = diff.persist()  # read by both MERGEs: computed once
     try:
         upserts = diff.where(F.col("_action") == "upsert").drop("_action")
-        merged = engine.merge(table, upserts, plan_for(table, tenant_id).with_within(slices))
+        merged = engine.merge(table, upserts, plan_for(table, _tenants(tenant_id)).with_within(slices))
         stale = diff.where(F.col("_action") == "delete").select(*table.key)
         deleted = engine.delete_matching(
-            table, stale, delete_plan(table, table.key, [tenant_id], within=slices, null_safe=True)
+            table, stale, delete_plan(table, table.key, _tenants(tenant_id), within=slices, null_safe=True)
         )
     finally:
         diff.unpersist()
@@ -110,19 +117,21 @@ def _apply(engine: DeltaEngine, table: TableSpec, tenant_id: str, diff: DataFram
 
 
 def replace_slices(
-    engine: DeltaEngine, table: TableSpec, tenant_id: str, rows: DataFrame, slices: Slices
+    engine: DeltaEngine, table: TableSpec, tenant_id: str | Sequence[str], rows: DataFrame, slices: Slices
 ) -> SliceWrite:
-    """Make the ``slices`` of one tenant in ``table`` hold exactly ``rows``.
+    """Make the ``slices`` of one tenant (or of each of several) in ``table`` hold exactly ``rows``.
 
     ``rows`` must be the complete recomputation of those slices (and nothing outside
     them). Only new or changed rows are merged and only vanished rows deleted, so
     replacing a slice with what it already holds writes nothing.
     """
-    stored = engine.read(table, [tenant_id], within=slices).select(*table.column_names)
+    stored = engine.read(table, _tenants(tenant_id), within=slices).select(*table.column_names)
     return _apply(engine, table, tenant_id, slice_diff(rows.select(*table.column_names), stored, table.key), slices)
 
 
-def upsert_rows(engine: DeltaEngine, table: TableSpec, tenant_id: str, rows: DataFrame, stored: DataFrame) -> SliceWrite:
+def upsert_rows(
+    engine: DeltaEngine, table: TableSpec, tenant_id: str | Sequence[str], rows: DataFrame, stored: DataFrame
+) -> SliceWrite:
     """Merge the rows of ``rows`` that differ from ``stored`` (the stored rows of the same keys)."""
     diff = slice_diff(rows.select(*table.column_names), stored.select(*table.column_names), table.key)
     return _apply(engine, table, tenant_id, diff.where(F.col("_action") == "upsert"), None)

@@ -120,7 +120,7 @@ def test_chunked_backfill_equals_one_big_run(spark, tmp_path, zones, reference, 
 class CrashAfterFirstMerge(IngestHook):
     """Stands for a driver that dies in the middle of a chunk, after some tables were written."""
 
-    def after_merge(self, job, tenant_id, stream, table, source) -> None:
+    def after_merge(self, job, stream, table, source) -> None:
         raise RuntimeError("simulated crash in the middle of a chunk")
 
 

@@ -174,7 +174,7 @@ def test_s3_landing_to_s3_warehouse_rerun_skips_changed_object_reread(spark, s3_
 
 
 class FailBeforeMerge(IngestHook):
-    def before_merge(self, job, tenant_id, stream, batch):
+    def before_merge(self, job, stream, batch):
         raise RuntimeError("merge refused by the test")
 
 

@@ -43,11 +43,11 @@ def test_a_critical_failure_blocks_and_names_the_expectation(spark, config, chec
         BATCH_SCHEMA,
     )
     gate = checks("run-1")
-    reason = gate.gate("acme", config.stream("track"), {"contact_events": batch})
-    assert reason == (
+    reasons = gate.gate(config.stream("track"), {"contact_events": batch})
+    assert reasons == {"acme": (
         "quality gate contact_events: expect_column_values_to_be_between(event_timestamp) (1 unexpected), "
         "expect_column_values_to_not_be_null(contact_key) (1 unexpected)"
-    )
+    )}
     assert gate.run.blocked == ["acme/track"]
     assert _outcomes(gate.run, "gate") == {
         "expect_column_values_to_be_between(event_timestamp)": (False, 1),
@@ -58,13 +58,32 @@ def test_a_critical_failure_blocks_and_names_the_expectation(spark, config, chec
     }
 
 
+def test_one_gate_run_for_all_tenants_blocks_only_the_failing_ones(spark, config, checks):
+    """Issue 12: the gate validates a stream's whole batch once; a failure is split by tenant."""
+    rows = [(f"t{i}", f"e{i}", "c1", "signed up", MARCH_2024, 1) for i in range(5)]
+    rows.append(("t3", "e9", "c1", "logged in", YEAR_2100, 1))
+    gate = checks("run-1")
+    reasons = gate.gate(config.stream("track"), {"contact_events": spark.createDataFrame(rows, BATCH_SCHEMA)})
+    assert reasons == {"t3": "quality gate contact_events: expect_column_values_to_be_between(event_timestamp) (1 unexpected)"}
+    assert gate.run.blocked == ["t3/track"]
+    between = {o.tenant_id: (o.success, o.element_count) for o in gate.run.outcomes
+               if o.expectation == "expect_column_values_to_be_between(event_timestamp)"}
+    assert between == {"t0": (True, 1), "t1": (True, 1), "t2": (True, 1), "t3": (False, 2), "t4": (True, 1)}
+
+    passing = checks("run-2")
+    clean = spark.createDataFrame(rows[:5], BATCH_SCHEMA)
+    assert passing.gate(config.stream("track"), {"contact_events": clean}) == {}
+    assert sorted({o.tenant_id for o in passing.run.outcomes}) == ["t0", "t1", "t2", "t3", "t4"]
+    assert all(o.success and o.element_count == 1 for o in passing.run.outcomes)
+
+
 def test_a_warning_does_not_block(spark, config, checks):
     batch = spark.createDataFrame(
         [("acme", "c1", "paul@madkudu.com", 1), ("acme", "c2", "not an email", 1), ("acme", "c3", None, 2)],
         "tenant_id string, contact_key string, email string, _rank int",
     )
     gate = checks("run-1")
-    assert gate.gate("acme", config.stream("identify"), {"contacts": batch}) is None
+    assert gate.gate(config.stream("identify"), {"contacts": batch}) == {}
     failed = gate.run.failed()
     assert [(o.expectation, o.severity, o.unexpected_count, o.sample) for o in failed] == [
         ("expect_column_values_to_match_regex(email)", "warning", 1, '["not an email"]')
