@@ -46,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="exit 3 when a quality expectation of this severity (or worse) failed in any chunk")
     _common(backfill)
 
+    export = sub.add_parser("export", help="send changed profiles and moments out as Segment calls (seed 002)")
+    export.add_argument("--warehouse", required=True, help="warehouse root (local or s3://)")
+    target = export.add_mutually_exclusive_group(required=True)
+    target.add_argument("--outbox", default=None, help="write gzip JSON lines under OUTBOX/tenant=<id>/segment/ (local or s3://)")
+    target.add_argument("--segment", action="store_true", help="post to Segment's /v1/batch (conf export.segment_url)")
+    export.add_argument("--tenant", action="extend", nargs="+", default=None, help="only these tenants")
+    export.add_argument("--since-version", type=int, default=None, help="re-export changes from this table version (0: backfill)")
+    export.add_argument("--dry-run", action="store_true", help="count the messages; send and record nothing")
+    _common(export)
+
     report = sub.add_parser("report", help="rebuild the run history page WAREHOUSE/_reports/index.html and print its path")
     report.add_argument("--warehouse", required=True, help="warehouse root (local or s3://)")
     report.add_argument("--open", action="store_true", help="open the page in the default web browser")
@@ -259,7 +269,28 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0 if result.complete else EXIT_INCOMPLETE
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``feedlake export``: profiles and moments back out as Segment calls (feedlake.export, issue 17)."""
+    from datetime import datetime, timezone
+
+    from feedlake.delta import make_engine
+    from feedlake.export import ExportRequest, new_export_run_id, run_export
+    from feedlake.moments import load_moments
+
+    config = load_job_config(args)
+    moments = load_moments(args.conf, config)
+    if args.since_version is not None and args.since_version < 0:
+        raise ConfigError("--since-version must be >= 0")
+    request = ExportRequest(args.warehouse, args.outbox, args.segment, tuple(args.tenant or ()), args.since_version, args.dry_run)
+    spark = session_for(config)
+    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
+    report = run_export(spark, config, engine, request, moments, new_export_run_id(datetime.now(timezone.utc)))
+    print(report.render())
+    return 0
+
+
 COMMANDS = {"ingest": cmd_ingest, "quality": cmd_quality, "backfill": cmd_backfill, "report": cmd_report, "forget": cmd_forget}
+COMMANDS["export"] = cmd_export  # issue 17 (feedlake.export)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
