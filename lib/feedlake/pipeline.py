@@ -28,6 +28,7 @@ from feedlake.delta import DeltaEngine
 from feedlake.file_plan import FilePlan, ReadableCopies, plan_files, read_manifest, reverified_rows
 from feedlake.jvm_parse import parse_landing_files
 from feedlake.landing import REFUSAL_CODES, LandingFile, discover, landing_layouts
+from feedlake.lease import LeaseSettings, tenant_leases
 from feedlake.merge import delete_plan, plan_for
 from feedlake.parsing import ParseSettings
 from feedlake.report import RunReport, report_location, write_report
@@ -156,6 +157,12 @@ class Ingest:
         for table in self.config.tables.values():
             self.engine.ensure(table)
         tenants = sorted({f.tenant_id for f in files})
+        # One writer per tenant: a concurrent run on the same tenants waits here (feedlake.lease);
+        # held from the manifest read to the manifest commit, so the plan and the writes agree.
+        with tenant_leases(self.request.warehouse, tenants, LeaseSettings.from_job(self.config.job), s3=self.s3):
+            return self._run_leased(files, tenants)
+
+    def _run_leased(self, files: list[LandingFile], tenants: list[str]) -> RunReport:
         manifest = read_manifest(self.engine, self.config, tenants) if tenants else {}
         plan = plan_files(files, self.config, manifest)
         for f in plan.skipped:
