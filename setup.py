@@ -24,5 +24,7 @@ setup(
         "pyarrow",
         "PyYAML",
     ],
+    # Benchmark-only: DuckDB as the single-machine floor of bench/ingest_bench.py (issue 12).
+    extras_require={"bench": ["duckdb==2.0.1"]},
     entry_points={"console_scripts": ["feedlake=feedlake.cli:main"]},
 )
