@@ -412,23 +412,41 @@ def drop_suppressed(records: DataFrame, suppression: Suppression | None, stream:
     return kept, dropped
 
 
-def suppressed_for(engine: DeltaEngine, config: FeedlakeConfig, tenants: Sequence[str]) -> Suppression | None:
-    """The suppression list of ``tenants`` (``None`` when there is none: the usual, free case).
+def suppressed_for(engine: DeltaEngine, config: FeedlakeConfig, tenants: Sequence[str] | None) -> Suppression | None:
+    """The suppression list of ``tenants`` (all when ``None``; ``None`` when there is none: the usual, free case).
 
     Reads the warehouse key without creating it: no key means no request was ever made.
     The list grows with erasure requests, not with the data, and is broadcast.
     """
-    if SUPPRESSED_TABLE not in config.tables or not tenants:
+    if SUPPRESSED_TABLE not in config.tables or (tenants is not None and not tenants):
         return None
     salt = warehouse_salt(engine.warehouse, _s3(config), create=False)
-    if salt is None:
+    if salt is None or engine.version(config.table(SUPPRESSED_TABLE)) is None:
         return None
-    rows = engine.read(config.table(SUPPRESSED_TABLE), list(tenants)).select("tenant_id", "kind", "subject_hash")
+    rows = engine.read(config.table(SUPPRESSED_TABLE), list(tenants) if tenants else None)
+    rows = rows.select("tenant_id", "kind", "subject_hash")
     rows = rows.persist()
     if rows.isEmpty():
         rows.unpersist()
         return None
     return Suppression(rows, salt, config)
+
+
+def suppress_records(
+    engine: DeltaEngine, config: FeedlakeConfig, stream: StreamSpec, records: DataFrame
+) -> tuple[DataFrame, DataFrame | None]:
+    """The ingest step (right after validation): ``(kept, dropped)``, ``dropped`` ``None`` when nothing can be.
+
+    Loads the suppression list (:func:`suppressed_for`, all tenants: it is small) and
+    splits the validated records of ``stream`` with :func:`drop_suppressed`; both parts
+    are persisted (each is read by several later stages). Without a warehouse key or a
+    suppression row this costs one file check and returns ``records`` as they are.
+    """
+    suppression = suppressed_for(engine, config, None)
+    if suppression is None:
+        return records, None
+    kept, dropped = drop_suppressed(records, suppression, stream)
+    return kept.persist(), dropped.persist()
 
 
 def without_suppressed(
@@ -760,6 +778,7 @@ def _vacuum(engine: DeltaEngine, tables: Sequence[TableSpec], hours: int, purge_
             removed = engine.vacuum(table, 0 if purge_now else hours, purge=purge_now)
             if purge_now:
                 purge_log(engine, table)
+            vacuum_change_data(engine, table, hours, purge_now)
             result.vacuumed[table.name] = f"{'purged' if purge_now else f'retention {hours}h'}" + (
                 f", {removed} files removed" if removed is not None else ""
             )
@@ -805,6 +824,92 @@ def purge_log(engine: DeltaEngine, table: TableSpec) -> int:
     _delete_log(path, old)
     log.info("table %s: checkpoint at version %d, %d older log entries removed", table.name, version, len(old))
     return len(old)
+
+
+def vacuum_change_data(engine: DeltaEngine, table: TableSpec, hours: int, purge: bool) -> int:
+    """Delete Change Data Feed files (``_change_data/``) that hold erased rows as ``delete``/pre-image changes.
+
+    delta-rs 1.6's VACUUM leaves ``_change_data`` alone (measured), and a forget's own
+    DELETE writes the person's rows there on a table with ``delta.enableChangeDataFeed``.
+    As delta-spark's VACUUM does, files older than ``hours`` go; with ``purge`` every file
+    no remaining log entry references goes (:func:`purge_log` ran first, so the change
+    feed before the purge is gone, as time travel is). Returns the number deleted.
+    """
+    path = engine.warehouse.rstrip("/") + "/" + table.name
+    files = _list_tree(path, "_change_data")
+    if not files:
+        return 0
+    if purge:
+        kept = _cdc_referenced(path)
+        doomed = [name for name, _ in files if name not in kept]
+    else:
+        limit = datetime.now(timezone.utc).timestamp() - hours * 3600
+        doomed = [name for name, modified in files if modified < limit]
+    _delete_tree(path, doomed)
+    log.info("table %s: %d change-data files removed", table.name, len(doomed))
+    return len(doomed)
+
+
+def _list_tree(path: str, folder: str) -> list[tuple[str, float]]:
+    """``(relative path, modification time)`` of every file under ``path/folder``."""
+    if is_object_store(path):
+        from feedlake import storage
+
+        loc = storage.parse_s3_uri(path.rstrip("/") + "/")
+        objects = storage.list_objects(storage.s3_client(), loc, [loc.prefix + folder + "/"])
+        return [(o["Key"][len(loc.prefix):], o["LastModified"].timestamp()) for o in objects]
+    root = path.removeprefix("file://")
+    out = []
+    for base, _, names in os.walk(os.path.join(root, folder)):
+        for name in names:
+            full = os.path.join(base, name)
+            out.append((os.path.relpath(full, root).replace(os.sep, "/"), os.stat(full).st_mtime))
+    return out
+
+
+def _cdc_referenced(path: str) -> set[str]:
+    """``_change_data`` paths the remaining commit files reference (checkpoints hold no ``cdc`` actions)."""
+    from urllib.parse import unquote
+
+    referenced: set[str] = set()
+    for name in _list_log(path):
+        if not name.endswith(".json") or not _LOG_FILE.match(name):
+            continue
+        for line in _read_small(path.rstrip("/") + "/_delta_log/" + name).splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "cdc" in action:
+                referenced.add(unquote(action["cdc"]["path"]))
+    return referenced
+
+
+def _read_small(location: str) -> str:
+    if is_object_store(location):
+        from feedlake import storage
+
+        return storage.read_text(location)
+    with open(location.removeprefix("file://"), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _delete_tree(path: str, names: Sequence[str]) -> None:
+    if not names:
+        return
+    if is_object_store(path):
+        from feedlake import storage
+
+        loc = storage.parse_s3_uri(path.rstrip("/") + "/")
+        client = storage.s3_client()
+        for start in range(0, len(names), 1000):
+            chunk = names[start:start + 1000]
+            client.delete_objects(Bucket=loc.bucket, Delete={"Objects": [{"Key": loc.prefix + n} for n in chunk]})
+        return
+    root = path.removeprefix("file://")
+    for name in names:
+        for candidate in (name, os.path.join(os.path.dirname(name), f".{os.path.basename(name)}.crc")):
+            try:
+                os.remove(os.path.join(root, candidate))
+            except FileNotFoundError:
+                pass
 
 
 def _list_log(path: str) -> list[str]:

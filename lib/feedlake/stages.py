@@ -129,14 +129,21 @@ def validate_stage(stream: StreamSpec, records: DataFrame) -> DataFrame:
     )
 
 
-def suppress_stage(ctx: RunContext, stream: StreamSpec, accepted: DataFrame) -> tuple[DataFrame, DataFrame | None]:
-    """Erasure suppression (GDPR erasure of subjects; being added by another change): ``(kept, suppressed)``.
+def suppress_stage(ctx: RunContext, stream: StreamSpec, validated: DataFrame) -> tuple[DataFrame, DataFrame | None]:
+    """Erasure suppression (issue 15, GDPR Art. 17 / CCPA): ``(kept, suppressed)``, right after validation.
 
-    The place for the step that drops the records of erased subjects right after
-    validation. ``suppressed`` (``tenant_id``, ``source_file`` per dropped record) is
-    counted as ``suppressed`` in the report and the invariant; ``None`` drops nothing.
+    Every validated record naming a forgotten subject of its tenant is dropped before
+    mapping, dedupe or any write — also a record headed for the quarantine, whose raw
+    text would otherwise be stored (:func:`feedlake.privacy.suppress_records`).
+    ``suppressed`` (``tenant_id``, ``source_file`` per dropped record) is counted as read
+    and ``suppressed`` in the report and the invariant; ``None`` drops nothing.
     """
-    return accepted, None
+    from feedlake.privacy import suppress_records
+
+    kept, suppressed = suppress_records(ctx.engine, ctx.config, stream, validated)
+    if suppressed is not None:
+        ctx.cached.extend([kept, suppressed])
+    return kept, suppressed
 
 
 # --- map -----------------------------------------------------------------------------
@@ -246,7 +253,8 @@ def stream_counts(
     ]
     if rejected is not None:
         parts.append(rejected.select("tenant_id", "source_file", F.concat(F.lit(QUARANTINED), F.col("error_code")).alias("what")))
-    if suppressed is not None:
+    if suppressed is not None:  # dropped before ``validated``: read, and suppressed
+        parts.append(suppressed.select("tenant_id", "source_file", F.lit(READ).alias("what")))
         parts.append(suppressed.select("tenant_id", "source_file", F.lit(SUPPRESSED).alias("what")))
     rows = parts[0]
     for part in parts[1:]:
@@ -373,7 +381,8 @@ def process_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> D
     """validate → suppress → map → rank → gate → count → merge for one stream; its quarantine rows."""
     validated = validate_stage(stream, records).persist(StorageLevel.MEMORY_AND_DISK)
     ctx.cached.append(validated)  # kept until the quarantine is written from it
-    accepted, suppressed = suppress_stage(ctx, stream, validated.where(F.col("error_code").isNull()))
+    validated, suppressed = suppress_stage(ctx, stream, validated)  # quarantine-bound records too (issue 15)
+    accepted = validated.where(F.col("error_code").isNull())
     mapped = map_stage(ctx, stream, accepted)
     repeated = mapped.pop(DUPLICATES, None)
     rejected = mapped.pop(REJECTED, None)
