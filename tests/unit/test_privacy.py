@@ -163,3 +163,31 @@ def test_drop_suppressed_without_a_list_keeps_everything(spark, config):
 def test_config_without_subjects_still_builds():
     cfg = build_config({}, {"t": {"key": ["tenant_id"], "columns": {"tenant_id": "string"}}})
     assert cfg.table("t").subject == {}
+
+
+def test_rewrite_landing_file_drops_the_lines_keeps_gzip_header_and_mode(tmp_path):
+    import gzip
+    import os
+
+    from feedlake.landing import discover_local
+    from feedlake.privacy import file_names_subject, rewrite_landing_file
+
+    root = tmp_path / "landing"
+    events = root / "tenant=acme/track/dt=2024-03-04/e.jsonl.gz"
+    links = root / "tenant=acme/group/l.csv"
+    events.parent.mkdir(parents=True)
+    links.parent.mkdir(parents=True)
+    events.write_bytes(gzip.compress(b'{"contact_key":"c-1"}\r\n{"contact_key":"c-10"}\n{"contact_key":"c-1", oops\n'))
+    links.write_text("contact_key,account_key\nc-1,a\nc-2,a\n")
+    os.chmod(links, 0o640)
+    who = [ErasureRequest("contact_key", "c-1")]
+    files = {f.source_file: f for f in discover_local(root)}
+    assert {s: file_names_subject(f, who) for s, f in files.items()} == {
+        "tenant=acme/group/l.csv": 1, "tenant=acme/track/dt=2024-03-04/e.jsonl.gz": 2,
+    }
+    assert rewrite_landing_file(files["tenant=acme/track/dt=2024-03-04/e.jsonl.gz"], who) == 2
+    assert gzip.decompress(events.read_bytes()) == b'{"contact_key":"c-10"}\n'
+    assert rewrite_landing_file(files["tenant=acme/group/l.csv"], [ErasureRequest("contact_key", "contact_key")]) == 0
+    assert rewrite_landing_file(files["tenant=acme/group/l.csv"], who) == 1
+    assert links.read_text() == "contact_key,account_key\nc-2,a\n" and links.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in links.parent.iterdir()) == ["l.csv"]  # no temporary file left
