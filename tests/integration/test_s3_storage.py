@@ -43,7 +43,12 @@ def landing_root(s3_env, s3_prefix) -> str:
 
 
 def test_discovery_pages_through_every_object_and_records_etags(s3_env, landing_root):
-    found = discover_s3(landing_root, page_size=2)  # several pages on purpose
+    listed = discover_s3(landing_root, page_size=2)  # several pages on purpose
+    # A key outside the layout is listed refused, never read (issue 13, item 2).
+    assert [(f.source_file, f.tenant_id, f.refusal[0], f.location) for f in listed if f.refusal] == [
+        ("notes/readme.txt", "_unattributed", "unattributed", ""),
+    ]
+    found = [f for f in listed if not f.refusal]
     assert [f.source_file for f in found] == [
         "tenant=acme/identify/u.csv",
         "tenant=acme/track/dt=2024-03-01/a.jsonl",
@@ -108,7 +113,7 @@ def test_spool_downloads_in_parallel_and_is_removed(spark, s3_env, landing_root,
 
 def test_an_object_changed_after_listing_is_not_read(s3_env, landing_root, tmp_path):
     """If-Match on the listed ETag: the bytes read are always the version the manifest names."""
-    (first, *_) = discover_s3(landing_root)
+    first = next(f for f in discover_s3(landing_root) if not f.refusal)
     put_files(s3_env.client(), landing_root, {first.source_file: "contact_key,email\r\nk2,b@x.io\r\n"})
     with pytest.raises(StorageError, match="changed after it was listed"):
         download_objects([first], str(tmp_path), S3Settings())
@@ -125,4 +130,4 @@ def test_endpoint_from_conf_alone(s3_env, landing_root, monkeypatch):
     """Without AWS_ENDPOINT_URL in the environment, conf's s3.endpoint_url is enough."""
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     found = discover_s3(landing_root, settings=S3Settings(endpoint_url=s3_env.endpoint_url))
-    assert len(found) == 5
+    assert len([f for f in found if not f.refusal]) == 5 and len(found) == 6  # + notes/readme.txt, unattributed
