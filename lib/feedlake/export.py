@@ -356,11 +356,13 @@ def _state_rows(engine, config: FeedlakeConfig, destination: str, tenants: Seque
     return {(r["tenant_id"], r["table_name"]): r for r in frame.collect()}
 
 
-def _write_state(spark: SparkSession, engine, config: FeedlakeConfig, rows: list[tuple]) -> None:
+def _write_state(engine, config: FeedlakeConfig, rows: list[tuple]) -> None:
+    """MERGE a few export_state rows (tenants × sources, built in Python: no Spark job)."""
+    if not rows:
+        return
     spec = config.table("export_state")
-    frame = spark.createDataFrame(rows, spec.ddl)
     engine.ensure(spec)
-    engine.merge(spec, frame, plan_for(spec, sorted({r[0] for r in rows})))
+    engine.merge_rows(spec, rows, plan_for(spec, sorted({r[0] for r in rows})))
 
 
 @dataclass(frozen=True)
@@ -646,9 +648,12 @@ def run_export(
             for r in counts:
                 report.add(r["tenant_id"], r["type"], messages=r["n"])
         if request.dry_run:
+            # moments entered now were not written: each would be one more track call
+            for tenant, n in report.moments.entered_by_tenant.items():
+                report.add(tenant, "track", messages=n)
             return report
         stamp = now
-        _write_state(spark, engine, config, [
+        _write_state(engine, config, [
             (s.tenant_id, destination, s.table, s.exported, s.end, run_id, stamp) for s in spans
         ])
         if total:
@@ -672,7 +677,7 @@ def run_export(
             for r in stats:
                 report.add(r["tenant_id"], r["type"], **{k: r[k] for k in ("messages", "batches", "retries", "files", "skipped")})
         _fail_once_for_tests()
-        _write_state(spark, engine, config, [
+        _write_state(engine, config, [
             (s.tenant_id, destination, s.table, max(s.end, s.exported if s.exported is not None else -1), None, None, stamp)
             for s in spans
         ])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
@@ -313,6 +313,7 @@ class MomentsUpdate:
 
     entered: int = 0
     left: int = 0
+    entered_by_tenant: Mapping[str, int] = field(default_factory=dict)
 
 
 def update_moments(
@@ -327,10 +328,12 @@ def update_moments(
     spec = config.table("moments")
     changes = moment_changes(current, engine.read(spec, list(tenants)), now).persist()
     try:
-        counts = {r["is_active"]: r["n"] for r in changes.groupBy("is_active").agg(F.count(F.lit(1)).alias("n")).collect()}
+        # (tenant, entering/leaving) counts: tenants × 2 rows
+        counts = changes.groupBy("tenant_id", "is_active").agg(F.count(F.lit(1)).alias("n")).collect()
         if write and counts:
             engine.ensure(spec)
             engine.merge(spec, changes, plan_for(spec, list(tenants)))
     finally:
         changes.unpersist()
-    return MomentsUpdate(entered=int(counts.get(True, 0)), left=int(counts.get(False, 0)))
+    entered = {r["tenant_id"]: int(r["n"]) for r in counts if r["is_active"]}
+    return MomentsUpdate(sum(entered.values()), sum(int(r["n"]) for r in counts if not r["is_active"]), entered)
