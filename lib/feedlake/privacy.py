@@ -588,9 +588,12 @@ def matched_rows(engine: DeltaEngine, table: TableSpec, tenant_id: str, idents: 
                     .select(*table.column_names, "request_id")
                 )
             else:
+                # Renamed: a table may have columns named like them (quality_results.kind).
+                named = ids.select(F.col("request_id").alias("_request_id"), F.col("kind").alias("_kind"),
+                                   F.col("value").alias("_value"))
                 parts.append(
-                    whole.crossJoin(ids).where(raw_match(F.col(column), F.col("kind"), F.col("value")))
-                    .select(*table.column_names, "request_id")
+                    whole.crossJoin(named).where(raw_match(F.col(column), F.col("_kind"), F.col("_value")))
+                    .select(*table.column_names, F.col("_request_id").alias("request_id"))
                 )
     out = parts[0]
     for part in parts[1:]:
