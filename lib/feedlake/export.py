@@ -662,18 +662,26 @@ def run_export(
             if request.segment:
                 partitions = max(partitions, min(total, spark.sparkContext.defaultParallelism))
             ordered = messages.repartition(partitions, "tenant_id", "message_id").sortWithinPartitions("tenant_id", "message_id")
+            staging = None
             if request.outbox:
                 from feedlake.storage import S3Settings
 
                 root = request.outbox if "://" in request.outbox else os.path.abspath(request.outbox)
                 folder = "dt=" + now.astimezone(timezone.utc).strftime("%Y-%m-%d-%H-%M")
-                fn = outbox_writer(root, folder, run_id, S3Settings.from_job(config.job))
+                if root.startswith("s3://") and (spark.sparkContext.master or "").startswith("local"):
+                    # Local master: the tasks' Python workers were forked before this process's AWS
+                    # settings may have been set, and share its disk: they write the files to a local
+                    # staging folder, put whole to S3 below (file by file, streamed from disk).
+                    staging = tempfile.mkdtemp(prefix="feedlake-outbox-")
+                fn = outbox_writer(staging or root, folder, run_id, S3Settings.from_job(config.job))
             else:
                 sent_at = now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
                 fn = segment_sender(settings.segment_url, keys, settings, sent_at)
             stats = ordered.mapInArrow(fn, _STATS_SCHEMA).groupBy("tenant_id", "type").agg(
                 *[F.sum(c).alias(c) for c in ("messages", "batches", "retries", "files", "skipped")]
             ).collect()
+            if staging is not None:
+                _upload_staged(staging, root, S3Settings.from_job(config.job))
             for r in stats:
                 report.add(r["tenant_id"], r["type"], **{k: r[k] for k in ("messages", "batches", "retries", "files", "skipped")})
         _fail_once_for_tests()
@@ -684,6 +692,25 @@ def run_export(
     finally:
         messages.unpersist()
     return report
+
+
+def _upload_staged(staging: str, root: str, settings) -> None:
+    """Put every staged outbox file whole under the S3 ``root`` (a PUT is atomic), then remove the staging folder."""
+    import shutil
+
+    from feedlake.storage import parse_s3_uri, s3_client
+
+    client = s3_client(settings)
+    try:
+        for folder, _, names in os.walk(staging):
+            for name in sorted(names):
+                if not name.startswith("part-"):
+                    continue
+                relative = os.path.relpath(os.path.join(folder, name), staging).replace(os.sep, "/")
+                location = parse_s3_uri(f"{root.rstrip('/')}/{relative}")
+                client.upload_file(os.path.join(folder, name), location.bucket, location.key)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _fail_once_for_tests() -> None:

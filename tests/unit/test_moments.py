@@ -79,7 +79,7 @@ def test_week_window_ends_with_the_week_of_as_of():
 def test_compare_compiles_to_columns_null_is_false(spark):
     from pyspark.sql import functions as F
 
-    df = spark.createDataFrame([(1, 5.0), (2, None), (3, 1.0)], "id int, v double")
+    df = spark.createDataFrame([(1, 5.0, "pro"), (2, None, None), (3, 1.0, "free")], "id int, v double, s string")
     picked = lambda c: sorted(r["id"] for r in df.where(compare(F.col("v"), c)).collect())  # noqa: E731
     assert picked(Condition("accounts", "mrr", "ge", 2)) == [1]
     assert picked(Condition("accounts", "mrr", "ne", 5)) == [3]  # NULL is not "not 5"
@@ -87,7 +87,9 @@ def test_compare_compiles_to_columns_null_is_false(spark):
     assert picked(Condition("accounts", "mrr", "in", (1.0, 5.0))) == [1, 3]
     assert picked(Condition("accounts", "mrr", "not_in", (1.0,))) == [1]
     # a threshold that looks like SQL is a bound value compared as data, never parsed
-    assert picked(Condition("accounts", "mrr", "eq", "1 OR 1=1")) == []
+    text = lambda c: sorted(r["id"] for r in df.where(compare(F.col("s"), c)).collect())  # noqa: E731
+    assert text(Condition("accounts", "plan_name", "eq", "pro")) == [1]
+    assert text(Condition("accounts", "plan_name", "eq", "x' OR '1'='1")) == []
 
 
 def _tables(spark):
