@@ -131,6 +131,11 @@ def make_offline(docs_dir: str, pages: Iterable[str] = ()) -> list[str]:
     """
     if not os.path.isdir(docs_dir):
         return []
+    if not vendor_root().is_dir():
+        # A package built without its data files (e.g. a --py-files zip that ships only
+        # .py/.yaml/.json): the pages keep GX's CDN links rather than failing the run.
+        log.warning("feedlake/html/vendor is missing from the installed package: Data Docs keep their CDN links")
+        return []
     install_vendor(docs_dir)
     chosen = [os.path.join(docs_dir, "index.html")]
     suites = os.path.join(docs_dir, "expectations")

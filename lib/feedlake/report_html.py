@@ -521,13 +521,24 @@ def _docs_link(warehouse: str, job: Mapping[str, Any] | None) -> str | None:
     return os.path.relpath(location, display_path(reports_folder(warehouse))).replace(os.sep, "/")
 
 
-def write_run_page(report, config, engine, s3=None) -> str:
+def templates_available() -> bool:
+    """The page templates are in the installed package (a zip of .py files only lacks them)."""
+    from importlib import resources
+
+    return (resources.files("feedlake") / "html" / "templates" / "run.html.j2").is_file()
+
+
+def write_run_page(report, config, engine, s3=None) -> str | None:
     """Write ``_reports/<run_id>.html`` for a finished ingest run and rebuild the index.
 
     ``report`` is the pipeline's :class:`feedlake.report.RunReport` (already written as
     JSON); ``config`` and ``engine`` those of the run, used for the batch-sized reads.
-    Returns the page's location (absolute for a local warehouse).
+    Returns the page's location (absolute for a local warehouse), or ``None`` when the
+    package was shipped without its templates (logged: the data run itself is done).
     """
+    if not templates_available():
+        log.error("run page not written: feedlake/html/templates is missing from the installed package")
+        return None
     data = report.to_dict()
     warehouse = report.warehouse
     html = render_run_page(
@@ -543,8 +554,11 @@ def write_run_page(report, config, engine, s3=None) -> str:
     return location
 
 
-def write_quality_page(run, warehouse: str, job: Mapping[str, Any] | None = None, s3=None) -> str:
+def write_quality_page(run, warehouse: str, job: Mapping[str, Any] | None = None, s3=None) -> str | None:
     """Write ``_reports/<run_id>.html`` for a ``feedlake quality`` run (:class:`feedlake.quality.QualityRun`)."""
+    if not templates_available():
+        log.error("run page not written: feedlake/html/templates is missing from the installed package")
+        return None
     quality = json.loads(run.to_json())
     checked = run.checked_at.isoformat(timespec="seconds")
     data = {"run_id": run.run_id, "engine": "-", "landing": "-", "warehouse": warehouse, "started_at": checked,
