@@ -207,26 +207,18 @@ def _array_size(json_text: Column) -> Column:
     return F.size(F.try_parse_json(json_text).try_cast("array<variant>"))
 
 
-def json_columns(line: Column) -> tuple[Column, Column, Column]:
-    """``(needs_recheck, values, json_values)`` of a JSON line (see the module rules)."""
-    wrapped = F.try_parse_json(F.concat(F.lit("["), line, F.lit("]"))).try_cast("array<variant>")
-    members = F.get(wrapped, 0).try_cast("map<string,variant>")
-    # '[' + line + ']' stops at a ']' right after the object: '[' + line + ',0]' must then have 2 elements.
-    closed = F.when(F.instr(line, "]") > 0, _array_size(F.concat(F.lit("["), line, F.lit(",0]"))) == 2).otherwise(True)
-    ok = (F.size(wrapped) == 1) & members.isNotNull() & closed & ~line.rlike(JSON_SUSPECT)
-    present = F.map_filter(members, lambda _k, v: ~F.is_variant_null(v))
-    values = F.transform_values(present, lambda _k, v: F.try_variant_get(v, "$", "string"))
-    json_values = F.transform_values(present, lambda _k, v: F.to_json(v))
-    return ~F.coalesce(ok, F.lit(False)), values, json_values
-
-
 def _unquote(field_text: Column) -> Column:
     inner = F.substr(field_text, F.lit(2), F.length(field_text) - 2)
     return F.when(F.startswith(field_text, F.lit('"')), F.replace(inner, F.lit('""'), F.lit('"'))).otherwise(field_text)
 
 
 def scan(spark: SparkSession, routes: Sequence[FileRoute], settings: ParseSettings) -> DataFrame:
-    """One pass over the JVM-read files: every line with its parse or its flag (cache this)."""
+    """One pass over the JVM-read files: every line with its parse or its flag (cache this).
+
+    Built as successive projections so that each costly value (the VARIANT parse, the
+    members map) is computed once per line: Spark does not inline a projection's
+    expression that the next one uses twice.
+    """
     paths = spark.createDataFrame([(r.spark_path, r.file_id, r.format) for r in routes], "_path STRING, file_id INT, format STRING")
     lines = (
         spark.read.option("lineSep", "\n")
@@ -241,42 +233,66 @@ def scan(spark: SparkSession, routes: Sequence[FileRoute], settings: ParseSettin
         )
         .join(F.broadcast(paths), "_path")
     )
-    value = F.col("_value")
-    line = _strip_cr(value)
-    size = F.octet_length(line)
-    valid = F.is_valid_utf8(value)
-    too_large = size > settings.max_record_bytes
-    bom = F.startswith(line, F.lit("\ufeff"))
-    blank = valid & ~bom & ~F.startswith(line, F.lit("{")) & line.rlike(BLANK)
-    is_json = F.col("format") == "json"
-    json_recheck, values, json_values = json_columns(line)
-    csv_ok = line.rlike(CSV_LINE)
-    fields = F.transform(F.regexp_extract_all(F.concat(F.lit(","), line), F.lit(CSV_FIELD), 1), _unquote)
-    judged = valid & ~bom & ~too_large & ~blank
-    recheck = ~too_large & ~blank & (~valid | bom | F.when(is_json, json_recheck).otherwise(~csv_ok))
+    value, line, size = F.col("_value"), F.col("_text"), F.col("_size")
     max_chars = settings.raw_record_max_chars
+    is_json = F.col("format") == "json"
+    # 1. the line: CR cut, size, UTF-8, the flags that need no parse
+    step = lines.select(
+        "file_id", "format", "_block", "_mid", "_value",
+        _strip_cr(value).alias("_text"),
+        (F.octet_length(value) + 1).alias("_nbytes"),
+        F.is_valid_utf8(value).alias("_valid"),
+    ).select("*", F.octet_length(line).alias("_size"), F.startswith(line, F.lit("\ufeff")).alias("_bom"))
+    valid, bom = F.col("_valid"), F.col("_bom")
+    step = step.select(
+        "*",
+        (size > settings.max_record_bytes).alias("_too_large"),
+        (valid & ~bom & ~F.startswith(line, F.lit("{")) & line.rlike(BLANK)).alias("_blank"),
+    )
+    too_large, blank = F.col("_too_large"), F.col("_blank")
+    judged = valid & ~bom & ~too_large & ~blank
+    # 2. JSON: one VARIANT parse of '[' + line + ']' per line
+    step = step.select(
+        "*",
+        F.when(judged & is_json, F.try_parse_json(F.concat(F.lit("["), line, F.lit("]"))).try_cast("array<variant>"))
+        .alias("_wrapped"),
+    )
+    wrapped = F.col("_wrapped")
+    step = step.select("*", F.get(wrapped, 0).try_cast("map<string,variant>").alias("_members"), F.size(wrapped).alias("_elements"))
+    members = F.col("_members")
+    # '[' + line + ']' stops at a ']' right after the object: '[' + line + ',0]' must then have 2 elements.
+    closed = F.when(F.instr(line, "]") > 0, _array_size(F.concat(F.lit("["), line, F.lit(",0]"))) == 2).otherwise(True)
+    json_ok = (F.col("_elements") == 1) & members.isNotNull() & closed & ~line.rlike(JSON_SUSPECT)
+    step = step.select(
+        "*",
+        F.when(json_ok, F.map_filter(members, lambda _k, v: ~F.is_variant_null(v))).alias("_present"),
+        F.when(judged & ~is_json, line.rlike(CSV_LINE)).alias("_csv_ok"),
+    )
+    present, csv_ok = F.col("_present"), F.col("_csv_ok")
+    recheck = ~too_large & ~blank & (~valid | bom | F.when(is_json, present.isNull()).otherwise(~csv_ok))
     raw = F.when(
         F.length(line) > max_chars,
         F.concat(F.substr(line, F.lit(1), F.lit(max_chars)), F.lit(TRUNCATED_MARKER), size.cast("string"), F.lit(" bytes]")),
     ).otherwise(line)
-    return lines.select(
+    fields = F.transform(F.regexp_extract_all(F.concat(F.lit(","), line), F.lit(CSV_FIELD), 1), _unquote)
+    return step.select(
         "file_id",
         "format",
         "_block",
         "_mid",
-        (F.octet_length(value) + 1).alias("_nbytes"),
-        blank.alias("_blank"),
+        "_nbytes",
+        "_blank",
         recheck.alias("_recheck"),
-        too_large.alias("_too_large"),
+        "_too_large",
+        "_size",
         F.when(~recheck & valid, raw).alias("raw_record"),
         F.when(recheck, value.cast("binary")).alias("_line"),
         # The header candidate of a CSV file (first non-blank UTF-8 line), whole even past the raw cap.
-        F.when(~is_json & valid & ~blank & ~too_large & (F.length(line) > max_chars), line).alias("_csv_full"),
-        (~is_json & valid & ~blank & ~too_large).alias("_csv_candidate"),
-        F.when(~too_large & F.octet_length(line).isNotNull(), size).alias("_size"),
-        F.when(judged & is_json & ~json_recheck, values).alias("values"),
-        F.when(judged & is_json & ~json_recheck, json_values).alias("json_values"),
-        F.when(judged & ~is_json & csv_ok, fields).alias("_fields"),
+        F.when(~is_json & judged & (F.length(line) > max_chars), line).alias("_csv_full"),
+        (~is_json & judged).alias("_csv_candidate"),
+        F.transform_values(present, lambda _k, v: F.try_variant_get(v, "$", "string")).alias("values"),
+        F.transform_values(present, lambda _k, v: F.to_json(v)).alias("json_values"),
+        F.when(csv_ok, fields).alias("_fields"),
     )
 
 
