@@ -20,8 +20,9 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-# What a task or the driver needs at run time; caches and editor files are not shipped.
-SHIPPED_SUFFIXES = (".py", ".yaml", ".json")
+# Every package file a task or the driver reads at run time (code, conf, the run page's
+# templates and vendored Data Docs assets with their licenses); caches are not shipped.
+SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
 
 def _walk(node: Traversable, prefix: str) -> Iterator[tuple[str, Traversable]]:
@@ -30,7 +31,7 @@ def _walk(node: Traversable, prefix: str) -> Iterator[tuple[str, Traversable]]:
         if child.is_dir():
             if child.name != "__pycache__" and not child.name.startswith("."):
                 yield from _walk(child, name)
-        elif child.name.endswith(SHIPPED_SUFFIXES):
+        elif not child.name.endswith(SKIPPED_SUFFIXES) and not child.name.startswith("."):
             yield name, child
 
 
