@@ -1,8 +1,9 @@
 """Benchmark: spreading the lines of an unsplittable gzip file over all cores, or not (issue #6).
 
-One task must read a gzip file from start to end. With fewer files than cores,
-``parsing.spread_lines`` (conf/ingest.yaml) repartitions the lines read before JSON
-parsing, validation and dedupe, at the price of one shuffle of the raw lines. This
+One task must read a gzip file from start to end, and the JVM parse runs in that task
+(feedlake.jvm_parse). With fewer files than cores, ``parsing.spread_lines``
+(conf/ingest.yaml) repartitions the parsed lines before validation and dedupe, at the
+price of one shuffle of the parsed lines. This
 measures both settings on the 2M-event file of bench/ingest_bench.py with ``local[2]``
 (conf/ingest.yaml), alternating the order (A B B A ...) so that drift in machine load
 hits both alike:

@@ -114,7 +114,7 @@ class ParsedFiles:
     """The parsed lines (:data:`~feedlake.parsing.PARSED_SCHEMA`) and what backs them.
 
     ``df`` reads the cached scan: cache it (or what is derived from it), materialize
-    that, then :meth:`release` the scan cache and the link folder.
+    that, then :meth:`release` the scan cache.
     """
 
     df: DataFrame
@@ -123,12 +123,11 @@ class ParsedFiles:
     routes: list[FileRoute] = field(default_factory=list)
 
     def release(self) -> None:
+        """Drop the scan cache. The link folder stays until the process exits (atexit): a
+        cached result Spark must recompute (lost block) can still read through the links."""
         for df in self.cached:
             df.unpersist()
         self.cached = []
-        if self.link_dir:
-            shutil.rmtree(self.link_dir, ignore_errors=True)
-            self.link_dir = None
 
 
 # --- deciding per file (driver: a few bytes per file, never the data) ----------------------
