@@ -33,8 +33,9 @@ IN_CSV = tuple(h for h in HOSTILE if "\n" not in h and "\r" not in h)
 # Metric names (CSV header cells; the JSON lines export adds the one with a newline).
 METRICS = ("it's; DROP TABLE account_metrics; --", "back\\slash\\", "Größe ☃")
 JSON_METRIC = "new\nline' --"
-# A file name with ', ;, --, a \ right before the quote (the old predicate's escape) and one at the end.
-CHANGED_NAME = "x\\' OR 1=1) OR 1=1 --; y\\.jsonl"
+# A file name with ', ;, --, a \ right before the quote (the old predicate's escape) and another one: rendered into
+# the old "source_file IN (...)" text, it closed the list and deleted the quarantine rows of every tenant.
+CHANGED_NAME = "x\\') OR 1=1 --; y\\.jsonl"
 CHANGED_FILE = f"tenant={TENANT}/identify/dt=2024-03-01/{CHANGED_NAME}"
 
 
