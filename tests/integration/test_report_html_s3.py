@@ -60,8 +60,9 @@ def test_s3_warehouse_gets_pages_and_data_docs_and_no_gx_folder_is_left(s3_env, 
         "tenant=acme/track/dt=2024-03-01/events.jsonl": jsonl(
             json.dumps({"event_text": "signed up", "event_timestamp": MARCH_2024, "contact_key": "c1"})),
     })
+    # Landing objects through the driver's spool (boto3): this test is about the warehouse side.
     code = run_cli("ingest", "--landing", landing, "--warehouse", warehouse, "--engine", "delta-rs",
-                   "--set", f"s3.spool_dir={tmp_path / 'spool'}")
+                   "--set", "s3.read_mode=spool", "--set", f"s3.spool_dir={tmp_path / 'spool'}")
     out = capsys.readouterr().out
     assert code == 0, out
     # Item 7: the planted folder was not used, and the run's own GX folder is gone.
