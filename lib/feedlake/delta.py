@@ -395,7 +395,7 @@ class DeltaSparkEngine:
         self._tables: dict[str, object] = {}
 
     def table_path(self, table: TableSpec) -> str:
-        return spark_path(_join_path(self.warehouse, table.name))
+        return spark_table_path(_join_path(self.warehouse, table.name))
 
     def _exists(self, table: TableSpec) -> bool:
         from delta.tables import DeltaTable
@@ -586,11 +586,14 @@ def missing_properties(table: TableSpec, stored: Mapping[str, str] | None) -> di
     return {k: v for k, v in table.properties.items() if have.get(k) != v}
 
 
-def spark_path(path: str) -> str:
+def spark_table_path(path: str) -> str:
     """A warehouse path as Spark's Hadoop file systems name it: ``s3://`` → ``s3a://`` (S3A, hadoop-aws)
-    except where the platform serves ``s3://`` itself (EMRFS, Databricks)."""
+    except where the platform serves ``s3://`` itself (EMRFS, Databricks); a relative local
+    path made absolute (``delta.`./warehouse/t``` is not a table identifier Spark accepts)."""
     if path.startswith("s3://") and not _platform_s3():
         return "s3a://" + path[len("s3://"):]
+    if "://" not in path and not path.startswith("file:"):
+        return os.path.abspath(path)
     return path
 
 

@@ -67,7 +67,7 @@ def ingest(landing: str, warehouse: str, *extra: str) -> None:
 
 def reports(server, warehouse: str) -> list[dict]:
     """Every run report written to the S3 warehouse, oldest first (run ids start with the time)."""
-    keys = sorted(k for k in s3_keys(server.client(), warehouse) if k.startswith("_reports/"))
+    keys = sorted(k for k in s3_keys(server.client(), warehouse) if k.startswith("_reports/") and k.endswith(".json"))
     return [json.loads(read_text(f"{warehouse}/{k}")) for k in keys]
 
 
