@@ -266,10 +266,6 @@ def evil_rows(spark: SparkSession, warehouse: Path, name: str, columns: list[str
     return read(spark, warehouse, name).where(EVIL).select(*columns)
 
 
-def expected(spark: SparkSession, rows: list[tuple], schema: str) -> DataFrame:
-    return spark.createDataFrame(rows, schema)
-
-
 def hostile_expectations(spark: SparkSession) -> dict[str, tuple[list[str], DataFrame]]:
     """Tenant evil's rows after batches A, B, C: table → (columns, rows), derived from tests.integration.hostile_keys."""
     h, csv_keys, m = evil.HOSTILE, evil.IN_CSV, evil.METRICS
@@ -312,8 +308,8 @@ def hostile_expectations(spark: SparkSession) -> dict[str, tuple[list[str], Data
         "quarantine": ("source_file STRING, line_number BIGINT, error_code STRING",
                        [("tenant=evil/segment/dt=2024-03-02/calls.jsonl", evil.SEGMENT_PAGE_LINE, "unsupported_type")]),
     }
-    return {name: (spark.createDataFrame(rows, schema).columns, spark.createDataFrame(rows, schema))
-            for name, (schema, rows) in out.items()}
+    frames = {name: spark.createDataFrame(rows, schema) for name, (schema, rows) in out.items()}
+    return {name: (frame.columns, frame) for name, frame in frames.items()}
 
 
 HOSTILE_TABLES = ("contacts", "contact_events", "contact_accounts", "accounts", "account_events", "entity_map",
