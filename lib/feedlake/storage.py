@@ -451,6 +451,26 @@ def spark_reads_s3(spark) -> bool:
     return False
 
 
+def _session_endpoint_matches(spark, settings: S3Settings) -> bool:
+    """Whether the session's S3A was set up for this run's S3 endpoint.
+
+    S3A takes its endpoint when the session starts (feedlake.session.s3a_conf); a session
+    started before this run's endpoint was known (a notebook's, a test run's) would send
+    the reads to AWS instead, so such a run spools through boto3, which reads the
+    endpoint now. Platform file systems (EMRFS, Databricks) have no S3A endpoint to compare.
+    """
+    wanted = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if "DATABRICKS_RUNTIME_VERSION" in os.environ:
+        return True
+    try:
+        configured = spark.sparkContext._jsc.hadoopConfiguration().get("fs.s3a.endpoint")
+    except Exception:  # Spark Connect: no JVM handle on the client
+        return True
+    if not wanted:
+        return not configured or "amazonaws.com" in configured
+    return (configured or "").rstrip("/") == wanted.rstrip("/")
+
+
 def _spark_s3_scheme(spark) -> str | None:
     """The scheme under which this session's Hadoop file systems reach S3 (``s3a``, else ``s3``), or None."""
     if "DATABRICKS_RUNTIME_VERSION" in os.environ:
@@ -519,7 +539,7 @@ def choose_read_mode(spark, settings: S3Settings) -> str:
     """``direct`` or ``spool`` for this session (see the module rules); conf may force either."""
     if settings.read_mode != "auto":
         return settings.read_mode
-    if spark_reads_s3(spark):
+    if spark_reads_s3(spark) and _session_endpoint_matches(spark, settings):
         return "direct"
     master = spark.sparkContext.master or ""
     return "spool" if master.startswith("local") else "direct"

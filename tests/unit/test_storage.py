@@ -191,10 +191,10 @@ def test_delta_rs_options(monkeypatch, env, settings, expected):
     assert delta_rs_options(settings) == expected
 
 
-def test_this_session_cannot_read_s3_so_auto_spools(spark):
-    """No S3A/EMRFS jar here and a local master: the driver spools."""
-    assert spark_reads_s3(spark) is False
-    assert choose_read_mode(spark, S3Settings()) == "spool"
+def test_a_session_set_up_for_another_endpoint_spools(spark):
+    """The test session has S3A (hadoop-aws), started before this endpoint was known: the driver spools."""
+    assert spark_reads_s3(spark) is True
+    assert choose_read_mode(spark, S3Settings(endpoint_url="http://127.0.0.1:9")) == "spool"
 
 
 @pytest.mark.parametrize("mode", ["direct", "spool"])
