@@ -118,12 +118,12 @@ def session_for(config) :
     """The SparkSession for a CLI run: the active one (spark-submit, notebooks) or a new one."""
     from pyspark.sql import SparkSession
 
-    from feedlake.session import build_session, prepare_session
+    from feedlake.session import build_session, prepare_session, wants_jvm_packages
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return prepare_session(active, (config.job.get("spark") or {}).get("session_conf"))
-    return build_session(config.job.get("spark") or {})
+    return build_session(config.job.get("spark") or {}, with_delta_jar=wants_jvm_packages(config.job))
 
 
 def storage_options(config) -> dict[str, str]:
