@@ -38,6 +38,11 @@ def spark() -> SparkSession:
     session.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_first(spark: SparkSession) -> None:
+    """The test session (with the Delta jar) exists before any test, so no CLI run builds its own."""
+
+
 @pytest.fixture(scope="session")
 def config() -> FeedlakeConfig:
     """The packaged configuration (conf/), engine forced to the embedded delta-rs."""

@@ -63,7 +63,7 @@ def code_literal(value: str) -> str:
     >>> code_literal("x' OR 1=1 --")
     Traceback (most recent call last):
     ...
-    feedlake.merge.UnsafeLiteralError: refusing to render 'x\\' OR 1=1 --' as SQL text: only [A-Za-z0-9_.:*-] identifiers are
+    feedlake.merge.UnsafeLiteralError: refusing to render "x' OR 1=1 --" as SQL text: only [A-Za-z0-9_.:*-] identifiers are
     """
     if not isinstance(value, str) or not _CODE_LITERAL.fullmatch(value):
         raise UnsafeLiteralError(f"refusing to render {value!r} as SQL text: only [A-Za-z0-9_.:*-] identifiers are")

@@ -731,6 +731,9 @@ def forget(
         o.purge_status = purge
     if landing is not None:
         _landing(spark, config, engine, tenant_id, landing, outcomes, rewrite_landing, s3)
+    removed = purge_quality_artifacts(engine.warehouse, [i for o in outcomes for i in o.identifiers], s3)
+    if removed:
+        log.info("forget %s: %d Great Expectations result/Data Docs files naming the subject removed", tenant_id, removed)
     _audit(spark, config, engine, tenant_id, outcomes, salt, now)
     for df in cached:
         df.unpersist()
@@ -892,6 +895,44 @@ def _read_small(location: str) -> str:
         return storage.read_text(location)
     with open(location.removeprefix("file://"), encoding="utf-8") as fh:
         return fh.read()
+
+
+def purge_quality_artifacts(warehouse: str, identifiers: Sequence[ErasureRequest], s3=None) -> int:
+    """Remove Great Expectations files under ``WAREHOUSE/_quality/`` that name a subject.
+
+    GX keeps each validation's unexpected-value samples in its own result JSON and in
+    the rendered Data Docs pages: copies of table values outside every Delta table. They
+    are caches of ``quality_results`` (itself erased like any subject table), so a file
+    naming an erased identifier is removed whole; the next run re-renders the site index.
+    """
+    if not identifiers:
+        return 0
+    root = warehouse.rstrip("/") + "/_quality"
+    if is_object_store(warehouse):
+        from feedlake import storage
+
+        loc = storage.parse_s3_uri(root + "/")
+        client = storage.s3_client(s3)
+        doomed = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix):
+            for item in page.get("Contents", ()):
+                body = client.get_object(Bucket=loc.bucket, Key=item["Key"])["Body"].read().decode("utf-8", "replace")
+                if names_any(body, identifiers):
+                    doomed.append({"Key": item["Key"]})
+        for start in range(0, len(doomed), 1000):
+            client.delete_objects(Bucket=loc.bucket, Delete={"Objects": doomed[start:start + 1000]})
+        return len(doomed)
+    removed = 0
+    for folder, _dirs, files in os.walk(root.removeprefix("file://")):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not name.endswith((".json", ".html")):
+                continue
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                if names_any(fh.read(), identifiers):
+                    os.remove(path)
+                    removed += 1
+    return removed
 
 
 def _delete_tree(path: str, names: Sequence[str]) -> None:
