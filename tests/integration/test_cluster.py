@@ -28,7 +28,7 @@ from feedlake.session import DELTA_SPARK_CONF, jvm_packages
 from tests.conftest import jsonl, read_table, run_cli, write_files
 from tests.integration.same_tables import assert_same_tables
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.system]
 
 REPO = Path(__file__).resolve().parents[2]
 SPARK_HOME = Path(pyspark.__file__).parent

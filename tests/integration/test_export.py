@@ -21,6 +21,8 @@ import pytest
 from feedlake.export import FAIL_STATE_ENV
 from tests.conftest import jsonl, read_table, run_cli, write_files
 
+pytestmark = pytest.mark.system
+
 AS_OF = "export.as_of=2024-03-13"  # moments' windows end with the week of 2024-03-11
 SEG = "tenant=acme/segment"
 HEADER = "account_id,account_name,metric_date,Total Journeys,active users\n"

@@ -22,6 +22,8 @@ from tests.conftest import run_cli, write_files
 from tests.integration.conftest import BUCKET
 from tests.integration.test_export import AS_OF, FIRST
 
+pytestmark = pytest.mark.system
+
 WRITE_KEY = "wk-test-4f1c9a7e"
 
 

@@ -25,6 +25,8 @@ from pyspark.sql import DataFrame, SparkSession
 from feedlake.privacy import EXIT_INCOMPLETE, names_identifier, subject_hash, warehouse_salt
 from tests.conftest import jsonl, read_table, run_cli, write_files
 
+pytestmark = pytest.mark.system
+
 ENGINES = ["delta-rs", "delta-spark"]
 SUBJECT_TABLES = ["contacts", "contact_events", "contact_accounts", "crm_leads", "segment_messages", "quarantine", "activity_weekly"]
 COMPARED = [*SUBJECT_TABLES, "accounts"]

@@ -20,7 +20,7 @@ import pytest
 from tests.integration.conftest import put_files, s3_keys, subprocess_env
 from tests.integration.test_s3_ingest import EXPECTED_COUNTS, LANDING, assert_contacts, counts, reports
 
-pytestmark = [pytest.mark.s3, pytest.mark.delta_spark]
+pytestmark = [pytest.mark.s3, pytest.mark.delta_spark, pytest.mark.system]
 
 REPO = Path(__file__).resolve().parents[2]
 
