@@ -77,6 +77,13 @@ def tenant_leases(warehouse: str, tenants: Sequence[str], settings: LeaseSetting
         yield
 
 
+def _timeout(tenant: str, settings: LeaseSettings, where: str) -> LeaseTimeout:
+    return LeaseTimeout(
+        f"tenant {tenant}: another feedlake run held its lease for over {settings.wait_seconds:.0f}s "
+        f"({where}); nothing was written, the next run takes these files up again"
+    )
+
+
 @contextmanager
 def _local_lease(warehouse: str, tenant: str, settings: LeaseSettings) -> Iterator[None]:
     import fcntl
@@ -97,10 +104,7 @@ def _local_lease(warehouse: str, tenant: str, settings: LeaseSettings) -> Iterat
                     log.info("tenant %s is being written by another run: waiting for it", tenant)
                     waited = True
                 if time.monotonic() > deadline:
-                    raise LeaseTimeout(
-                        f"tenant {tenant}: another feedlake run held its lease for over {settings.wait_seconds:.0f}s "
-                        f"({path}); nothing was written, the next run takes these files up again"
-                    ) from None
+                    raise _timeout(tenant, settings, path) from None
                 time.sleep(settings.poll_seconds)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "since": time.time()}).encode())
@@ -150,10 +154,7 @@ def _s3_lease(warehouse: str, tenant: str, settings: LeaseSettings, s3) -> Itera
                 log.info("tenant %s is being written by another run: waiting for it", tenant)
                 waited = True
             if time.monotonic() > deadline:
-                raise LeaseTimeout(
-                    f"tenant {tenant}: another feedlake run held its lease for over {settings.wait_seconds:.0f}s "
-                    f"({location.uri}); nothing was written, the next run takes these files up again"
-                )
+                raise _timeout(tenant, settings, location.uri)
             time.sleep(settings.poll_seconds)
     stop = threading.Event()
     state = {"etag": etag}

@@ -435,20 +435,7 @@ def open_binary(location: str) -> io.BufferedIOBase:
 
 def spark_reads_s3(spark) -> bool:
     """True when the session is set up for S3 itself: Databricks, or an S3 Hadoop file system loads."""
-    if "DATABRICKS_RUNTIME_VERSION" in os.environ:
-        return True
-    try:
-        jvm = spark.sparkContext._jvm
-        hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
-    except Exception:  # Spark Connect: no JVM handle on the client
-        return False
-    for scheme in S3_FILESYSTEM_SCHEMES:
-        try:
-            jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, hadoop_conf)
-            return True
-        except Exception:  # py4j wraps "No FileSystem for scheme" and ClassNotFoundException alike
-            continue
-    return False
+    return _spark_s3_scheme(spark) is not None
 
 
 def _session_endpoint_matches(spark, settings: S3Settings) -> bool:
