@@ -223,7 +223,7 @@ def test_a_changed_file_is_reprocessed_and_its_old_quarantine_replaced(spark, la
     [
         (["--landing", "/nonexistent/landing"], 1),
         (["--landing", "sample/landing", "--set", "engine"], 2),
-        (["--landing", "sample/landing", "--engine", "delta-spark"], 2),
+        (["--landing", "sample/landing", "--profile", "no-such-profile"], 2),
     ],
 )
 def test_exit_codes_for_failures(tmp_path, args, code):
