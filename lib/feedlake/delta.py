@@ -338,18 +338,12 @@ class DeltaRsEngine:
         return with_commit_retries(table, lambda: self._delete_once(table, keys, plan), _delta_rs_conflict)
 
     def _delete_once(self, table: TableSpec, keys: DataFrame, plan: MergePlan) -> int:
-        columns = list(dict.fromkeys([*plan.on, *(b for _, b in plan.differ)]))
+        columns = list(plan.source_columns)
         schema = spark_arrow_schema(keys.select(*columns))
         with self._arrow_source(keys.select(*columns).distinct(), schema) as (rows, data):
             if rows == 0:
                 return 0
-            predicate, _ = render_sql(plan)
-            metrics = (
-                self.ensure(table).merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
-                .when_matched_delete()
-                .execute()
-            )
-        return int(metrics.get("num_target_rows_deleted", 0))
+            return self._merge_arrow(table, data, plan).deleted
 
     def version(self, table: TableSpec) -> int | None:
         dt = self._open(table)
@@ -500,7 +494,7 @@ class DeltaSparkEngine:
         if not self._exists(table):
             return 0
         dt = self.ensure(table)
-        columns = list(dict.fromkeys([*plan.on, *(b for _, b in plan.differ)]))
+        columns = list(plan.source_columns)
         condition, _ = render_column(plan)
         merger = dt.alias("t").merge(keys.select(*columns).distinct().alias("s"), condition).whenMatchedDelete()
         return with_commit_retries(table, lambda: self._result(merger.execute()), _delta_spark_conflict).deleted

@@ -161,6 +161,11 @@ class MergePlan:
         for value in (*self.tenants, *(v for _, v in self.target_equals)):
             code_literal(value)  # fail at build time, not half-way through a run
 
+    @property
+    def source_columns(self) -> tuple[str, ...]:
+        """The source columns the plan compares: its key, then the ``differ`` source columns."""
+        return tuple(dict.fromkeys([*self.on, *(b for _, b in self.differ)]))
+
     def with_within(self, within: Ranges | None) -> MergePlan:
         return MergePlan(self.table, self.on, self.tenants, self.null_safe, self.matched, self.insert, self.differ,
                          self.target_equals, within)
