@@ -18,14 +18,16 @@ the JVM classes load, else delta-rs.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -86,10 +88,68 @@ class MergeResult:
     deleted: int = 0
 
 
+@dataclass(frozen=True)
+class WriteId:
+    """A Delta idempotent transaction id (the protocol's ``txn`` action): ``app_id`` + ``version``.
+
+    A commit carrying it records ``version`` for ``app_id``; a later write with the
+    same id is skipped when the table already records a version at least as high
+    (Delta protocol, "Transaction Identifiers"; delta-spark's
+    ``spark.databricks.delta.write.txnAppId``/``txnVersion``, delta-rs's
+    ``CommitProperties(app_transactions=...)``).
+    """
+
+    app_id: str
+    version: int
+
+
+@dataclass
+class WriteIds:
+    """The transaction ids of one batch's writes (issue #13: a replayed batch cannot apply twice).
+
+    ``batch`` fingerprints the batch's input (every planned file's identity and
+    content hash), so a rerun after a crash, reading the same files, derives the same
+    ids and skips the commits that already landed, while a batch that differs in any
+    file derives new ids and applies in full. A write's ``app_id`` names the batch,
+    the table and the write's plan (its rendered condition and tenants); ``version``
+    counts the writes with that ``app_id`` in the run, in program order.
+    """
+
+    batch: str
+    issued: Counter = field(default_factory=Counter)
+
+    def next(self, table: TableSpec, plan: MergePlan) -> WriteId:
+        condition, update_when = render_sql(plan)
+        digest = hashlib.sha256(
+            "\n".join([table.name, condition, str(update_when), plan.matched, str(plan.insert)]).encode()
+        ).hexdigest()[:16]
+        app_id = f"feedlake-{self.batch[:24]}-{table.name}-{digest}"
+        self.issued[app_id] += 1
+        return WriteId(app_id, self.issued[app_id])
+
+
+def batch_fingerprint(identities: Sequence[Sequence[object]]) -> str:
+    """A stable digest of a batch's input files (their identity tuples, in any order)."""
+    lines = sorted("\t".join("" if v is None else str(v) for v in identity) for identity in identities)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+@contextmanager
+def idempotent_writes(engine: DeltaEngine, batch: str) -> Iterator[WriteIds]:
+    """Within the block, every write of ``engine`` carries a transaction id of ``batch``."""
+    ids = WriteIds(batch)
+    previous, engine.write_ids = engine.write_ids, ids
+    try:
+        yield ids
+    finally:
+        engine.write_ids = previous
+
+
 class DeltaEngine(Protocol):
     """What the pipeline needs from a Delta implementation."""
 
     name: str
+    write_ids: WriteIds | None  # set by :func:`idempotent_writes` for one batch
 
     def table_path(self, table: TableSpec) -> str: ...
 
@@ -174,6 +234,7 @@ class DeltaRsEngine:
         self.remote = "://" in warehouse
         self.storage_options = delta_rs_storage_options(storage_options) if self.remote else None
         self.stage_locally = _local_master(spark)
+        self.write_ids: WriteIds | None = None
 
     def table_path(self, table: TableSpec) -> str:
         return _join_path(self.warehouse, table.name)
@@ -297,13 +358,19 @@ class DeltaRsEngine:
             shutil.rmtree(folder, ignore_errors=True)
 
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
-        return with_commit_retries(table, lambda: self._merge_once(table, source, plan), _delta_rs_conflict)
+        txn = self._write_id(table, plan)
+        return with_commit_retries(table, lambda: self._merge_once(table, source, plan, txn), _delta_rs_conflict)
 
-    def _merge_once(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
+    def _write_id(self, table: TableSpec, plan: MergePlan) -> WriteId | None:
+        return None if self.write_ids is None else self.write_ids.next(table, plan)
+
+    def _merge_once(self, table: TableSpec, source: DataFrame, plan: MergePlan, txn: WriteId | None) -> MergeResult:
+        if txn is not None and already_applied(self.ensure(table).transaction_version, txn):
+            return MergeResult()  # checked first: a replayed batch costs no Spark job either
         with self._arrow_source(source, arrow_schema(table)) as (rows, data):
             if rows == 0:
                 return MergeResult()
-            return self._merge_arrow(table, data, plan)
+            return self._merge_arrow(table, data, plan, txn)
 
     def merge_rows(self, table: TableSpec, rows: Sequence[tuple], plan: MergePlan) -> MergeResult:
         """A few rows built in Python (manifest, bookkeeping) merged as an Arrow table: no Spark job."""
@@ -311,12 +378,21 @@ class DeltaRsEngine:
             return MergeResult()
         schema = arrow_schema(table)
         data = pa.Table.from_pylist([dict(zip(schema.names, r, strict=True)) for r in rows], schema=schema)
-        return with_commit_retries(table, lambda: self._merge_arrow(table, data, plan), _delta_rs_conflict)
+        txn = self._write_id(table, plan)
+        return with_commit_retries(table, lambda: self._merge_arrow(table, data, plan, txn), _delta_rs_conflict)
 
-    def _merge_arrow(self, table: TableSpec, data: pa.Table | pa.RecordBatchReader, plan: MergePlan) -> MergeResult:
+    def _merge_arrow(
+        self, table: TableSpec, data: pa.Table | pa.RecordBatchReader, plan: MergePlan, txn: WriteId | None
+    ) -> MergeResult:
+        from deltalake import CommitProperties, Transaction
+
         dt = self.ensure(table)
+        if already_applied(dt.transaction_version, txn):
+            return MergeResult()
         predicate, update_when = render_sql(plan)
-        merger = dt.merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
+        commit = None if txn is None else CommitProperties(app_transactions=[Transaction(txn.app_id, txn.version)])
+        merger = dt.merge(source=data, predicate=predicate, source_alias="s", target_alias="t",
+                          commit_properties=commit)
         if plan.matched == "delete":
             merger = merger.when_matched_delete()
         elif plan.matched != "ignore":
@@ -335,15 +411,18 @@ class DeltaRsEngine:
             raise ValueError("delete_matching takes a feedlake.merge.delete_plan")
         if self._open(table) is None:
             return 0
-        return with_commit_retries(table, lambda: self._delete_once(table, keys, plan), _delta_rs_conflict)
+        txn = self._write_id(table, plan)
+        return with_commit_retries(table, lambda: self._delete_once(table, keys, plan, txn), _delta_rs_conflict)
 
-    def _delete_once(self, table: TableSpec, keys: DataFrame, plan: MergePlan) -> int:
+    def _delete_once(self, table: TableSpec, keys: DataFrame, plan: MergePlan, txn: WriteId | None) -> int:
+        if txn is not None and already_applied(self.ensure(table).transaction_version, txn):
+            return 0
         columns = list(plan.source_columns)
         schema = spark_arrow_schema(keys.select(*columns))
         with self._arrow_source(keys.select(*columns).distinct(), schema) as (rows, data):
             if rows == 0:
                 return 0
-            return self._merge_arrow(table, data, plan).deleted
+            return self._merge_arrow(table, data, plan, txn).deleted
 
     def version(self, table: TableSpec) -> int | None:
         dt = self._open(table)
@@ -387,6 +466,7 @@ class DeltaSparkEngine:
         self.spark = spark
         self.warehouse = warehouse
         self._tables: dict[str, object] = {}
+        self.write_ids: WriteIds | None = None
 
     def table_path(self, table: TableSpec) -> str:
         return spark_table_path(_join_path(self.warehouse, table.name))
@@ -481,7 +561,21 @@ class DeltaSparkEngine:
             merger = merger.whenMatchedUpdateAll(condition=update_when)
         if plan.insert:
             merger = merger.whenNotMatchedInsertAll()
-        return with_commit_retries(table, lambda: self._result(merger.execute()), _delta_spark_conflict)
+        txn = None if self.write_ids is None else self.write_ids.next(table, plan)
+        return with_commit_retries(table, lambda: self._execute(merger, txn), _delta_spark_conflict)
+
+    def _execute(self, merger, txn: WriteId | None) -> MergeResult:
+        """Run a MERGE, under ``txn`` when given: delta-spark skips it if the table records that id (DML confs)."""
+        if txn is None:
+            return self._result(merger.execute())
+        conf = self.spark.conf
+        conf.set(_TXN_APP_ID, txn.app_id)
+        conf.set(_TXN_VERSION, str(txn.version))
+        try:
+            return self._result(merger.execute())
+        finally:
+            conf.unset(_TXN_APP_ID)
+            conf.unset(_TXN_VERSION)
 
     def merge_rows(self, table: TableSpec, rows: Sequence[tuple], plan: MergePlan) -> MergeResult:
         if not rows:
@@ -497,7 +591,8 @@ class DeltaSparkEngine:
         columns = list(plan.source_columns)
         condition, _ = render_column(plan)
         merger = dt.alias("t").merge(keys.select(*columns).distinct().alias("s"), condition).whenMatchedDelete()
-        return with_commit_retries(table, lambda: self._result(merger.execute()), _delta_spark_conflict).deleted
+        txn = None if self.write_ids is None else self.write_ids.next(table, plan)
+        return with_commit_retries(table, lambda: self._execute(merger, txn), _delta_spark_conflict).deleted
 
     def version(self, table: TableSpec) -> int | None:
         from delta.tables import DeltaTable
@@ -536,6 +631,18 @@ _PROPERTY_VALUE = re.compile(r"[A-Za-z0-9_.,: -]*")
 
 
 COMMIT_RETRIES = 5
+
+# delta-spark's session confs for idempotent DML (Delta 2.3+, delta-io/delta#1555).
+_TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
+_TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+
+
+def already_applied(recorded, txn: WriteId | None) -> bool:
+    """Whether the table records ``txn`` (``recorded``: app id → latest version or None)."""
+    if txn is None:
+        return False
+    version = recorded(txn.app_id)
+    return version is not None and version >= txn.version
 
 
 def with_commit_retries(table: TableSpec, write, is_conflict, retries: int = COMMIT_RETRIES):

@@ -13,6 +13,7 @@ by the next run: every step is an idempotent MERGE keyed on what it writes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from feedlake.config import FeedlakeConfig, StreamSpec
-from feedlake.delta import DeltaEngine
+from feedlake.delta import DeltaEngine, batch_fingerprint, idempotent_writes
 from feedlake.file_plan import FilePlan, ReadableCopies, plan_files, read_manifest, reverified_rows
 from feedlake.jvm_parse import parse_landing_files
 from feedlake.landing import REFUSAL_CODES, LandingFile, discover, landing_layouts
@@ -51,6 +52,8 @@ FILE_META_SCHEMA = (
     "file_id INT, tenant_id STRING, stream STRING, source_file STRING, landing_time TIMESTAMP, batch_id STRING, "
     "source_system STRING"
 )
+
+log = logging.getLogger("feedlake.pipeline")
 
 
 REFUSED_LISTED = 50  # files refused by discovery listed in the report by name (the rest counted)
@@ -105,6 +108,17 @@ def batch_id(stream: str, tenant_id: str, files: Iterable[LandingFile]) -> str:
     """
     digest = hashlib.sha1("\n".join(sorted(f.source_file for f in files)).encode()).hexdigest()[:16]
     return f"{stream}:{tenant_id}:{digest}"
+
+
+def plan_fingerprint(plan: FilePlan, manifest_version: int | None) -> str:
+    """The identity of a run's input: the manifest it planned against and every planned file
+    (read, rejected, skipped) with its place and content."""
+    files = plan.to_read + [r[0] for r in plan.rejected] + plan.skipped
+    return batch_fingerprint([
+        ("manifest", manifest_version),
+        *((f.tenant_id, f.stream, f.source_file, f.size_bytes, f.modified_ns, f.stat_token, f.etag, f.sha256)
+          for f in files),
+    ])
 
 
 def batch_tenants(frame: DataFrame) -> list[str]:
@@ -165,6 +179,16 @@ class Ingest:
     def _run_leased(self, files: list[LandingFile], tenants: list[str]) -> RunReport:
         manifest = read_manifest(self.engine, self.config, tenants) if tenants else {}
         plan = plan_files(files, self.config, manifest)
+        # Every commit of the batch carries a Delta transaction id derived from its input
+        # files: a rerun after a crash skips the commits that had landed (issue 13).
+        # The manifest's version is part of it: a deliberate reprocess (manifest rows removed)
+        # is a new batch, while a crashed run never committed the manifest.
+        manifest_version = self.engine.version(self.config.table("ingest_files"))
+        with idempotent_writes(self.engine, plan_fingerprint(plan, manifest_version)) as ids:
+            log.info("run %s: batch %s", self.report.run_id, ids.batch[:24])
+            return self._run_batch(plan)
+
+    def _run_batch(self, plan: FilePlan) -> RunReport:
         for f in plan.skipped:
             self.report.stream(f.tenant_id, f.stream).files_skipped += 1
         batches = self._batch_ids(plan)
