@@ -22,7 +22,7 @@ TEST_SPARK_CONF = {
         "spark.default.parallelism": "2",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
-        "spark.driver.memory": "2g",
+        "spark.driver.memory": "4g",
         "spark.sql.adaptive.enabled": "true",
     },
 }

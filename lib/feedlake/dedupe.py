@@ -28,8 +28,8 @@ from feedlake.mappers import parse_properties, render_properties
 LINE_DIGITS = 10
 MAX_LINE = 10**LINE_DIGITS - 1
 LINEAGE_COLUMNS = ("_seq", "_batch_id", "_source_file", "_line_number")
-_PROP = "p:"
-_COL = "c:"
+PROPERTY_PREFIX = "p:"
+COLUMN_PREFIX = "c:"
 
 
 def sequence(landing_time: Column, source_file: Column, line_number: Column, precedence: str) -> Column:
@@ -50,10 +50,10 @@ def latest_per_key(df: DataFrame, key: Sequence[str]) -> DataFrame:
 
 
 def _cells_from_incoming(incoming: DataFrame, key: Sequence[str], attributes: Sequence[str]) -> DataFrame:
-    entries = [F.struct(F.lit(_COL + a).alias("attr"), F.col(a).alias("value")) for a in attributes]
+    entries = [F.struct(F.lit(COLUMN_PREFIX + a).alias("attr"), F.col(a).alias("value")) for a in attributes]
     props = F.transform(
         F.map_entries(F.coalesce(F.col("props"), F.create_map().cast("map<string,string>"))),
-        lambda e: F.struct(F.concat(F.lit(_PROP), e["key"]).alias("attr"), e["value"].alias("value")),
+        lambda e: F.struct(F.concat(F.lit(PROPERTY_PREFIX), e["key"]).alias("attr"), e["value"].alias("value")),
     )
     cells = F.concat(F.array(*entries), props) if entries else props
     return (
@@ -68,10 +68,10 @@ def _cells_from_incoming(incoming: DataFrame, key: Sequence[str], attributes: Se
 
 def _cells_from_existing(existing: DataFrame, key: Sequence[str], attributes: Sequence[str]) -> DataFrame:
     seqs = F.from_json(F.coalesce(F.col("_attr_seq"), F.lit("{}")), "map<string,string>")
-    entries = [F.struct(F.lit(_COL + a).alias("attr"), F.col(a).alias("value")) for a in attributes]
+    entries = [F.struct(F.lit(COLUMN_PREFIX + a).alias("attr"), F.col(a).alias("value")) for a in attributes]
     props = F.transform(
         F.map_entries(parse_properties(F.col("properties"))),
-        lambda e: F.struct(F.concat(F.lit(_PROP), e["key"]).alias("attr"), e["value"].alias("value")),
+        lambda e: F.struct(F.concat(F.lit(PROPERTY_PREFIX), e["key"]).alias("attr"), e["value"].alias("value")),
     )
     cells = F.concat(F.array(*entries), props) if entries else props
     return (
@@ -126,11 +126,11 @@ def resolve_attributes(
         .agg(F.max_by(F.struct(*LINEAGE_COLUMNS), F.struct("_seq", "origin")).alias("lin"))
     )
     props = F.transform_keys(
-        F.map_filter(F.col("vals"), lambda k, _v: k.startswith(_PROP)), lambda k, _v: F.substring(k, len(_PROP) + 1, 10_000)
+        F.map_filter(F.col("vals"), lambda k, _v: k.startswith(PROPERTY_PREFIX)), lambda k, _v: F.substring(k, len(PROPERTY_PREFIX) + 1, 10_000)
     )
     resolved = lineage.join(winners, on=list(key), how="left").select(
         *key,
-        *[F.col("vals").getItem(_COL + a).alias(a) for a in attributes],
+        *[F.col("vals").getItem(COLUMN_PREFIX + a).alias(a) for a in attributes],
         render_properties(props).alias("properties"),
         F.to_json(F.coalesce(F.col("seqs"), F.create_map().cast("map<string,string>"))).alias("_attr_seq"),
         *[F.col("lin").getItem(c).alias(c) for c in LINEAGE_COLUMNS],

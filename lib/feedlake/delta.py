@@ -178,6 +178,10 @@ class DeltaEngine(Protocol):
 
     def version(self, table: TableSpec) -> int | None: ...
 
+    def tenants(self, table: TableSpec) -> list[str]:
+        """The tenants with rows in ``table`` (its ``tenant_id`` partitions), sorted."""
+        ...
+
     def vacuum(self, table: TableSpec, retention_hours: int, purge: bool = False) -> int | None:
         """Remove data files no version younger than ``retention_hours`` needs; ``purge`` allows 0 hours."""
         ...
@@ -428,6 +432,10 @@ class DeltaRsEngine:
         dt = self._open(table)
         return None if dt is None else dt.version()
 
+    def tenants(self, table: TableSpec) -> list[str]:
+        dt = self._open(table)  # the partition values of the log's add actions: no data read
+        return [] if dt is None else sorted({p["tenant_id"] for p in dt.partitions()})
+
     def vacuum(self, table: TableSpec, retention_hours: int, purge: bool = False) -> int | None:
         dt = self._open(table)
         if dt is None:
@@ -600,6 +608,12 @@ class DeltaSparkEngine:
         if not self._exists(table):
             return None
         return int(DeltaTable.forPath(self.spark, self.table_path(table)).history(1).collect()[0]["version"])
+
+    def tenants(self, table: TableSpec) -> list[str]:
+        if not self._exists(table):
+            return []
+        # A distinct over the partition column: Delta answers it from file metadata.
+        return sorted(r["tenant_id"] for r in self.read(table).select("tenant_id").distinct().collect())
 
     def vacuum(self, table: TableSpec, retention_hours: int, purge: bool = False) -> int | None:
         from delta.tables import DeltaTable

@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 
 from feedlake.config import StreamSpec, TableSpec
 from feedlake.contracts import field_text
-from feedlake.dedupe import _COL, _PROP, latest_per_key, resolve_attributes
+from feedlake.dedupe import COLUMN_PREFIX, PROPERTY_PREFIX, latest_per_key, resolve_attributes
 from feedlake.mappers import StoredTables, lineage, parse_properties
 from feedlake.merge import delete_plan, plan_for
 from feedlake.pipeline import Ingest, IngestHook, batch_tenants
@@ -130,7 +130,7 @@ def attribute_cells(rows: DataFrame, table: TableSpec, key: str, canonical: str)
         F.col("_key_to").alias(key),
         *[F.lit(None).cast(types[a]).alias(a) for a in table.attributes],
         F.create_map(F.col("_cell.key"), F.col("_cell.value")).alias("props"),
-        F.coalesce(F.try_element_at(F.col("_seqs"), F.concat(F.lit(_PROP), F.col("_cell.key"))), F.col("_seq")).alias("_seq"),
+        F.coalesce(F.try_element_at(F.col("_seqs"), F.concat(F.lit(PROPERTY_PREFIX), F.col("_cell.key"))), F.col("_seq")).alias("_seq"),
         *lineage_cols,
     )
     cells = [props]
@@ -141,7 +141,7 @@ def attribute_cells(rows: DataFrame, table: TableSpec, key: str, canonical: str)
                 F.col("_key_to").alias(key),
                 *[(F.col(a) if a == attribute else F.lit(None).cast(types[a])).alias(a) for a in table.attributes],
                 empty.alias("props"),
-                F.coalesce(F.try_element_at(F.col("_seqs"), F.lit(_COL + attribute)), F.col("_seq")).alias("_seq"),
+                F.coalesce(F.try_element_at(F.col("_seqs"), F.lit(COLUMN_PREFIX + attribute)), F.col("_seq")).alias("_seq"),
                 *lineage_cols,
             )
         )

@@ -337,16 +337,7 @@ def destination_id(request: ExportRequest, settings: ExportSettings) -> str:
 
 def _tenants_of(engine, config: FeedlakeConfig) -> list[str]:
     """Every tenant with a contacts or accounts partition (Delta metadata / one distinct column)."""
-    found: set[str] = set()
-    for name in ("contacts", "accounts"):
-        spec = config.table(name)
-        if engine.version(spec) is None:
-            continue
-        if getattr(engine, "name", "") == "delta-rs":
-            found |= {p["tenant_id"] for p in engine._open(spec).partitions()}
-        else:
-            found |= {r["tenant_id"] for r in engine.read(spec).select("tenant_id").distinct().collect()}
-    return sorted(found)
+    return sorted({t for name in ("contacts", "accounts") for t in engine.tenants(config.table(name))})
 
 
 def _state_rows(engine, config: FeedlakeConfig, destination: str, tenants: Sequence[str]) -> dict[tuple[str, str], Any]:

@@ -12,7 +12,7 @@ import tempfile
 
 
 def main() -> int:
-    from feedlake.session import build_session, jvm_packages
+    from feedlake.session import build_session, jvm, jvm_packages
 
     print("resolving", ", ".join(jvm_packages()), flush=True)
     spark = build_session({"master": "local[1]", "app_name": "feedlake-jars", "conf": {"spark.ui.enabled": "false"}})
@@ -20,7 +20,7 @@ def main() -> int:
         # Load the classes, not just the jars: a Delta write and an S3A class prove the classpath.
         with tempfile.TemporaryDirectory() as folder:
             spark.range(1).write.format("delta").save(folder + "/t")
-        loader = spark.sparkContext._jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        loader = jvm(spark).java.lang.Thread.currentThread().getContextClassLoader()
         loader.loadClass("org.apache.hadoop.fs.s3a.S3AFileSystem")
         print("ok: Delta Lake and S3A classes load from", spark.conf.get("spark.jars.ivy", "~/.ivy2.5.2"))
     finally:

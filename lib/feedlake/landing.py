@@ -142,7 +142,7 @@ def landing_time_from_parts(parts: Iterable[str], fallback: datetime) -> datetim
     return found
 
 
-def _hidden(name: str) -> bool:
+def is_hidden(name: str) -> bool:
     # Spark/Hadoop convention: _SUCCESS, _temporary, .crc and editor files are not data.
     return name.startswith(".") or name.startswith("_")
 
@@ -179,7 +179,7 @@ def _walk(root: Path) -> Iterator[tuple[str, os.DirEntry]]:
             entries = sorted(listing, key=lambda e: e.name)
         subfolders = []
         for entry in entries:
-            if _hidden(entry.name):
+            if is_hidden(entry.name):
                 continue
             relpath = prefix + entry.name
             if not entry.is_symlink() and entry.is_dir(follow_symlinks=False):

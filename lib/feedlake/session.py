@@ -137,7 +137,7 @@ def build_session(spark_conf: Mapping[str, Any], *, with_delta_jar: bool | None 
             jvm_packages(), exc,
         )
         for key in ("spark.jars.packages", *DELTA_SPARK_CONF):
-            builder._options.pop(key, None)
+            builder._options.pop(key, None)  # noqa: SLF001 -- Builder has no public way to drop an option
         session = builder.getOrCreate()
     return prepare_session(session, spark_conf.get("session_conf"))
 
@@ -185,10 +185,20 @@ def prepare_session(spark: SparkSession, session_conf: Mapping[str, Any] | None 
     return spark
 
 
+def jvm(spark: SparkSession):
+    """The py4j view of the driver JVM (pyspark has no public handle; Spark Connect raises)."""
+    return spark.sparkContext._jvm  # noqa: SLF001 -- pyspark's only route to JVM classes
+
+
+def hadoop_configuration(spark: SparkSession):
+    """The session's Hadoop ``Configuration`` (the S3A settings Spark's file systems use)."""
+    return spark.sparkContext._jsc.hadoopConfiguration()  # noqa: SLF001 -- no public accessor in pyspark
+
+
 def delta_jvm_available(spark: SparkSession) -> bool:
     """True when the Delta Lake JVM classes are loadable and the session is configured for them."""
     try:
-        loader = spark.sparkContext._jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        loader = jvm(spark).java.lang.Thread.currentThread().getContextClassLoader()
         loader.loadClass("io.delta.tables.DeltaTable")
     except Exception:  # py4j surfaces ClassNotFoundException as a generic Py4JJavaError
         return False

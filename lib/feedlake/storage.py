@@ -66,13 +66,14 @@ from feedlake.landing import (
     LandingFile,
     Owner,
     Unattributed,
-    _hidden,  # the one rule for hidden names, shared with local discovery
     classify,
     detect_format,
+    is_hidden,  # the one rule for hidden names, shared with local discovery
     is_object_store,
     landing_time_from_parts,
     with_location,
 )
+from feedlake.session import hadoop_configuration, jvm
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ def landing_files_from_listing(
             continue
         relpath = key[len(root.prefix):]
         parts = relpath.split("/")
-        if any(_hidden(part) for part in parts):
+        if any(is_hidden(part) for part in parts):
             continue
         where = classify(relpath, layouts, tenant_filter, stream_filter)
         if where is None:
@@ -450,7 +451,7 @@ def _session_endpoint_matches(spark, settings: S3Settings) -> bool:
     if "DATABRICKS_RUNTIME_VERSION" in os.environ:
         return True
     try:
-        configured = spark.sparkContext._jsc.hadoopConfiguration().get("fs.s3a.endpoint")
+        configured = hadoop_configuration(spark).get("fs.s3a.endpoint")
     except Exception:  # Spark Connect: no JVM handle on the client
         return True
     if not wanted:
@@ -463,13 +464,13 @@ def _spark_s3_scheme(spark) -> str | None:
     if "DATABRICKS_RUNTIME_VERSION" in os.environ:
         return "s3a"
     try:
-        jvm = spark.sparkContext._jvm
-        hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
+        jvm_view = jvm(spark)
+        hadoop_conf = hadoop_configuration(spark)
     except Exception:  # Spark Connect: no JVM handle on the client
         return None
     for scheme in S3_FILESYSTEM_SCHEMES:
         try:
-            jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, hadoop_conf)
+            jvm_view.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, hadoop_conf)
             return scheme
         except Exception:  # py4j wraps "No FileSystem for scheme" and ClassNotFoundException alike
             continue
