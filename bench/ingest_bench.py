@@ -7,7 +7,8 @@ a. Spark's parse with an explicit schema → ``noop`` (the bare parse);
 b. the hand-written Spark job: the same parse + ``row_number`` dedupe on the event key
    (contact_key, event_text, event_timestamp; first line wins) + Parquet write;
 c. ``feedlake ingest`` into a fresh warehouse with the default engine (the CLI in a
-   subprocess: JVM start included, as a user runs it);
+   subprocess: JVM start included, as a user runs it); ``--engine`` (repeatable) runs
+   it once per named engine instead (issue 11: both engines measured in one run);
 d. DuckDB doing (b)'s parse + dedupe + Parquet on one machine (the floor; ``pip install
    -e .[bench]``), skipped when duckdb is not installed;
 e. the parse stage alone: :func:`feedlake.parsing.read_landing_files` → ``noop``.
@@ -16,6 +17,7 @@ Prints every time, (c)/(b) — the goal is ≤ 1.3 — and (c)/(a). (a), (b) and
 one warm SparkSession with conf/ingest.yaml's ``spark`` settings. Usage::
 
     python bench/ingest_bench.py --events 2000000
+    python bench/ingest_bench.py --engine delta-rs --engine delta-spark
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--workdir", default=None, help="keep files here instead of a temp dir")
+    parser.add_argument("--engine", action="append", choices=("delta-rs", "delta-spark"), default=None,
+                        help="run (c) with this engine (repeatable); default: the conf's engine")
     args = parser.parse_args()
 
     from feedlake.config import load_config
@@ -142,18 +146,21 @@ def main() -> None:
     if timings["d"] is not None:
         print(f"    DuckDB parse + dedupe + Parquet (1-machine floor)   : {timings['d']:7.1f} s", flush=True)
 
-    warehouse = work / "warehouse"
-    shutil.rmtree(warehouse, ignore_errors=True)
-    started = time.perf_counter()
-    code = subprocess.call([sys.executable, "-m", "feedlake.cli", "ingest", "--landing", str(landing), "--warehouse", str(warehouse)],
-                           stdout=subprocess.DEVNULL)
-    timings["c"] = time.perf_counter() - started
-    if code != 0:
-        raise SystemExit(f"feedlake ingest failed with exit code {code}")
-
-    print(f"(c) feedlake ingest (fresh warehouse, CLI, default)    : {timings['c']:7.1f} s")
+    for engine in args.engine or [None]:
+        warehouse = work / "warehouse"
+        shutil.rmtree(warehouse, ignore_errors=True)
+        command = [sys.executable, "-m", "feedlake.cli", "ingest", "--landing", str(landing), "--warehouse", str(warehouse)]
+        if engine:
+            command += ["--engine", engine]
+        started = time.perf_counter()
+        code = subprocess.call(command, stdout=subprocess.DEVNULL)
+        elapsed = time.perf_counter() - started
+        if code != 0:
+            raise SystemExit(f"feedlake ingest ({engine or 'default'}) failed with exit code {code}")
+        label = f"{engine or 'default':<11}"
+        print(f"(c) feedlake ingest (fresh warehouse, CLI, {label})  : {elapsed:7.1f} s", flush=True)
+        print(f"    (c)/(b): {elapsed / timings['b']:.2f}x (goal <= 1.3x)   (c)/(a): {elapsed / timings['a']:.2f}x")
     print(f"events: {args.events:,}  file: {data.stat().st_size / 1e6:.1f} MB gzip")
-    print(f"(c)/(b): {timings['c'] / timings['b']:.2f}x (goal <= 1.3x)   (c)/(a): {timings['c'] / timings['a']:.2f}x")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

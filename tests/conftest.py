@@ -56,7 +56,7 @@ def write_files(root: Path, files: Mapping[str, str | bytes]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = content.encode("utf-8") if isinstance(content, str) else content
         if path.suffix in (".gz", ".gzip"):
-            data = gzip.compress(data)
+            data = gzip.compress(data, mtime=0)  # same content, same bytes: copies hash alike
         path.write_bytes(data)
     return root
 

@@ -61,6 +61,8 @@ ENGINES = ("delta-rs", "delta-spark")
 RUN_COLUMNS = frozenset({"run_id", "processed_at", "checked_at"})
 # The file-system identity of a landing file: another copy of the same file has another.
 COPY_COLUMNS = frozenset({"modified_at", "modified_ns", "stat_token"})
+# Manifest counts that depend on which run read a record first (see the batch-order test).
+FIRST_SEEN_COUNTS = frozenset({"records_accepted", "duplicates_dropped"})
 # Tables that record runs (one row per expectation and run), compared only between runs of the same batches.
 RUN_TABLES = frozenset({"quality_results"})
 STREAM_COUNTS = ("records_read", "accepted", "quarantined", "duplicates_dropped", "quarantined_by_code", "tables",
@@ -223,8 +225,15 @@ def test_delta_spark_builds_the_tables_delta_rs_builds(spark, forward, name):
 
 @pytest.mark.parametrize("name", sorted(set(table_names()) - RUN_TABLES))
 def test_batch_order_does_not_change_the_tables(spark, forward, reverse, name):
-    """delta-spark, batches B, A, C ↔ delta-rs, batches A, B, C (seed 000 FAQ), in another copy of the landing zone."""
-    assert_same_table(spark, reverse.path, forward["delta-rs"].path, name, drop=COPY_COLUMNS)
+    """delta-spark, batches B, A, C ↔ delta-rs, batches A, B, C (seed 000 FAQ), in another copy of the landing zone.
+
+    The manifest records what the run that read a file did with its records: whether a
+    record was accepted or dropped as a duplicate depends on which file a run saw first
+    (the final tables do not), so those two counts are not compared; records read and
+    quarantined are.
+    """
+    drop = COPY_COLUMNS | (FIRST_SEEN_COUNTS if name == "ingest_files" else frozenset())
+    assert_same_table(spark, reverse.path, forward["delta-rs"].path, name, drop=drop)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
