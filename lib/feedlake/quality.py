@@ -141,7 +141,9 @@ def outcomes_of(result, kind: str, table: str, tenant_id: str, stream: str | Non
             config = er.expectation_config
             res = er.result or {}
             error = _exception_message(er.exception_info)
-            sample = res.get("partial_unexpected_list") or []
+            # GX lists unexpected values in the order the rows came: sorted, so a rerun or the
+            # other engine records the same sample.
+            sample = sorted(res.get("partial_unexpected_list") or [], key=to_json)
             outcomes.append(Outcome(
                 kind=kind,
                 tenant_id=tenant_id,

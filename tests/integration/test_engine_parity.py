@@ -342,9 +342,8 @@ def test_the_rewritten_hostile_file_had_its_quarantine_replaced(forward, engine)
     first, changed = forward[engine].reports[0], forward[engine].reports[2]
     streams = {(s["tenant_id"], s["stream"]): s for s in first["streams"]}
     assert streams[(evil.TENANT, "identify")]["quarantined_by_code"] == {"malformed_json": 1, "missing_required_field": 1}
-    assert [(s["tenant_id"], s["stream"], s["records_read"], s["quarantined"]) for s in changed["streams"]] == [
-        (evil.TENANT, "identify", 2, 0)
-    ]
+    read = [(s["tenant_id"], s["stream"], s["records_read"], s["quarantined"]) for s in changed["streams"] if s["files_read"]]
+    assert read == [(evil.TENANT, "identify", 2, 0)]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
