@@ -49,6 +49,7 @@ import csv
 import gzip
 import hashlib
 import hmac
+import html
 import io
 import json
 import logging
@@ -731,9 +732,13 @@ def forget(
         o.purge_status = purge
     if landing is not None:
         _landing(spark, config, engine, tenant_id, landing, outcomes, rewrite_landing, s3)
-    removed = purge_quality_artifacts(engine.warehouse, [i for o in outcomes for i in o.identifiers], s3)
+    identifiers = [i for o in outcomes for i in o.identifiers]
+    removed = purge_quality_artifacts(engine.warehouse, identifiers, s3)
     if removed:
         log.info("forget %s: %d Great Expectations result/Data Docs files naming the subject removed", tenant_id, removed)
+    redacted = scrub_run_reports(engine.warehouse, identifiers, s3)
+    if redacted:
+        log.info("forget %s: the subject redacted from %d run report files", tenant_id, redacted)
     _audit(spark, config, engine, tenant_id, outcomes, salt, now)
     for df in cached:
         df.unpersist()
@@ -907,8 +912,42 @@ def purge_quality_artifacts(warehouse: str, identifiers: Sequence[ErasureRequest
     """
     if not identifiers:
         return 0
-    root = warehouse.rstrip("/") + "/_quality"
-    if is_object_store(warehouse):
+    return _rewrite_files(warehouse.rstrip("/") + "/_quality", lambda text: None if names_any(text, identifiers) else text, s3)
+
+
+REDACTED = "[erased]"
+
+
+def redact(text: str, identifiers: Sequence[ErasureRequest]) -> str:
+    """``text`` with every occurrence of the identifiers (as written, JSON- and HTML-escaped) replaced.
+
+    >>> redact('{"sample": ["acme/Ada@Acme.com"]}', [ErasureRequest("email", "ada@acme.com")])
+    '{"sample": ["acme/[erased]"]}'
+    """
+    for i in identifiers:
+        flags = re.IGNORECASE if i.kind == "email" else 0
+        for form in sorted({i.value, i.normalized, json.dumps(i.normalized)[1:-1], html.escape(i.normalized)}, key=len,
+                           reverse=True):
+            text = re.sub(re.escape(form), REDACTED, text, flags=flags)
+    return text
+
+
+def scrub_run_reports(warehouse: str, identifiers: Sequence[ErasureRequest], s3=None) -> int:
+    """Redact the subject from the run reports under ``WAREHOUSE/_reports/`` (JSON and HTML pages).
+
+    A run report keeps the run's counts (an audit record, so it stays) and may quote a
+    quality sample or a quarantined value naming the person: those are replaced by
+    :data:`REDACTED`. Returns how many files changed.
+    """
+    if not identifiers:
+        return 0
+    return _rewrite_files(warehouse.rstrip("/") + "/_reports", lambda text: redact(text, identifiers), s3)
+
+
+def _rewrite_files(root: str, transform, s3=None) -> int:
+    """Apply ``transform`` (text → new text, or None to delete) to the .json/.html files under ``root``."""
+    changed = 0
+    if is_object_store(root):
         from feedlake import storage
 
         loc = storage.parse_s3_uri(root + "/")
@@ -916,23 +955,35 @@ def purge_quality_artifacts(warehouse: str, identifiers: Sequence[ErasureRequest
         doomed = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix):
             for item in page.get("Contents", ()):
+                if not item["Key"].endswith((".json", ".html")):
+                    continue
                 body = client.get_object(Bucket=loc.bucket, Key=item["Key"])["Body"].read().decode("utf-8", "replace")
-                if names_any(body, identifiers):
+                after = transform(body)
+                if after is None:
                     doomed.append({"Key": item["Key"]})
+                elif after != body:
+                    client.put_object(Bucket=loc.bucket, Key=item["Key"], Body=after.encode("utf-8"))
+                    changed += 1
         for start in range(0, len(doomed), 1000):
             client.delete_objects(Bucket=loc.bucket, Delete={"Objects": doomed[start:start + 1000]})
-        return len(doomed)
-    removed = 0
+        return changed + len(doomed)
     for folder, _dirs, files in os.walk(root.removeprefix("file://")):
         for name in files:
-            path = os.path.join(folder, name)
             if not name.endswith((".json", ".html")):
                 continue
+            path = os.path.join(folder, name)
             with open(path, encoding="utf-8", errors="replace") as fh:
-                if names_any(fh.read(), identifiers):
-                    os.remove(path)
-                    removed += 1
-    return removed
+                body = fh.read()
+            after = transform(body)
+            if after is None:
+                os.remove(path)
+            elif after != body:
+                with open(path, "w", encoding="utf-8") as fh:
+                    fh.write(after)
+            else:
+                continue
+            changed += 1
+    return changed
 
 
 def _delete_tree(path: str, names: Sequence[str]) -> None:

@@ -113,7 +113,10 @@ def test_batches_auth_retries_and_exactly_once(warehouse_of, segment_server, mon
     messages = accepted_messages(segment_server)
     ids = [m["messageId"] for m in messages]
     assert len(ids) == len(set(ids)) == 10  # 3 identify + 2 group + 5 track, each once
-    assert len([r for r in requests if r[4] == 200]) >= 3  # 1500-byte batches
+    # 1500-byte batches: as many as the messages' bytes need at least, never one for all
+    delivered = [r for r in requests if r[4] == 200]
+    payload = sum(len(json.dumps(m, separators=(",", ":")).encode()) for m in messages)
+    assert len(delivered) >= max(2, -(-payload // 1500))
     assert {m["type"] for m in messages} == {"identify", "group", "track"}
     for _, _, _, body, _ in requests:
         assert json.loads(body)["sentAt"].endswith("Z")
