@@ -43,6 +43,7 @@ this run's validation results and the index in one ``build_data_docs`` call.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import logging
 import os
@@ -50,7 +51,8 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -124,6 +126,34 @@ class QualityContext:
         # A private project folder goes away with the run, even when the run dies before
         # close() (an exception in a hook, the interpreter exiting).
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.root, True) if temporary else None
+        self._lock_depth = 0
+        self._lock_file = None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the project's file lock (re-entrant within this object) while GX reads or writes it.
+
+        Runs on different tenants share a local warehouse's GX project and run side by
+        side (issue 13): GX rewrites great_expectations.yml, suites and checkpoints as
+        it registers them, and a second process reading a half-written file fails. The
+        lock is held only for one operation, never across a run, and the kernel drops it
+        if the process dies. A private temporary project needs none.
+        """
+        if self.temporary:
+            yield
+            return
+        if self._lock_depth == 0:
+            os.makedirs(self.root, exist_ok=True)
+            self._lock_file = open(os.path.join(self.root, ".feedlake.lock"), "a+")  # noqa: SIM115 -- closed below
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0:
+                self._lock_file.close()  # releases the flock
+                self._lock_file = None
 
     @classmethod
     def for_warehouse(cls, warehouse: str, job: Mapping[str, Any]) -> QualityContext:
@@ -146,7 +176,8 @@ class QualityContext:
     @property
     def context(self):
         if self._context is None:
-            self._context = self._open()
+            with self.locked():
+                self._context = self._open()
         return self._context
 
     def _open(self):
@@ -187,6 +218,10 @@ class QualityContext:
         """
         if name in self._checkpoints:
             return self._checkpoints[name]
+        with self.locked():
+            return self._register(name, asset, specs, result_format)
+
+    def _register(self, name: str, asset: str, specs: Sequence, result_format: Mapping[str, Any]):
         import great_expectations as gx
 
         context = self.context
@@ -211,11 +246,12 @@ class QualityContext:
         """Validate one pandas DataFrame; the result is kept for :meth:`build_docs`."""
         from great_expectations.core.run_identifier import RunIdentifier
 
-        result = checkpoint.run(
-            batch_parameters={"dataframe": frame},
-            expectation_parameters=dict(parameters),
-            run_id=RunIdentifier(run_name=run_name, run_time=run_time),
-        )
+        with self.locked():
+            result = checkpoint.run(
+                batch_parameters={"dataframe": frame},
+                expectation_parameters=dict(parameters),
+                run_id=RunIdentifier(run_name=run_name, run_time=run_time),
+            )
         self.identifiers.extend(result.run_results)
         return result
 
@@ -229,9 +265,10 @@ class QualityContext:
         from feedlake.data_docs_offline import make_offline
 
         if self.identifiers:
-            self.context.build_data_docs(site_names=[SITE], resource_identifiers=list(self.identifiers))
-            pages = [self._page_of(identifier) for identifier in self.identifiers]
-            make_offline(self.docs_dir, [p for p in pages if p])
+            with self.locked():
+                self.context.build_data_docs(site_names=[SITE], resource_identifiers=list(self.identifiers))
+                pages = [self._page_of(identifier) for identifier in self.identifiers]
+                make_offline(self.docs_dir, [p for p in pages if p])
         return os.path.join(self.docs_dir, "index.html")
 
     def _page_of(self, identifier) -> str | None:
