@@ -22,6 +22,10 @@ POLICIES = ("row", "attribute", "replace")
 SUBJECT_KINDS = ("email", "contact_key", "raw")
 
 
+# The tenant id of rows about all tenants at once (quality_results of table checks).
+ALL_TENANTS = "*"
+
+
 class ConfigError(ValueError):
     """Raised when a configuration file does not follow its documented shape."""
 

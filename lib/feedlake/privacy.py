@@ -67,10 +67,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
-from feedlake.config import ConfigError, FeedlakeConfig, StreamSpec, TableSpec
+from feedlake.config import ALL_TENANTS, ConfigError, FeedlakeConfig, StreamSpec, TableSpec
 from feedlake.delta import DeltaEngine
 from feedlake.landing import TENANT_ID, LandingFile, discover, is_object_store, landing_layouts
 from feedlake.merge import delete_plan, plan_for
+from feedlake.quality_suites import TENANT_SEPARATOR
 
 log = logging.getLogger("feedlake.privacy")
 
@@ -596,6 +597,14 @@ def matched_rows(engine: DeltaEngine, table: TableSpec, tenant_id: str, idents: 
                     whole.crossJoin(named).where(raw_match(F.col(column), F.col("_kind"), F.col("_value")))
                     .select(*table.column_names, F.col("_request_id").alias("request_id"))
                 )
+                # Checks over all tenants keep their rows under tenant "*" and name each value
+                # with its tenant ("acme/anon-ada" in a sample): those rows name the person too.
+                prefixed = named.select("_request_id", "_kind", F.concat(F.lit(tenant_id + TENANT_SEPARATOR), F.col("_value")).alias("_value"))
+                parts.append(
+                    engine.read(table, [ALL_TENANTS]).crossJoin(prefixed)
+                    .where(raw_match(F.col(column), F.col("_kind"), F.col("_value")))
+                    .select(*table.column_names, F.col("_request_id").alias("request_id"))
+                )
     out = parts[0]
     for part in parts[1:]:
         out = out.unionByName(part)
@@ -716,7 +725,8 @@ def forget(
             weeks = event_weeks(found)  # the person's own weeks (small), before their events go
         changed = recompute(engine, config, tenant_id, weeks) if recompute else 0
         keys = found.select(*table.key).distinct()
-        deleted = engine.delete_matching(table, keys, delete_plan(table, table.key, [tenant_id], null_safe=table.policy == "replace"))
+        scope = [tenant_id, ALL_TENANTS]  # the tenant's rows and the all-tenant rows naming its values
+        deleted = engine.delete_matching(table, keys, delete_plan(table, table.key, scope, null_safe=table.policy == "replace"))
         log.info("forget %s: %s: %d rows deleted", tenant_id, table.name, deleted)
         if deleted or changed:
             touched.append(table)

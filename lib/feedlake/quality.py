@@ -44,7 +44,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from feedlake.config import ConfigError, FeedlakeConfig, StreamSpec, TableSpec
+from feedlake.config import ALL_TENANTS, ConfigError, FeedlakeConfig, StreamSpec, TableSpec
 from feedlake.delta import DeltaEngine
 from feedlake.merge import MergePlan, plan_for
 from feedlake.pipeline import IngestHook
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("feedlake.quality")
 
 RESULTS_TABLE = "quality_results"
-ALL_TENANTS = "*"
 ROW_COUNT_CHECK = "row_count_never_shrinks"
 EXIT_QUALITY = 3
 FAIL_ON = ("critical", "warning")
