@@ -239,6 +239,7 @@ def test_audit_row_holds_hashes_counts_and_purge_status(scenario):
     assert json.loads(first["rows_removed"]) == {
         "contacts": 2, "contact_events": 3, "contact_accounts": 1, "crm_leads": 1, "segment_messages": 2,
         "quarantine": 1, "activity_weekly": 3,
+        "quality_results": 1,  # the all-tenant contact_events check whose sample named acme/anon-ada
     }
     assert json.loads(first["rows_left"]) == {}
     assert json.loads(first["landing_files"]) == {"holding": 5, "rewritten": 5, "errors": 0}
