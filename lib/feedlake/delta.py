@@ -128,6 +128,11 @@ class WriteIds:
         return WriteId(app_id, self.issued[app_id])
 
 
+def write_id(ids: WriteIds | None, table: TableSpec, plan: MergePlan) -> WriteId | None:
+    """The next transaction id of a write to ``table`` under ``plan`` (None outside :func:`idempotent_writes`)."""
+    return None if ids is None else ids.next(table, plan)
+
+
 def batch_fingerprint(identities: Sequence[Sequence[object]]) -> str:
     """A stable digest of a batch's input files (their identity tuples, in any order)."""
     lines = sorted("\t".join("" if v is None else str(v) for v in identity) for identity in identities)
@@ -362,11 +367,8 @@ class DeltaRsEngine:
             shutil.rmtree(folder, ignore_errors=True)
 
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
-        txn = self._write_id(table, plan)
+        txn = write_id(self.write_ids, table, plan)
         return with_commit_retries(table, lambda: self._merge_once(table, source, plan, txn), _delta_rs_conflict)
-
-    def _write_id(self, table: TableSpec, plan: MergePlan) -> WriteId | None:
-        return None if self.write_ids is None else self.write_ids.next(table, plan)
 
     def _merge_once(self, table: TableSpec, source: DataFrame, plan: MergePlan, txn: WriteId | None) -> MergeResult:
         if txn is not None and already_applied(self.ensure(table).transaction_version, txn):
@@ -382,7 +384,7 @@ class DeltaRsEngine:
             return MergeResult()
         schema = arrow_schema(table)
         data = pa.Table.from_pylist([dict(zip(schema.names, r, strict=True)) for r in rows], schema=schema)
-        txn = self._write_id(table, plan)
+        txn = write_id(self.write_ids, table, plan)
         return with_commit_retries(table, lambda: self._merge_arrow(table, data, plan, txn), _delta_rs_conflict)
 
     def _merge_arrow(
@@ -415,7 +417,7 @@ class DeltaRsEngine:
             raise ValueError("delete_matching takes a feedlake.merge.delete_plan")
         if self._open(table) is None:
             return 0
-        txn = self._write_id(table, plan)
+        txn = write_id(self.write_ids, table, plan)
         return with_commit_retries(table, lambda: self._delete_once(table, keys, plan, txn), _delta_rs_conflict)
 
     def _delete_once(self, table: TableSpec, keys: DataFrame, plan: MergePlan, txn: WriteId | None) -> int:
@@ -569,7 +571,7 @@ class DeltaSparkEngine:
             merger = merger.whenMatchedUpdateAll(condition=update_when)
         if plan.insert:
             merger = merger.whenNotMatchedInsertAll()
-        txn = None if self.write_ids is None else self.write_ids.next(table, plan)
+        txn = write_id(self.write_ids, table, plan)
         return with_commit_retries(table, lambda: self._execute(merger, txn), _delta_spark_conflict)
 
     def _execute(self, merger, txn: WriteId | None) -> MergeResult:
@@ -599,7 +601,7 @@ class DeltaSparkEngine:
         columns = list(plan.source_columns)
         condition, _ = render_column(plan)
         merger = dt.alias("t").merge(keys.select(*columns).distinct().alias("s"), condition).whenMatchedDelete()
-        txn = None if self.write_ids is None else self.write_ids.next(table, plan)
+        txn = write_id(self.write_ids, table, plan)
         return with_commit_retries(table, lambda: self._execute(merger, txn), _delta_spark_conflict).deleted
 
     def version(self, table: TableSpec) -> int | None:
