@@ -77,6 +77,18 @@ def export(*args: str) -> tuple[int, str]:
     return code, buffer.getvalue()
 
 
+def wait_until_quiet(server, quiet_seconds: float = 2.0, limit: float = 60.0) -> None:
+    """Return once the server has had no request for ``quiet_seconds``."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        with server.lock:
+            last = server.requests[-1][0] if server.requests else 0.0
+        if time.monotonic() - last >= quiet_seconds:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the Segment test server never went quiet")
+
+
 def accepted_messages(server) -> list[dict]:
     return [m for _, _, _, body, status in server.requests if status == 200 for m in json.loads(body)["batch"]]
 
@@ -95,6 +107,9 @@ def test_batches_auth_retries_and_exactly_once(warehouse_of, segment_server, mon
     assert code == 1
     failed_ids = {m["messageId"] for m in accepted_messages(segment_server)}
     assert failed_ids == set()
+    # A failed Spark job returns before its other tasks' Python workers stop: one may still be
+    # posting (and would take the 429/500 scripted for step 2). Wait until the server is quiet.
+    wait_until_quiet(segment_server)
     segment_server.requests.clear()
 
     # 2. 429 (Retry-After: 1) then 500 on the first requests, then 200: retried and delivered.
