@@ -42,6 +42,8 @@ from feedlake.session import delta_jvm_available
 log = logging.getLogger("feedlake.delta")
 
 ENGINES = ("auto", "delta-rs", "delta-spark")
+# delta-rs MERGE sources up to this many rows are collected (toArrow); larger ones are staged as Parquet.
+ARROW_COLLECT_ROWS = 50_000
 
 _ARROW_TYPES: Mapping[str, pa.DataType] = {
     "string": pa.string(),
@@ -341,7 +343,8 @@ class DeltaRsEngine:
     def _arrow_source(self, frame: DataFrame, schema: pa.Schema) -> Iterator[tuple[int, pa.RecordBatchReader]]:
         """``frame`` as a stream of Arrow batches in ``schema``, and its row count.
 
-        With a local master (driver and executors share one disk) Spark writes the rows
+        Up to :data:`ARROW_COLLECT_ROWS` rows are collected with ``toArrow``. Past that,
+        with a local master (driver and executors share one disk) Spark writes the rows
         as Parquet into a staging folder that delta-rs then reads batch by batch, so a
         batch of any size crosses without being held whole in the driver's JVM heap or
         in Python (``DataFrame.toArrow`` buffers every task result in the driver: 2 M
@@ -351,10 +354,14 @@ class DeltaRsEngine:
         belong on delta-spark.
         """
         frame = frame.select(*schema.names)
-        if not self.stage_locally:
-            data = frame.toArrow().cast(schema)
+        # A small source (most incremental batches) comes back in one collect: a Parquet
+        # staging write costs a job, a commit protocol and a folder for a few rows.
+        data = frame.toArrow() if not self.stage_locally else frame.limit(ARROW_COLLECT_ROWS + 1).toArrow()
+        if not self.stage_locally or data.num_rows <= ARROW_COLLECT_ROWS:
+            data = data.cast(schema)
             yield data.num_rows, pa.RecordBatchReader.from_batches(schema, data.to_batches())
             return
+        del data
         import pyarrow.dataset as ds
 
         folder = tempfile.mkdtemp(prefix="feedlake-merge-")
