@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,16 @@ def names_ada(row: dict) -> bool:
     return any(names_identifier(t, "email", ADA_EMAIL) or any(names_identifier(t, "contact_key", k) for k in ADA_KEYS) for t in texts)
 
 
+def needle_in(needle: str, text: str) -> bool:
+    """``needle`` as a whole token of ``text`` (any case): not inside a longer word or hex run.
+
+    Data file names in the Delta log and in ``_source_file``-like columns hold random UUIDs,
+    and ``…4f1c-ada3…`` holds ``c-ada`` by chance: not the person's key (a checkpoint was once
+    reported holding ``c-ada`` though no row named the person).
+    """
+    return re.search(r"(?<![0-9a-z])" + re.escape(needle.lower()) + r"(?![0-9a-z])", text.lower()) is not None
+
+
 def holders(root: Path, needles: dict[str, bool]) -> list[str]:
     """Files under ``root`` holding a needle: Parquet decoded (every column), anything else as bytes.
 
@@ -98,7 +109,7 @@ def holders(root: Path, needles: dict[str, bool]) -> list[str]:
         else:
             text = path.read_bytes().decode("utf-8", "replace")
         for needle, globex_may in needles.items():
-            if needle.lower() in text.lower() and not (globex_may and "globex" in str(path.relative_to(root))):
+            if needle_in(needle, text) and not (globex_may and "globex" in str(path.relative_to(root))):
                 found.append(f"{path.relative_to(root)}: {needle}")
     return found
 
