@@ -52,7 +52,7 @@ from tests.integration.test_streams_crm import SEED as CRM_SEED
 from tests.integration.test_streams_segment import FIRST as SEGMENT_FIRST
 from tests.integration.test_streams_segment import LATER as SEGMENT_LATER
 
-pytestmark = [pytest.mark.delta_spark, pytest.mark.system]
+pytestmark = [pytest.mark.delta_spark, pytest.mark.system, pytest.mark.parity]
 
 LAYOUTS = "landing_layout=[tenant_stream, objects]"
 ENGINES = ("delta-rs", "delta-spark")
