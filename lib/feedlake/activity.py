@@ -82,6 +82,10 @@ class ActivityHook(IngestHook):
     def __init__(self, config: FeedlakeConfig):
         self.enabled = all(t in config.tables for t in (TABLE, "contact_events", "contact_accounts"))
 
+    @classmethod
+    def from_conf(cls, config: FeedlakeConfig, conf_dir: str | None) -> ActivityHook:
+        return cls(config)
+
     def after_merge(self, job: Ingest, stream: StreamSpec, table: str, source: DataFrame) -> None:
         if not self.enabled:
             return

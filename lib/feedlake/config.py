@@ -8,6 +8,7 @@ package ``feedlake.conf`` so a wheel shipped to a cluster carries its defaults.
 from __future__ import annotations
 
 import copy
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -111,6 +112,21 @@ class FeedlakeConfig:
 
     def table(self, name: str) -> TableSpec:
         return self.tables[name]
+
+
+def load_object(ref: str, what: str) -> Any:
+    """The object ``package.module:name`` that conf names (a mapper, a profile function, a hook).
+
+    Raises :class:`ConfigError` naming ``what`` when the reference is malformed or the
+    module or name does not exist.
+    """
+    module_name, sep, attr = str(ref).partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"{what} {ref!r}: expected 'package.module:name'")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{what} {ref!r}: {exc}") from None
 
 
 def _read_yaml(path: Path | resources.abc.Traversable) -> dict[str, Any]:

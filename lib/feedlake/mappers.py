@@ -13,14 +13,13 @@ keys by :func:`render_properties`.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from feedlake.config import FeedlakeConfig, StreamSpec
+from feedlake.config import FeedlakeConfig, StreamSpec, load_object
 
 if TYPE_CHECKING:
     from feedlake.delta import DeltaEngine
@@ -200,8 +199,7 @@ def mapper_for(stream: StreamSpec) -> Mapper:
     stream's mapper can live in its own module, e.g. ``feedlake.metrics:metric_rows``).
     """
     if ":" in stream.mapper:
-        module_name, _, attr = stream.mapper.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return load_object(stream.mapper, f"stream {stream.name!r}: mapper")
     try:
         return MAPPERS[stream.mapper]
     except KeyError:

@@ -152,6 +152,10 @@ class MetricsHook(IngestHook):
             t in config.tables for t in ("metric_records", "metric_files", "account_metrics", "account_metrics_weekly")
         )
 
+    @classmethod
+    def from_conf(cls, config: FeedlakeConfig, conf_dir: str | None) -> MetricsHook:
+        return cls(config)
+
     def after_merge(self, job: Ingest, stream: StreamSpec, table: str, source: DataFrame) -> None:
         if not self.enabled or table not in ("metric_records", "metric_files", ENTITY_MAP):
             return

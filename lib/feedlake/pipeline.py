@@ -72,7 +72,15 @@ class IngestHook:
     retries them. ``after_merge`` sees the exact rows sent to a table's one MERGE of
     the stream (every tenant's; :func:`batch_tenants` lists them); ``after_run`` the
     finished report, before it is written.
+
+    A run's hooks are declared in order under ``hooks:`` in conf/ingest.yaml as
+    ``package.module:Class``; :meth:`from_conf` builds one for each run.
     """
+
+    @classmethod
+    def from_conf(cls, config: FeedlakeConfig, conf_dir: str | None) -> IngestHook:
+        """This hook for one run of ``config`` (``conf_dir``: the ``--conf`` folder, ``None`` = packaged conf)."""
+        return cls()
 
     def before_merge(self, job: Ingest, stream: StreamSpec, batch: Mapping[str, DataFrame]) -> Mapping[str, str]:
         return {}

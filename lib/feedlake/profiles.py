@@ -25,13 +25,12 @@ Rules:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from feedlake.config import FieldSpec, TableSpec
+from feedlake.config import FieldSpec, TableSpec, load_object
 from feedlake.contracts import NUMBER, apply_checks, field_checks, timestamp_value
 from feedlake.mappers import parse_properties
 
@@ -132,8 +131,7 @@ def _typed_value(text: Column, dtype: str) -> Column:
 
 
 def _function(ref: str) -> Callable[[DataFrame], DataFrame]:
-    module_name, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return load_object(ref, "profile function")
 
 
 def profile_columns(table: TableSpec) -> Callable[[DataFrame], DataFrame] | None:

@@ -49,7 +49,15 @@ from feedlake.delta import DeltaEngine
 from feedlake.merge import MergePlan, plan_for
 from feedlake.pipeline import IngestHook
 from feedlake.quality_context import ROW_COUNTS, QualityContext, preload_gx
-from feedlake.quality_suites import GATE, TABLE, TENANT_SEPARATOR, ExpectationSpec, QualityConfig, TableQuality
+from feedlake.quality_suites import (
+    GATE,
+    TABLE,
+    TENANT_SEPARATOR,
+    ExpectationSpec,
+    QualityConfig,
+    TableQuality,
+    load_quality,
+)
 from feedlake.report import RunReport
 
 if TYPE_CHECKING:
@@ -447,6 +455,11 @@ class QualityGate(IngestHook):
         self.quality = quality
         self.checks: QualityChecks | None = None
         preload_gx()
+
+    @classmethod
+    def from_conf(cls, config: FeedlakeConfig, conf_dir: str | None) -> QualityGate:
+        """The gate with the ``quality/`` suites of ``conf_dir`` (the packaged ones for ``None``)."""
+        return cls(load_quality(conf_dir, config))
 
     def _checks(self, job: Ingest) -> QualityChecks:
         if self.checks is None:
