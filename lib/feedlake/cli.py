@@ -153,8 +153,7 @@ def ingest_hooks(args: argparse.Namespace, config):
     from feedlake.quality import QualityGate
 
     # A conf folder written before hooks were declared (no ``hooks:`` key) keeps the former fixed list.
-    refs = config.job["hooks"] if "hooks" in config.job else list(DEFAULT_HOOKS)
-    refs = refs or []
+    refs = config.job.get("hooks", list(DEFAULT_HOOKS)) or []
     if not isinstance(refs, list) or not all(isinstance(ref, str) for ref in refs):
         raise ConfigError(f"hooks: expected a list of 'package.module:Class', got {refs!r}")
     hooks = []
