@@ -37,8 +37,7 @@ from pyspark.sql import functions as F
 from feedlake.config import StreamSpec
 from feedlake.contracts import apply_checks, field_text, timestamp_value
 from feedlake.entity_map import resolve_account, stored_entity_map
-from feedlake.mappers import extra_props, lineage, render_properties, source_system
-from feedlake.pipeline import QUARANTINE_COLUMNS, REJECTED
+from feedlake.mappers import QUARANTINE_COLUMNS, REJECTED, extra_props, lineage, render_properties, source_system
 from feedlake.profiles import checked_attributes, object_members, profile_checks, trait_check
 
 SPEC = "seed 001"

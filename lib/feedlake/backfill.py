@@ -31,7 +31,7 @@ from pyspark.sql import SparkSession
 from feedlake.config import ConfigError, FeedlakeConfig
 from feedlake.delta import DeltaEngine
 from feedlake.file_plan import plan_files, read_manifest
-from feedlake.landing import DT_FOLDER, LandingFile, discover, landing_layouts
+from feedlake.landing import LandingFile, discover, landing_layouts, landing_time_from_parts
 from feedlake.pipeline import IngestHook, IngestRequest, run_ingest
 from feedlake.report import RunReport
 from feedlake.storage import S3Settings
@@ -128,15 +128,8 @@ def partition_date(source_file: str) -> date | None:
     >>> partition_date("tenant=acme/track/events.jsonl") is None
     True
     """
-    found = None
-    for part in source_file.split("/")[:-1]:
-        m = DT_FOLDER.match(part)
-        if m:
-            try:
-                found = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-            except ValueError:
-                continue
-    return found
+    found = landing_time_from_parts(source_file.split("/")[:-1], None)
+    return None if found is None else found.date()
 
 
 def files_in_range(files: Iterable[LandingFile], start: date, end: date) -> list[LandingFile]:

@@ -126,13 +126,6 @@ def session_for(config) :
     return build_session(config.job.get("spark") or {}, with_delta_jar=wants_jvm_packages(config.job))
 
 
-def storage_options(config) -> dict[str, str]:
-    """delta-rs options: conf's ``s3`` endpoint/region, then ``storage_options`` from conf (no secrets)."""
-    from feedlake.storage import S3Settings, delta_rs_options
-
-    return {**delta_rs_options(S3Settings.from_job(config.job)), **(config.job.get("storage_options") or {})}
-
-
 # The hooks of a conf folder whose ingest.yaml has no ``hooks:`` (as conf/ingest.yaml declares them).
 DEFAULT_HOOKS = (
     "feedlake.entity_map:EntityMapHook",
@@ -167,7 +160,7 @@ def ingest_hooks(args: argparse.Namespace, config):
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from feedlake.delta import make_engine
+    from feedlake.delta import engine_for
     from feedlake.pipeline import IngestRequest, run_ingest
     from feedlake.report_html import page_location
 
@@ -175,7 +168,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     # Built before the session: GX imports in the background while Spark starts (issue #5).
     hooks, gate = ingest_hooks(args, config)
     spark = session_for(config)
-    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
+    engine = engine_for(spark, args.warehouse, config)
     request = IngestRequest(
         landing=args.landing,
         warehouse=args.warehouse,
@@ -193,7 +186,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from functools import partial
 
     from feedlake.backfill import BackfillRequest, run_backfill
-    from feedlake.delta import make_engine
+    from feedlake.delta import engine_for
 
     config = load_job_config(args)
     request = BackfillRequest(
@@ -214,7 +207,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return hooks
 
     spark = session_for(config)
-    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
+    engine = engine_for(spark, args.warehouse, config)
     run_backfill(spark, config, engine, request, chunk_hooks, echo=partial(print, flush=True))
     return max((gate.exit_code(args.fail_on) for gate in gates), default=0)
 
@@ -223,7 +216,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     """``feedlake quality``: the table checks alone (issue #5), e.g. as a step of a CI pipeline."""
     from datetime import datetime, timezone
 
-    from feedlake.delta import make_engine
+    from feedlake.delta import engine_for
     from feedlake.pipeline import new_run_id
     from feedlake.quality import check_tables
     from feedlake.quality_context import preload_gx
@@ -234,7 +227,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     quality.checked(args.table)  # an unknown --table is a usage error, before Spark starts
     preload_gx()
     spark = session_for(config)
-    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
+    engine = engine_for(spark, args.warehouse, config)
     run = check_tables(spark, config, engine, quality, args.warehouse, new_run_id(datetime.now(timezone.utc)), args.table)
     print(run.summary())
     print(f"run page: {run.page_path}")
@@ -268,7 +261,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     (``privacy.EXIT_INCOMPLETE``): something still holds them (rows left, a failed
     VACUUM, landing files not rewritten); 2: a bad request, nothing changed.
     """
-    from feedlake.delta import make_engine
+    from feedlake.delta import engine_for
     from feedlake.privacy import EXIT_INCOMPLETE, erasure_request, forget, read_requests_file, retention_hours
 
     config = load_job_config(args)
@@ -282,7 +275,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     else:
         requests = [erasure_request("email", args.email) if args.email is not None else erasure_request("contact_key", args.contact_key)]
     spark = session_for(config)
-    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
+    engine = engine_for(spark, args.warehouse, config)
     result = forget(spark, config, engine, args.tenant, requests, args.landing, args.rewrite_landing, args.purge_now)
     print(result.render())
     return 0 if result.complete else EXIT_INCOMPLETE
@@ -292,7 +285,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """``feedlake export``: profiles and moments back out as Segment calls (feedlake.export, issue 17)."""
     from datetime import datetime, timezone
 
-    from feedlake.delta import make_engine
+    from feedlake.delta import engine_for
     from feedlake.export import ExportRequest, new_export_run_id, run_export
     from feedlake.moments import load_moments
 
@@ -302,7 +295,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError("--since-version must be >= 0")
     request = ExportRequest(args.warehouse, args.outbox, args.segment, tuple(args.tenant or ()), args.since_version, args.dry_run)
     spark = session_for(config)
-    engine = make_engine(spark, args.warehouse, str(config.job.get("engine", "auto")), storage_options(config))
+    engine = engine_for(spark, args.warehouse, config)
     report = run_export(spark, config, engine, request, moments, new_export_run_id(datetime.now(timezone.utc)))
     print(report.render())
     return 0

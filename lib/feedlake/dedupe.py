@@ -43,10 +43,39 @@ def sequence(landing_time: Column, source_file: Column, line_number: Column, pre
     )
 
 
-def latest_per_key(df: DataFrame, key: Sequence[str]) -> DataFrame:
-    """Keep the row with the highest ``_seq`` for each key (window, no shuffle of payload twice)."""
+def rank_by_seq(df: DataFrame, key: Sequence[str], rank: str = "_rank") -> DataFrame:
+    """``df`` plus ``rank``: 1 for the row of each key with the highest ``_seq``, 2, 3, ... for the others.
+
+    The one ordering rule of the module docstring (seed 000 FAQ: the most recent record
+    wins; within a file the first or the last line, by the stream's precedence). Used
+    for the in-batch rank of every target table, :func:`latest_per_key` and Segment's
+    message copies.
+    """
     window = Window.partitionBy(*key).orderBy(F.col("_seq").desc())
-    return df.withColumn("_rank", F.row_number().over(window)).where(F.col("_rank") == 1).select(*df.columns)
+    return df.withColumn(rank, F.row_number().over(window))
+
+
+def latest_per_key(df: DataFrame, key: Sequence[str]) -> DataFrame:
+    """Keep the row with the highest ``_seq`` for each key (:func:`rank_by_seq` == 1)."""
+    return rank_by_seq(df, key).where(F.col("_rank") == 1).select(*df.columns)
+
+
+def with_stored(
+    candidate: DataFrame, stored: DataFrame, key: Sequence[str], flag: str, how: str, compare: Sequence[str] | None = None
+) -> tuple[DataFrame, Column]:
+    """``candidate`` joined (``how``) on ``key`` with the stored row of its key; and "the row is unchanged".
+
+    The stored row's columns come as ``_old_<column>`` plus ``flag`` (true where a stored
+    row was found); the Column compares the ``compare`` columns (default: every non-key
+    column of ``candidate``) null-safely: a null equals a null, so an attribute that stays
+    unknown is no change. The one row diff of the cross-batch dedupe and the slice tables.
+    """
+    others = list(compare) if compare is not None else [c for c in candidate.columns if c not in key]
+    old = stored.select(*key, *[F.col(c).alias(f"_old_{c}") for c in others], F.lit(True).alias(flag))
+    same = F.lit(True)
+    for c in others:
+        same = same & F.col(c).eqNullSafe(F.col(f"_old_{c}"))
+    return candidate.join(old, on=list(key), how=how), same
 
 
 def _cells_from_incoming(incoming: DataFrame, key: Sequence[str], attributes: Sequence[str]) -> DataFrame:
@@ -141,10 +170,5 @@ def resolve_attributes(
 
 def changed_rows(candidate: DataFrame, existing: DataFrame, key: Sequence[str]) -> DataFrame:
     """Rows of ``candidate`` that are new or differ (null-safe) from the stored row of their key."""
-    others = [c for c in candidate.columns if c not in key]
-    old = existing.select(*key, *[F.col(c).alias(f"_old_{c}") for c in others], F.lit(True).alias("_old"))
-    joined = candidate.join(old, on=list(key), how="left")
-    same = F.lit(True)
-    for c in others:
-        same = same & F.col(c).eqNullSafe(F.col(f"_old_{c}"))
+    joined, same = with_stored(candidate, existing, key, "_old", how="left")
     return joined.where(F.col("_old").isNull() | ~same).select(*candidate.columns)

@@ -29,13 +29,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from feedlake.config import ConfigError, TableSpec
+from feedlake.config import ConfigError, FeedlakeConfig, TableSpec
 from feedlake.merge import MergePlan, Ranges, render_column, render_sql
 from feedlake.session import delta_jvm_available
 
@@ -156,6 +156,7 @@ class DeltaEngine(Protocol):
     """What the pipeline needs from a Delta implementation."""
 
     name: str
+    warehouse: str
     write_ids: WriteIds | None  # set by :func:`idempotent_writes` for one batch
 
     def table_path(self, table: TableSpec) -> str: ...
@@ -232,6 +233,22 @@ def _local_master(spark: SparkSession) -> bool:
         return spark.sparkContext.master.startswith("local")
     except Exception:  # Spark Connect has no SparkContext: treat it as a remote cluster
         return False
+
+
+def open_delta_rs(engine: DeltaEngine, table: TableSpec) -> tuple[Any, str]:
+    """``table`` opened with delta-rs whatever the engine (one Delta protocol), or ``None``; and its path.
+
+    The path is the warehouse as the user gave it (``s3://``, not Spark's ``s3a://``); the
+    object-store options are the engine's (delta-rs) or the environment's (delta-spark).
+    Used where a table's log or files are read directly: run pages, erasure's log rewrite.
+    """
+    from deltalake import DeltaTable
+
+    path = _join_path(engine.warehouse, table.name)
+    options = getattr(engine, "storage_options", None) or (delta_rs_storage_options() if "://" in path else None)
+    if not DeltaTable.is_deltatable(path, storage_options=options):
+        return None, path
+    return DeltaTable(path, storage_options=options), path
 
 
 class DeltaRsEngine:
@@ -773,3 +790,15 @@ def make_engine(
     if choice == "delta-spark" or (choice == "auto" and jvm and not _local_master(spark)):
         return DeltaSparkEngine(spark, warehouse)
     return DeltaRsEngine(spark, warehouse, storage_options)
+
+
+def engine_for(spark: SparkSession, warehouse: str, config: FeedlakeConfig) -> DeltaEngine:
+    """The engine conf chooses (``engine:``) on ``warehouse``, with conf's object-store settings.
+
+    delta-rs options: conf's ``s3`` endpoint/region, then ``storage_options`` (never secrets:
+    credentials come from the AWS chain). The one way every command and notebook opens a warehouse.
+    """
+    from feedlake.storage import S3Settings, delta_rs_options
+
+    options = {**delta_rs_options(S3Settings.from_job(config.job)), **(config.job.get("storage_options") or {})}
+    return make_engine(spark, warehouse, str(config.job.get("engine", "auto")), options)

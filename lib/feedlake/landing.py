@@ -123,8 +123,10 @@ def detect_format(name: str) -> tuple[str | None, str | None]:
     return fmt, compression
 
 
-def landing_time_from_parts(parts: Iterable[str], fallback: datetime) -> datetime:
-    """The time a file landed: its deepest ``dt=`` folder, else its modification time.
+def landing_time_from_parts(parts: Iterable[str], fallback: datetime | None) -> datetime | None:
+    """The time a file landed: its deepest valid ``dt=`` folder, else ``fallback`` (its modification time).
+
+    The one reading of ``dt=`` folders (discovery's landing time, a backfill's day range).
 
     A ``dt=`` folder names the batch the tenant dropped (seed 001 file_key
     ``dt=YYYY-MM-DD-HH-MM``); it orders batches so that "only the most recent will be

@@ -2,8 +2,10 @@
 
 A stream names its mapper in ``conf/streams.yaml``; adding a stream with the same
 shape as an existing one is configuration only. Every mapper takes the accepted
-records (columns of :data:`RECORD_COLUMNS`) and returns one DataFrame per target
-table, ending in an explicit ``select``.
+records (``tenant_id, stream, source_file, line_number, _seq, batch_id, values,
+json_values, source_system``) and returns one DataFrame per target table, ending in an
+explicit ``select``, plus optionally :data:`REJECTED` (records it refuses, in
+:data:`QUARANTINE_COLUMNS` shape) and :data:`DUPLICATES` (records repeating a stored one).
 
 Attributes a stream does not declare are kept, never dropped (seed 000 §1.1–§1.3:
 "you can add any attributes"): they go to ``properties``, carried here as
@@ -25,9 +27,14 @@ if TYPE_CHECKING:
     from feedlake.delta import DeltaEngine
 from feedlake.contracts import field_text, unix_seconds
 
-RECORD_COLUMNS = (
-    "tenant_id", "stream", "source_file", "line_number", "_seq", "batch_id", "values", "json_values", "source_system",
+QUARANTINE_COLUMNS = (
+    "tenant_id", "stream", "source_file", "line_number", "raw_record", "error_code", "error_message", "batch_id",
 )
+REJECTED = "_rejected"  # mapper output key: records the mapper refuses, in quarantine shape
+# mapper output key: records that repeat one already stored (tenant_id, source_file and,
+# where known, line_number per record), e.g. a Segment messageId ingested from a more
+# recent file; counted as duplicates.
+DUPLICATES = "_duplicates"
 
 
 def lineage() -> list[Column]:

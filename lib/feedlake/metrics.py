@@ -30,8 +30,7 @@ from pyspark.sql import functions as F
 
 from feedlake.config import ConfigError, StreamSpec
 from feedlake.contracts import NUMBER, field_text
-from feedlake.mappers import lineage, render_properties
-from feedlake.pipeline import QUARANTINE_COLUMNS, REJECTED
+from feedlake.mappers import QUARANTINE_COLUMNS, REJECTED, lineage, render_properties
 
 KINDS = ("cumulative", "stock")
 DEFAULT_KIND = "stock"

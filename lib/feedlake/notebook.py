@@ -19,7 +19,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from feedlake.config import FeedlakeConfig, load_config
-from feedlake.delta import DeltaEngine, make_engine
+from feedlake.delta import DeltaEngine, engine_for
 
 
 def on_databricks(namespace: Mapping[str, Any]) -> bool:
@@ -59,9 +59,7 @@ def notebook_spark(namespace: MutableMapping[str, Any], config: FeedlakeConfig) 
 
 def warehouse_engine(spark: SparkSession, warehouse: str, config: FeedlakeConfig) -> DeltaEngine:
     """The Delta engine the job itself would use on ``warehouse`` under ``config``."""
-    from feedlake.cli import storage_options
-
-    return make_engine(spark, warehouse, str(config.job.get("engine", "auto")), storage_options(config))
+    return engine_for(spark, warehouse, config)
 
 
 def show(namespace: Mapping[str, Any], title: str, df: DataFrame, rows: int = 50) -> None:

@@ -56,7 +56,6 @@ from typing import Any
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from feedlake.storage import open_binary
 
@@ -547,7 +546,3 @@ def read_landing_files(
         s = ParseSettings(s.max_record_bytes, s.raw_record_max_chars, spread_lines)
     return parse_landing_files(spark, files, s).df
 
-
-def with_file_columns(parsed: DataFrame, files_meta: DataFrame) -> DataFrame:
-    """Attach tenant, stream, source file and sequence base to parsed lines."""
-    return parsed.join(F.broadcast(files_meta), on="file_id", how="inner")

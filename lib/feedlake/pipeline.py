@@ -34,18 +34,7 @@ from feedlake.merge import delete_plan, plan_for
 from feedlake.parsing import ParseSettings
 from feedlake.report import RunReport, report_location, write_report
 from feedlake.report_html import write_run_page
-from feedlake.stages import (  # noqa: F401  (re-exported: mappers and tests import them from here)
-    DUPLICATES,
-    QUARANTINE_COLUMNS,
-    REJECTED,
-    RunContext,
-    check_invariant,
-    manifest_counts,
-    process_stream,
-    quarantine_rows,
-    rank_in_batch,
-    with_sequence,
-)
+from feedlake.stages import RunContext, check_invariant, manifest_counts, process_stream
 from feedlake.storage import S3Access, S3Settings
 
 FILE_META_SCHEMA = (

@@ -68,7 +68,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
 from feedlake.config import ALL_TENANTS, ConfigError, FeedlakeConfig, StreamSpec, TableSpec
-from feedlake.delta import DeltaEngine
+from feedlake.delta import DeltaEngine, open_delta_rs
 from feedlake.landing import TENANT_ID, LandingFile, discover, is_object_store, landing_layouts
 from feedlake.merge import delete_plan, plan_for
 from feedlake.quality_suites import TENANT_SEPARATOR
@@ -819,16 +819,6 @@ def _vacuum(engine: DeltaEngine, tables: Sequence[TableSpec], hours: int, purge_
 _LOG_FILE = re.compile(r"(\d{20})\.(json|crc|checkpoint(\.\d+\.\d+)?\.parquet|checkpoint\.[0-9a-f-]+\.(json|parquet))$")
 
 
-def _delta_rs_table(engine: DeltaEngine, table: TableSpec):
-    from deltalake import DeltaTable
-
-    from feedlake.delta import delta_rs_storage_options
-
-    path = engine.warehouse.rstrip("/") + "/" + table.name
-    options = getattr(engine, "storage_options", None) or (delta_rs_storage_options() if "://" in path else None)
-    return DeltaTable(path, storage_options=options), path
-
-
 def purge_log(engine: DeltaEngine, table: TableSpec) -> int:
     """Checkpoint ``table`` at its current version and delete the log entries before it.
 
@@ -838,7 +828,9 @@ def purge_log(engine: DeltaEngine, table: TableSpec) -> int:
     ``delta.dataSkippingStatsColumns`` was set). Done with delta-rs for both engines
     (same protocol). Returns the number of log files removed.
     """
-    dt, path = _delta_rs_table(engine, table)
+    dt, path = open_delta_rs(engine, table)
+    if dt is None:
+        return 0
     version = dt.version()
     dt.create_checkpoint()
     old = [name for name in _list_log(path) if (m := _LOG_FILE.match(name)) and int(m.group(1)) < version]

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -59,6 +58,7 @@ from feedlake.quality_suites import (
     load_quality,
 )
 from feedlake.report import RunReport
+from feedlake.storage import S3Settings, write_text
 
 if TYPE_CHECKING:
     from feedlake.pipeline import Ingest
@@ -241,19 +241,6 @@ def results_location(warehouse: str, run_id: str) -> str:
     return warehouse.rstrip("/") + f"/_quality/results/{run_id}.json"
 
 
-def write_text(location: str, text: str) -> None:
-    """Write a text file locally or to an object store (as the run report does)."""
-    if "://" in location and not location.startswith("file://"):
-        from feedlake import storage
-
-        storage.write_text(location, text)
-        return
-    path = location.removeprefix("file://")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
 class QualityChecks:
     """Runs the gate and the table checks of one feedlake run and persists their outcomes."""
 
@@ -409,8 +396,6 @@ class QualityChecks:
         """
         self.run.docs_path = self.context.build_docs()
         if self.context.temporary:
-            from feedlake.storage import S3Settings
-
             self.run.docs_path = self.context.publish(self.warehouse, S3Settings.from_job(self.config.job))
             self.context.close()
         self.run.results_path = results_location(self.warehouse, self.run.run_id)
@@ -419,7 +404,7 @@ class QualityChecks:
             rows = self.spark.createDataFrame(self.run.rows(), table.ddl)
             self.engine.merge(table, rows, results_plan(table, sorted({o.tenant_id for o in self.run.outcomes}),
                                                         self.run.run_id))
-        write_text(self.run.results_path, self.run.to_json())
+        write_text(self.run.results_path, self.run.to_json(), S3Settings.from_job(self.config.job))
         return self.run
 
 
@@ -489,7 +474,6 @@ def check_tables(spark: SparkSession, config: FeedlakeConfig, engine: DeltaEngin
     checks.tables(None, tables)
     run = checks.finish()
     from feedlake.report_html import write_quality_page
-    from feedlake.storage import S3Settings
 
     # The run's page beside the ingest runs' pages, and the run history (issue #16).
     run.page_path = write_quality_page(run, warehouse, config.job, S3Settings.from_job(config.job))

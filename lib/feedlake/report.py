@@ -10,7 +10,6 @@ gzip) counts as one record read and one quarantined.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -129,14 +128,7 @@ def report_location(warehouse: str, run_id: str) -> str:
 
 
 def write_report(report: RunReport, location: str, s3=None) -> str:
-    """Write the JSON report to a local path (object stores: see :mod:`feedlake.storage`, ``s3`` its settings)."""
-    if "://" in location and not location.startswith("file://"):
-        from feedlake import storage
+    """Write the JSON report to a local path or an object store (``s3`` its settings); the path or URI."""
+    from feedlake.storage import write_text
 
-        storage.write_text(location, report.to_json(), s3)
-        return location
-    path = location.removeprefix("file://")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(report.to_json())
-    return path
+    return write_text(location, report.to_json(), s3)

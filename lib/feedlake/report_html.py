@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from feedlake.delta import open_delta_rs
+from feedlake.storage import StorageError, list_objects, parse_s3_uri, read_text, s3_client, write_text
+
 log = logging.getLogger("feedlake.report_html")
 
 EXAMPLES_PER_REASON = 5
@@ -78,25 +81,8 @@ def display_path(location: str) -> str:
 # --------------------------------------------------------------------------- I/O
 
 
-def _write(location: str, text: str, s3=None) -> None:
-    if _is_remote(location):
-        from feedlake.storage import parse_s3_uri, s3_client
-
-        loc = parse_s3_uri(location)
-        s3_client(s3).put_object(Bucket=loc.bucket, Key=loc.key, Body=text.encode("utf-8"),
-                                 ContentType="text/html; charset=utf-8")
-        return
-    os.makedirs(os.path.dirname(location), exist_ok=True)
-    tmp = location + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, location)  # a reader never sees half a page
-
-
 def _read(location: str, s3=None) -> str | None:
     if _is_remote(location):
-        from feedlake.storage import StorageError, read_text
-
         try:
             return read_text(location, s3)
         except StorageError:
@@ -111,8 +97,6 @@ def _read(location: str, s3=None) -> str | None:
 def _list_names(folder: str, suffix: str, s3=None) -> list[str]:
     """File names (not paths) directly in ``folder`` ending with ``suffix``."""
     if _is_remote(folder):
-        from feedlake.storage import list_objects, parse_s3_uri, s3_client
-
         root = parse_s3_uri(folder.rstrip("/") + "/")
         names = []
         for obj in list_objects(s3_client(s3), root, [root.prefix]):
@@ -135,13 +119,8 @@ def _tenants(report: Mapping[str, Any]) -> list[str]:
 
 def _delta_rs_dataset(engine, table, tenants: Sequence[str]):
     """A pyarrow dataset of ``table`` pruned to the tenants' partitions, or ``None`` when absent."""
-    from deltalake import DeltaTable
-
-    path = engine.table_path(table)
-    options = getattr(engine, "storage_options", None)
-    if not DeltaTable.is_deltatable(path, storage_options=options):
-        return None
-    return DeltaTable(path, storage_options=options).to_pyarrow_dataset(partitions=[("tenant_id", "in", list(tenants))])
+    data, _ = open_delta_rs(engine, table)
+    return None if data is None else data.to_pyarrow_dataset(partitions=[("tenant_id", "in", list(tenants))])
 
 
 def _text(column):
@@ -549,7 +528,7 @@ def write_run_page(report, config, engine, s3=None) -> str | None:
         docs_link=_docs_link(warehouse, config.job),
     )
     location = page_location(warehouse, report.run_id)
-    _write(location, html, s3)
+    write_text(location, html, s3)
     write_index(warehouse, s3)
     return location
 
@@ -565,7 +544,7 @@ def write_quality_page(run, warehouse: str, job: Mapping[str, Any] | None = None
             "finished_at": checked, "streams": [], "extras": {"quality": run.summary()}, "totals": {}}
     html = render_run_page(data, kind="quality", quality=quality, docs_link=_docs_link(warehouse, job))
     location = page_location(warehouse, run.run_id)
-    _write(location, html, s3)
+    write_text(location, html, s3)
     write_index(warehouse, s3)
     return location
 
@@ -624,6 +603,6 @@ def write_index(warehouse: str, s3=None, limit: int = INDEX_LIMIT) -> str:
                          for e in entries[:15] if e["kind"] == "ingest"]),
     )
     location = index_location(warehouse)
-    _write(location, html, s3)
+    write_text(location, html, s3)
     return location
 

@@ -35,16 +35,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.api_objects import split, with_source_system
 from feedlake.config import FieldSpec, StreamSpec
 from feedlake.contracts import apply_checks, field_checks, field_text, timestamp_value
+from feedlake.dedupe import rank_by_seq
 from feedlake.entity_map import resolve_account, stored_entity_map
-from feedlake.mappers import lineage, render_properties, stored_matching
+from feedlake.mappers import DUPLICATES, REJECTED, lineage, render_properties, stored_matching
 from feedlake.profiles import checked_attributes, object_members, plain_text, profile_checks, trait_check
-from feedlake.stages import DUPLICATES, REJECTED
 
 SPEC = "seed 002"
 SUPPORTED = ("identify", "track", "group")
@@ -120,8 +120,7 @@ def repeated_messages(ok: DataFrame, ledger: DataFrame) -> DataFrame:
     Only the copy the pipeline keeps (highest ``_seq``) is looked at: the other copies are
     counted as duplicates within the batch (by the pipeline, on ``segment_messages``).
     """
-    copies = Window.partitionBy("tenant_id", "_message_id").orderBy(F.col("_seq").desc())
-    firsts = ok.withColumn("_copy", F.row_number().over(copies)).where(F.col("_copy") == 1)
+    firsts = rank_by_seq(ok, ["tenant_id", "_message_id"], "_copy").where(F.col("_copy") == 1)
     stored = ledger.select("tenant_id", F.col("message_id").alias("_message_id"), F.col("_source_file").alias("_stored_file"))
     joined = firsts.join(stored, on=["tenant_id", "_message_id"], how="inner")
     return joined.where(F.col("_stored_file") != F.col("source_file")).select("tenant_id", "source_file", "line_number")

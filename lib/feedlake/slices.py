@@ -27,6 +27,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.config import TableSpec
+from feedlake.dedupe import with_stored
 from feedlake.delta import DeltaEngine
 from feedlake.merge import WEEK, Ranges, delete_plan, plan_for
 
@@ -78,11 +79,8 @@ def slice_diff(fresh: DataFrame, stored: DataFrame, key: Sequence[str]) -> DataF
     columns are set). Rows that are the same are left out.
     """
     others = [c for c in fresh.columns if c not in key]
-    old = stored.select(*key, *[F.col(c).alias(f"_old_{c}") for c in others], F.lit(True).alias("_stored"))
-    joined = fresh.withColumn("_fresh", F.lit(True)).join(old, on=list(key), how="full_outer")
-    same = F.lit(True)
-    for c in others:
-        same = same & F.col(c).eqNullSafe(F.col(f"_old_{c}"))
+    flagged = fresh.withColumn("_fresh", F.lit(True))
+    joined, same = with_stored(flagged, stored, key, "_stored", how="full_outer", compare=others)
     action = (
         F.when(F.col("_fresh").isNull(), F.lit("delete"))
         .when(F.col("_stored").isNull() | ~same, F.lit("upsert"))

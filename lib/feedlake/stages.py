@@ -42,28 +42,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from feedlake.config import FeedlakeConfig, StreamSpec, TableSpec
 from feedlake.contracts import validate
-from feedlake.dedupe import resolve_attributes, sequence
+from feedlake.dedupe import rank_by_seq, resolve_attributes, sequence
 from feedlake.delta import DeltaEngine, MergeResult
-from feedlake.mappers import StoredTables, mapper_for
+from feedlake.mappers import DUPLICATES, QUARANTINE_COLUMNS, REJECTED, StoredTables, mapper_for
 from feedlake.merge import plan_for
 from feedlake.profiles import profile_columns
 from feedlake.report import ReportInvariantError, RunReport, TableCounts
 
 log = logging.getLogger("feedlake.stages")
 
-QUARANTINE_COLUMNS = (
-    "tenant_id", "stream", "source_file", "line_number", "raw_record", "error_code", "error_message", "batch_id",
-)
-REJECTED = "_rejected"  # mapper output key: records the mapper refuses, in quarantine shape
-# mapper output key: records that repeat one already stored (tenant_id, source_file and,
-# where known, line_number per record), e.g. a Segment messageId ingested from a more
-# recent file; counted as duplicates.
-DUPLICATES = "_duplicates"
 
 # Outcomes of a record that passed validation (count_stage's ``what``); quarantine codes are ``q:<code>``.
 READ, ACCEPTED, DUPLICATE, BLOCKED, SUPPRESSED = "read", "accepted", "duplicate", "blocked", "suppressed"
@@ -108,8 +100,7 @@ def with_sequence(records: DataFrame, stream: StreamSpec) -> DataFrame:
 
 def rank_in_batch(mapped: DataFrame, key: Sequence[str]) -> DataFrame:
     """Rank records of the same key by ``_seq`` (1 = winner); losers are in-batch duplicates."""
-    window = Window.partitionBy(*key).orderBy(F.col("_seq").desc())
-    return mapped.withColumn("_rank", F.row_number().over(window))
+    return rank_by_seq(mapped, key)
 
 
 def quarantine_rows(validated: DataFrame) -> DataFrame:

@@ -326,16 +326,33 @@ def discover_s3(
     return files
 
 
-def write_text(uri: str, text: str, settings: S3Settings | None = None) -> None:
-    """Write a small text object (a run report) to ``s3://bucket/key``."""
-    from botocore.exceptions import BotoCoreError, ClientError
+CONTENT_TYPES = {".json": "application/json", ".html": "text/html; charset=utf-8"}
 
-    loc = parse_s3_uri(uri)
-    content_type = "application/json" if loc.key.endswith(".json") else "text/plain; charset=utf-8"
-    try:
-        s3_client(settings).put_object(Bucket=loc.bucket, Key=loc.key, Body=text.encode("utf-8"), ContentType=content_type)
-    except (ClientError, BotoCoreError) as exc:
-        raise _request_error("writing", loc.uri, exc) from None
+
+def write_text(location: str, text: str, settings: S3Settings | None = None) -> str:
+    """Write a small text file (a run report, a page, a results file) to a local path or ``s3://bucket/key``.
+
+    The one writer of the job's small outputs. A local file is replaced atomically
+    (written beside, then renamed), so a reader never sees half of it; an object is one
+    ``PutObject`` (atomic by S3's semantics), typed by its suffix. Returns the path or URI.
+    """
+    if is_object_store(location):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        loc = parse_s3_uri(location)
+        content_type = CONTENT_TYPES.get(os.path.splitext(loc.key)[1], "text/plain; charset=utf-8")
+        try:
+            s3_client(settings).put_object(Bucket=loc.bucket, Key=loc.key, Body=text.encode("utf-8"), ContentType=content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise _request_error("writing", loc.uri, exc) from None
+        return location
+    path = location.removeprefix("file://")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
 
 
 def read_text(uri: str, settings: S3Settings | None = None) -> str:

@@ -17,8 +17,7 @@ import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
 
-from feedlake.cli import storage_options
-from feedlake.delta import make_engine
+from feedlake.delta import engine_for
 from feedlake.landing import discover
 from feedlake.pipeline import IngestHook, IngestRequest, run_ingest
 from feedlake.storage import read_text, write_text
@@ -183,7 +182,7 @@ def test_the_spool_is_removed_when_the_run_fails(spark, config, s3_env, s3_prefi
     put_files(s3_env.client(), landing, LANDING)
     spool = tmp_path / "spool"
     run_config = replace(config, job={**config.job, "s3": {"read_mode": "spool", "spool_dir": str(spool)}})
-    engine = make_engine(spark, warehouse, "delta-rs", storage_options(run_config))
+    engine = engine_for(spark, warehouse, run_config)
     with pytest.raises(RuntimeError, match="merge refused by the test"):
         run_ingest(spark, run_config, engine, IngestRequest(landing, warehouse), hooks=[FailBeforeMerge()])
     assert spool.is_dir() and list(spool.iterdir()) == []
@@ -205,7 +204,7 @@ def test_credentials_from_a_profile(spark, config, s3_env, s3_prefix, tmp_path, 
 
     assert [f.source_file for f in discover(landing)] == sorted(LANDING)
     write_text(f"{warehouse}/_reports/profile.json", "{}")
-    engine = make_engine(spark, warehouse, "delta-rs", storage_options(config))
+    engine = engine_for(spark, warehouse, config)
     engine.ensure(config.table("contacts"))
 
     assert read_text(f"{warehouse}/_reports/profile.json") == "{}"

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from feedlake.config import StreamSpec
 from feedlake.contracts import validate
 from feedlake.parsing import parse_json_line
-from feedlake.pipeline import with_sequence
+from feedlake.stages import with_sequence
 
 RECORDS_SCHEMA = (
     "tenant_id STRING, stream STRING, source_file STRING, line_number BIGINT, raw_record STRING, landing_time TIMESTAMP, "

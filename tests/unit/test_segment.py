@@ -6,8 +6,7 @@ from datetime import datetime, timezone
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from feedlake.mappers import render_properties
-from feedlake.pipeline import DUPLICATES, REJECTED
+from feedlake.mappers import DUPLICATES, REJECTED, render_properties
 from feedlake.segment import segment_rows
 from tests.unit.stream_records import accepted, validated
 
