@@ -171,8 +171,9 @@ def timed_update(spark, config, history: Path, landing: Path, run_dir: Path, eng
     """Copy the history, ingest the batch; return (seconds in the derived-table hooks, seconds of the run)."""
     from feedlake.activity import ActivityHook
     from feedlake.delta import make_engine
+    from feedlake.hooks import IngestHook
     from feedlake.metric_rollup import MetricsHook
-    from feedlake.pipeline import IngestHook, IngestRequest, run_ingest
+    from feedlake.pipeline import IngestRequest, run_ingest
 
     class Timed(IngestHook):
         def __init__(self, inner: IngestHook):

@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.config import FeedlakeConfig, StreamSpec
-from feedlake.pipeline import Ingest, IngestHook, batch_tenants
+from feedlake.hooks import HookContext, IngestHook, batch_tenants
 from feedlake.slices import Slices, iso_week, monday, replace_slices, upsert_rows, utc_day
 
 log = logging.getLogger("feedlake.activity")
@@ -86,19 +86,19 @@ class ActivityHook(IngestHook):
     def from_conf(cls, config: FeedlakeConfig, conf_dir: str | None) -> ActivityHook:
         return cls(config)
 
-    def after_merge(self, job: Ingest, stream: StreamSpec, table: str, source: DataFrame) -> None:
+    def after_merge(self, context: HookContext, stream: StreamSpec, table: str, source: DataFrame) -> None:
         if not self.enabled:
             return
         if table == "contact_events":
-            self.refresh(job, tenant_event_weeks(source))
+            self.refresh(context, tenant_event_weeks(source))
         elif table == "contact_accounts":
-            self._repoint(job, source.select("tenant_id", "contact_key").distinct())
+            self._repoint(context, source.select("tenant_id", "contact_key").distinct())
 
-    def refresh(self, job: Ingest, weeks_by_tenant: dict[str, list[date]]) -> None:
+    def refresh(self, context: HookContext, weeks_by_tenant: dict[str, list[date]]) -> None:
         """Recompute the activity of the tenants' weeks from the stored events of those weeks: one write."""
         if not weeks_by_tenant:
             return
-        config, engine = job.config, job.engine
+        config, engine = context.config, context.engine
         tenants = sorted(weeks_by_tenant)
         weeks = sorted({w for ws in weeks_by_tenant.values() for w in ws})
         events = engine.read(
@@ -111,14 +111,14 @@ class ActivityHook(IngestHook):
             engine, config.table(TABLE), tenants, activity_weekly(events, links), Slices.of_weeks("week_start", weeks)
         )
         for tenant, own in weeks_by_tenant.items():
-            entry = job.report.extras.setdefault("activity", {}).setdefault(tenant, {})
+            entry = context.summary("activity", tenant)
             entry["weeks_recomputed"] = sorted({*entry.get("weeks_recomputed", []), *(w.isoformat() for w in own)})
             entry["writes"] = [*entry.get("writes", []), str(write)]
         log.info("activity %s: weeks %s recomputed: %s", tenants, [w.isoformat() for w in weeks], write)
 
-    def _repoint(self, job: Ingest, contacts: DataFrame) -> None:
+    def _repoint(self, context: HookContext, contacts: DataFrame) -> None:
         """Activity rows of the contacts whose account link changed → their new account (keys matched by join)."""
-        config, engine = job.config, job.engine
+        config, engine = context.config, context.engine
         table = config.table(TABLE)
         on = ["tenant_id", "contact_key"]
         stored = engine.read_matching(table, contacts, on).persist()
@@ -128,6 +128,6 @@ class ActivityHook(IngestHook):
             write = upsert_rows(engine, table, tenants, reassigned(stored, links), stored)
             if write.updated:
                 for tenant in tenants:
-                    entry = job.report.extras.setdefault("activity", {}).setdefault(tenant, {})
+                    entry = context.summary("activity", tenant)
                     entry["writes"] = [*entry.get("writes", []), f"{write} (contacts re-pointed to their account)"]
         stored.unpersist()

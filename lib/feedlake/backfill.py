@@ -31,8 +31,9 @@ from pyspark.sql import SparkSession
 from feedlake.config import ConfigError, FeedlakeConfig
 from feedlake.delta import DeltaEngine
 from feedlake.file_plan import plan_files, read_manifest
+from feedlake.hooks import IngestHook
 from feedlake.landing import LandingFile, discover, landing_layouts, landing_time_from_parts
-from feedlake.pipeline import IngestHook, IngestRequest, run_ingest
+from feedlake.pipeline import IngestRequest, run_ingest
 from feedlake.report import RunReport
 from feedlake.storage import S3Settings
 

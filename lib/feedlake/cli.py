@@ -142,7 +142,7 @@ def ingest_hooks(args: argparse.Namespace, config):
     declares none (the run's exit code then never reports quality).
     """
     from feedlake.config import ConfigError, load_object
-    from feedlake.pipeline import IngestHook
+    from feedlake.hooks import IngestHook
     from feedlake.quality import QualityGate
 
     # A conf folder written before hooks were declared (no ``hooks:`` key) keeps the former fixed list.
@@ -153,7 +153,7 @@ def ingest_hooks(args: argparse.Namespace, config):
     for ref in refs:
         hook_class = load_object(ref, "hook")
         if not (isinstance(hook_class, type) and issubclass(hook_class, IngestHook)):
-            raise ConfigError(f"hook {ref!r}: not a subclass of feedlake.pipeline.IngestHook")
+            raise ConfigError(f"hook {ref!r}: not a subclass of feedlake.hooks.IngestHook")
         hooks.append(hook_class.from_conf(config, args.conf))
     gate = next((hook for hook in hooks if isinstance(hook, QualityGate)), None)
     return hooks, gate

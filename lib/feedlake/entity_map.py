@@ -37,9 +37,9 @@ from pyspark.sql import functions as F
 from feedlake.config import StreamSpec, TableSpec
 from feedlake.contracts import field_text
 from feedlake.dedupe import COLUMN_PREFIX, PROPERTY_PREFIX, latest_per_key, resolve_attributes
+from feedlake.hooks import HookContext, IngestHook, batch_tenants
 from feedlake.mappers import StoredTables, lineage, parse_properties
 from feedlake.merge import delete_plan, plan_for
-from feedlake.pipeline import Ingest, IngestHook, batch_tenants
 from feedlake.profiles import profile_columns
 
 log = logging.getLogger("feedlake.entity_map")
@@ -158,66 +158,66 @@ class EntityMapHook(IngestHook):
     table, scoped to the batch's tenants; only the rows of the batch's mapped ids are read.
     """
 
-    def after_merge(self, job: Ingest, stream: StreamSpec, table: str, source: DataFrame) -> None:
+    def after_merge(self, context: HookContext, stream: StreamSpec, table: str, source: DataFrame) -> None:
         if table != "entity_map":
             return
         # The mappings now stored for the keys of this batch (a batch row older than the stored one lost its MERGE).
         keys = source.select(*MAP_KEY).distinct()
-        mappings = job.engine.read_matching(job.config.table("entity_map"), keys, list(MAP_KEY)).select(
+        mappings = context.engine.read_matching(context.config.table("entity_map"), keys, list(MAP_KEY)).select(
             *MAP_KEY, "account_key"
         ).persist()
         tenants = batch_tenants(mappings)
         moved: dict[str, dict[str, int]] = {}
-        if tenants and "account_events" in job.config.tables:
-            for tenant, count in self.move_events(job, tenants, mappings).items():
+        if tenants and "account_events" in context.config.tables:
+            for tenant, count in self.move_events(context, tenants, mappings).items():
                 moved.setdefault(tenant, {})["account_events"] = count
-        if tenants and "accounts" in job.config.tables:
-            for tenant, count in self.move_accounts(job, tenants, mappings).items():
+        if tenants and "accounts" in context.config.tables:
+            for tenant, count in self.move_accounts(context, tenants, mappings).items():
                 moved.setdefault(tenant, {})["accounts"] = count
         mappings.unpersist()
         for tenant, counts in sorted(moved.items()):
-            entry = {name: counts.get(name, 0) for name in ("account_events", "accounts") if name in job.config.tables}
+            entry = {name: counts.get(name, 0) for name in ("account_events", "accounts") if name in context.config.tables}
             if any(entry.values()):
-                job.report.extras.setdefault("entity_map_moved", {})[tenant] = entry
+                context.extras.setdefault("entity_map_moved", {})[tenant] = entry
                 log.info("entity_map %s: rows moved to canonical accounts: %s", tenant, entry)
 
-    def move_events(self, job: Ingest, tenants: Sequence[str], mappings: DataFrame) -> dict[str, int]:
+    def move_events(self, context: HookContext, tenants: Sequence[str], mappings: DataFrame) -> dict[str, int]:
         """``account_events`` of a mapped ``(source_system, source_account_id)`` → the canonical key; moves per tenant."""
-        table = job.config.table("account_events")
+        table = context.config.table("account_events")
         on = ["tenant_id", "source_system", "source_account_id"]
-        stored = job.engine.read_matching(table, mappings.withColumnRenamed("source_id", "source_account_id"), on)
+        stored = context.engine.read_matching(table, mappings.withColumnRenamed("source_id", "source_account_id"), on)
         affected = _under_source_ids(stored, mappings, "source_account_id").persist()
         counts = {r["tenant_id"]: r["count"] for r in affected.groupBy("tenant_id").count().collect()}
         if counts:
             rows = affected.select(*[F.col("_canonical" if c == "account_key" else c).alias(c) for c in table.column_names])
-            job.engine.merge(table, latest_per_key(rows, table.key), plan_for(table, sorted(counts)))
+            context.engine.merge(table, latest_per_key(rows, table.key), plan_for(table, sorted(counts)))
             # Then drop the rows left under the old key (the merge kept the newer row where both existed):
             # a MERGE ... DELETE against the moves themselves, so no id is rendered as SQL text.
             moves = affected.select(*on, "_canonical").distinct()
             plan = delete_plan(table, on, sorted(counts), differ=[("account_key", "_canonical")])
-            job.engine.delete_matching(table, moves, plan)
+            context.engine.delete_matching(table, moves, plan)
         affected.unpersist()
         return counts
 
-    def move_accounts(self, job: Ingest, tenants: Sequence[str], mappings: DataFrame) -> dict[str, int]:
+    def move_accounts(self, context: HookContext, tenants: Sequence[str], mappings: DataFrame) -> dict[str, int]:
         """``accounts`` rows keyed by a mapped source id (of that source system) → merged into the canonical one."""
-        table = job.config.table("accounts")
+        table = context.config.table("accounts")
         under_source = mappings.select("tenant_id", F.col("source_id").alias("account_key"))
-        stored = job.engine.read_matching(table, under_source, ["tenant_id", "account_key"])
+        stored = context.engine.read_matching(table, under_source, ["tenant_id", "account_key"])
         affected = _under_source_ids(stored, mappings, "account_key").persist()
         pairs = affected.select("tenant_id", "source_system", "account_key").distinct().persist()
         counts = {r["tenant_id"]: r["count"] for r in pairs.groupBy("tenant_id").count().collect()}
         if counts:
             incoming = attribute_cells(affected, table, "account_key", "_canonical")
-            canonical = job.engine.read_matching(
+            canonical = context.engine.read_matching(
                 table, affected.select("tenant_id", F.col("_canonical").alias("account_key")), ["tenant_id", "account_key"]
             )
             merged = resolve_attributes(
                 incoming, canonical, table.key, table.attributes, table.column_names, derive=profile_columns(table)
             )
-            job.engine.merge(table, merged, plan_for(table, sorted(counts)))
+            context.engine.merge(table, merged, plan_for(table, sorted(counts)))
             plan = delete_plan(table, ["tenant_id", "source_system", "account_key"], sorted(counts))
-            job.engine.delete_matching(table, pairs, plan)
+            context.engine.delete_matching(table, pairs, plan)
         affected.unpersist()
         pairs.unpersist()
         return counts

@@ -33,8 +33,8 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from feedlake.config import ConfigError, FeedlakeConfig, StreamSpec
+from feedlake.hooks import HookContext, IngestHook, batch_tenants
 from feedlake.metrics import DEFAULT_KIND, MetricsSettings, TenantMetrics, parse_settings
-from feedlake.pipeline import Ingest, IngestHook, batch_tenants
 from feedlake.slices import Slices, around, monday, replace_slices
 
 log = logging.getLogger("feedlake.metrics")
@@ -156,60 +156,60 @@ class MetricsHook(IngestHook):
     def from_conf(cls, config: FeedlakeConfig, conf_dir: str | None) -> MetricsHook:
         return cls(config)
 
-    def after_merge(self, job: Ingest, stream: StreamSpec, table: str, source: DataFrame) -> None:
+    def after_merge(self, context: HookContext, stream: StreamSpec, table: str, source: DataFrame) -> None:
         if not self.enabled or table not in ("metric_records", "metric_files", ENTITY_MAP):
             return
         for tenant_id in batch_tenants(source):
-            self._after_merge(job, tenant_id, table, source.where(F.col("tenant_id") == F.lit(tenant_id)))
+            self._after_merge(context, tenant_id, table, source.where(F.col("tenant_id") == F.lit(tenant_id)))
 
-    def _after_merge(self, job: Ingest, tenant_id: str, table: str, source: DataFrame) -> None:
+    def _after_merge(self, context: HookContext, tenant_id: str, table: str, source: DataFrame) -> None:
         if table == "metric_records":
-            self.refresh(job, tenant_id, self._batch_weeks(job, tenant_id, source))
+            self.refresh(context, tenant_id, self._batch_weeks(context, tenant_id, source))
         elif table == "metric_files":
-            self._drift(job, tenant_id, source)
+            self._drift(context, tenant_id, source)
         elif table == ENTITY_MAP:
-            self._remapped(job, tenant_id, source)
+            self._remapped(context, tenant_id, source)
 
     @staticmethod
-    def _report(job: Ingest, tenant_id: str) -> dict[str, Any]:
-        return job.report.extras.setdefault("metrics", {}).setdefault(tenant_id, {})
+    def _report(context: HookContext, tenant_id: str) -> dict[str, Any]:
+        return context.summary("metrics", tenant_id)
 
     def _rules(self, tenant_id: str) -> TenantMetrics:
         assert self.settings is not None
         return self.settings.for_tenant(tenant_id)
 
-    def _mapping(self, job: Ingest, tenant_id: str) -> DataFrame | None:
-        if ENTITY_MAP not in job.config.tables:
+    def _mapping(self, context: HookContext, tenant_id: str) -> DataFrame | None:
+        if ENTITY_MAP not in context.config.tables:
             return None
-        table = job.config.table(ENTITY_MAP)
+        table = context.config.table(ENTITY_MAP)
         missing = [c for c in ENTITY_MAP_COLUMNS if c not in table.column_names]
         if missing:
             raise ConfigError(f"table entity_map lacks columns {missing}: metric ids cannot be mapped to accounts")
-        return job.engine.read(table, [tenant_id])
+        return context.engine.read(table, [tenant_id])
 
-    def _batch_weeks(self, job: Ingest, tenant_id: str, source: DataFrame) -> list[date]:
+    def _batch_weeks(self, context: HookContext, tenant_id: str, source: DataFrame) -> list[date]:
         """The weeks a batch of metric_records touches; undeclared metrics and unmapped ids are reported."""
         rules = self._rules(tenant_id)
         names = F.explode_outer(F.map_keys(F.from_json("metrics", "map<string,double>")))
         rows = source.select(monday(F.col("metric_date")).alias("w"), names.alias("m")).distinct().collect()
-        entry = self._report(job, tenant_id)
+        entry = self._report(context, tenant_id)
         undeclared = sorted({r["m"] for r in rows if r["m"] and r["m"] not in rules.kinds})
         if undeclared:
             entry["undeclared_metrics_as_stock"] = undeclared
         if rules.entity_map_source is not None:
-            mapped = with_accounts(source, rules, self._mapping(job, tenant_id))
+            mapped = with_accounts(source, rules, self._mapping(context, tenant_id))
             entry["unmapped_ids"] = mapped.where(F.col("account_key").isNull()).select("source_id").distinct().count()
         return sorted({r["w"] for r in rows if r["w"]})
 
-    def refresh(self, job: Ingest, tenant_id: str, weeks: list[date]) -> None:
+    def refresh(self, context: HookContext, tenant_id: str, weeks: list[date]) -> None:
         """Recompute the daily slices of ``weeks`` and the weekly slices of ``weeks`` and the week after."""
         if not weeks:
             return
-        config, engine = job.config, job.engine
+        config, engine = context.config, context.engine
         rules = self._rules(tenant_id)
         read = Slices.of_weeks("metric_date", around(weeks, before=1, after=1))
         records = engine.read(config.table("metric_records"), [tenant_id], within=read)
-        daily = daily_metrics(with_accounts(records, rules, self._mapping(job, tenant_id)), rules).persist()
+        daily = daily_metrics(with_accounts(records, rules, self._mapping(context, tenant_id)), rules).persist()
         day_slices = Slices.of_weeks("metric_date", weeks)
         week_slices = Slices.of_weeks("week_start", around(weeks, after=1))
         in_days = day_slices.condition()
@@ -221,15 +221,15 @@ class MetricsHook(IngestHook):
             ),
         ]
         daily.unpersist()
-        entry = self._report(job, tenant_id)
+        entry = self._report(context, tenant_id)
         entry["weeks_recomputed"] = sorted({*entry.get("weeks_recomputed", []), *(w.isoformat() for w in weeks)})
         entry["writes"] = [*entry.get("writes", []), *(str(w) for w in writes)]
         log.info("metrics %s: weeks %s recomputed: %s", tenant_id, [w.isoformat() for w in weeks], "; ".join(map(str, writes)))
 
-    def _drift(self, job: Ingest, tenant_id: str, source: DataFrame) -> None:
+    def _drift(self, context: HookContext, tenant_id: str, source: DataFrame) -> None:
         rules = self._rules(tenant_id)
         sent = {r["source_file"]: json.loads(r["columns"]) for r in source.select("source_file", "columns").collect()}
-        files = job.engine.read(job.config.table("metric_files"), [tenant_id])
+        files = context.engine.read(context.config.table("metric_files"), [tenant_id])
         drift = []
         for r in column_drift(files).orderBy("file_date", "source_file").collect():
             if r["source_file"] not in sent or not (r["new_columns"] or r["missing_columns"]):
@@ -244,7 +244,7 @@ class MetricsHook(IngestHook):
             c for columns in sent.values() for c in columns
             if c not in rules.reserved and c not in rules.kinds and rules.undeclared_columns == "keep"
         })
-        entry = self._report(job, tenant_id)
+        entry = self._report(context, tenant_id)
         if drift:
             entry["column_drift"] = drift
             for d in drift:
@@ -253,13 +253,13 @@ class MetricsHook(IngestHook):
         if kept:
             entry["undeclared_columns_not_loaded"] = kept
 
-    def _remapped(self, job: Ingest, tenant_id: str, source: DataFrame) -> None:
+    def _remapped(self, context: HookContext, tenant_id: str, source: DataFrame) -> None:
         rules = self._rules(tenant_id)
         if rules.entity_map_source is None:
             return
         ids = source.where(F.col("source_system") == rules.entity_map_source).select("tenant_id", "source_id").distinct()
         # The records of the remapped ids, matched by a semi-join (no id is rendered as SQL text).
-        records = job.engine.read_matching(job.config.table("metric_records"), ids, ["tenant_id", "source_id"])
+        records = context.engine.read_matching(context.config.table("metric_records"), ids, ["tenant_id", "source_id"])
         weeks = set(weeks_of(records, "metric_date"))
-        self.refresh(job, tenant_id, sorted(weeks))
+        self.refresh(context, tenant_id, sorted(weeks))
 

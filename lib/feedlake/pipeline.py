@@ -24,9 +24,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from feedlake.config import FeedlakeConfig, StreamSpec
+from feedlake.config import FeedlakeConfig
 from feedlake.delta import DeltaEngine, batch_fingerprint, idempotent_writes
 from feedlake.file_plan import FilePlan, ReadableCopies, plan_files, read_manifest, reverified_rows
+from feedlake.hooks import HookContext, IngestHook
 from feedlake.jvm_parse import parse_landing_files
 from feedlake.landing import REFUSAL_CODES, LandingFile, discover, landing_layouts
 from feedlake.lease import LeaseSettings, tenant_leases
@@ -46,39 +47,6 @@ log = logging.getLogger("feedlake.pipeline")
 
 
 REFUSED_LISTED = 50  # files refused by discovery listed in the report by name (the rest counted)
-
-
-class IngestHook:
-    """Extension points of a run (quality gates, derived tables). Override what you need.
-
-    Each is called once per stream (and table) with the **whole batch**, all tenants
-    (issue 12: cost follows the data, not the number of tenants).
-
-    ``before_merge`` sees the deduplicated batch of one stream (table name → ranked
-    rows of every tenant, ``_rank == 1`` being the winners) and returns the tenants
-    whose MERGE of that stream to hold back, with the reason (``{}``: none). A blocked
-    batch's files stay unprocessed in the manifest (status ``blocked``) so the next run
-    retries them. ``after_merge`` sees the exact rows sent to a table's one MERGE of
-    the stream (every tenant's; :func:`batch_tenants` lists them); ``after_run`` the
-    finished report, before it is written.
-
-    A run's hooks are declared in order under ``hooks:`` in conf/ingest.yaml as
-    ``package.module:Class``; :meth:`from_conf` builds one for each run.
-    """
-
-    @classmethod
-    def from_conf(cls, config: FeedlakeConfig, conf_dir: str | None) -> IngestHook:
-        """This hook for one run of ``config`` (``conf_dir``: the ``--conf`` folder, ``None`` = packaged conf)."""
-        return cls()
-
-    def before_merge(self, job: Ingest, stream: StreamSpec, batch: Mapping[str, DataFrame]) -> Mapping[str, str]:
-        return {}
-
-    def after_merge(self, job: Ingest, stream: StreamSpec, table: str, source: DataFrame) -> None:
-        return None
-
-    def after_run(self, job: Ingest, report: RunReport) -> None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -118,11 +86,6 @@ def plan_fingerprint(plan: FilePlan, manifest_version: int | None) -> str:
     ])
 
 
-def batch_tenants(frame: DataFrame) -> list[str]:
-    """The tenants of a batch DataFrame (a collect bounded by the number of tenants)."""
-    return sorted(r["tenant_id"] for r in frame.select("tenant_id").distinct().collect())
-
-
 class Ingest:
     """One run of ``feedlake ingest`` (build with :func:`run_ingest`)."""
 
@@ -144,8 +107,9 @@ class Ingest:
             started_at=now.isoformat(timespec="seconds"),
         )
         self.hooks: tuple[IngestHook, ...] = tuple(hooks)
-        # What the stages share (feedlake.stages); the hooks get this Ingest.
-        self.ctx = RunContext(spark, config, engine, self.report, self.hooks, job=self)
+        # What the stages share (feedlake.stages); the hooks get only the narrow HookContext.
+        self.hook_context = HookContext(spark, config, engine, request.warehouse, self.report.run_id, self.report.extras)
+        self.ctx = RunContext(spark, config, engine, self.report, self.hooks, self.hook_context)
         self.file_counts = self.ctx.file_counts
         self.file_status = self.ctx.file_status
         self.blocked = self.ctx.blocked
@@ -202,7 +166,7 @@ class Ingest:
         self._write_manifest(plan, batches)
         self.report.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for hook in self.hooks:
-            hook.after_run(self, self.report)
+            hook.after_run(self.hook_context, self.report)
         if self.s3_access.mode:
             self.report.extras["s3_landing_read"] = self.s3_access.summary()
         self.report.check()

@@ -4,7 +4,7 @@ Issue #5. Suites are declared per table in ``conf/quality/<table>.yaml``
 (:mod:`feedlake.quality_suites`); GX runs them through checkpoints of the warehouse's
 GX project (:mod:`feedlake.quality_context`).
 
-* **Batch gate** (:class:`QualityGate`, an :class:`feedlake.pipeline.IngestHook`):
+* **Batch gate** (:class:`QualityGate`, an :class:`feedlake.hooks.IngestHook`):
   before the MERGE of one stream, each target table's ``<table>.gate`` checkpoint
   validates the deduplicated batch of every tenant (rows with ``_rank == 1``), crossed
   from Spark with one ``toArrow``: once for the whole batch, and only when something
@@ -37,7 +37,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -45,8 +45,8 @@ from pyspark.sql import functions as F
 
 from feedlake.config import ALL_TENANTS, ConfigError, FeedlakeConfig, StreamSpec, TableSpec
 from feedlake.delta import DeltaEngine
+from feedlake.hooks import HookContext, IngestHook
 from feedlake.merge import MergePlan, plan_for
-from feedlake.pipeline import IngestHook
 from feedlake.quality_context import ROW_COUNTS, QualityContext, preload_gx
 from feedlake.quality_suites import (
     GATE,
@@ -59,9 +59,6 @@ from feedlake.quality_suites import (
 )
 from feedlake.report import RunReport
 from feedlake.storage import S3Settings, write_text
-
-if TYPE_CHECKING:
-    from feedlake.pipeline import Ingest
 
 log = logging.getLogger("feedlake.quality")
 
@@ -446,22 +443,22 @@ class QualityGate(IngestHook):
         """The gate with the ``quality/`` suites of ``conf_dir`` (the packaged ones for ``None``)."""
         return cls(load_quality(conf_dir, config))
 
-    def _checks(self, job: Ingest) -> QualityChecks:
+    def _checks(self, context: HookContext) -> QualityChecks:
         if self.checks is None:
-            self.checks = QualityChecks(job.spark, job.config, job.engine, self.quality, job.request.warehouse,
-                                        job.report.run_id)
+            self.checks = QualityChecks(context.spark, context.config, context.engine, self.quality, context.warehouse,
+                                        context.run_id)
         return self.checks
 
-    def before_merge(self, job: Ingest, stream: StreamSpec, batch: Mapping[str, DataFrame]) -> dict[str, str]:
-        return self._checks(job).gate(stream, batch)
+    def before_merge(self, context: HookContext, stream: StreamSpec, batch: Mapping[str, DataFrame]) -> dict[str, str]:
+        return self._checks(context).gate(stream, batch)
 
-    def after_run(self, job: Ingest, report: RunReport) -> None:
-        checks = self._checks(job)
+    def after_run(self, context: HookContext, report: RunReport) -> None:
+        checks = self._checks(context)
         tenants = sorted({s.tenant_id for s in report.streams if s.files_read})
         if tenants:
             checks.tables(tenants)
         run = checks.finish()
-        report.extras["quality"] = run.summary()
+        context.extras["quality"] = run.summary()
 
     def exit_code(self, fail_on: str | None, default: int = 0) -> int:
         return default if self.checks is None else self.checks.run.exit_code(fail_on, default)

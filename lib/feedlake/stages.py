@@ -39,7 +39,6 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -49,6 +48,7 @@ from feedlake.config import FeedlakeConfig, StreamSpec, TableSpec
 from feedlake.contracts import validate
 from feedlake.dedupe import rank_by_seq, resolve_attributes, sequence
 from feedlake.delta import DeltaEngine, MergeResult
+from feedlake.hooks import HookContext, IngestHook
 from feedlake.mappers import DUPLICATES, QUARANTINE_COLUMNS, REJECTED, StoredTables, mapper_for
 from feedlake.merge import plan_for
 from feedlake.profiles import profile_columns
@@ -70,8 +70,8 @@ class RunContext:
     config: FeedlakeConfig
     engine: DeltaEngine
     report: RunReport
-    hooks: tuple[Any, ...] = ()
-    job: Any = None  # the orchestrator the hooks receive (feedlake.pipeline.Ingest)
+    hooks: tuple[IngestHook, ...] = ()
+    hook_context: HookContext | None = None  # what the hooks get (feedlake.hooks)
     # source_file → read / accepted / quarantined / duplicates / blocked / suppressed
     file_counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     file_status: dict[str, str] = field(default_factory=dict)
@@ -207,7 +207,7 @@ def gate_stage(ctx: RunContext, stream: StreamSpec, ranked: Mapping[str, DataFra
     """Each hook's ``before_merge`` once for the whole batch: tenant → why its MERGE is held back."""
     reasons: dict[str, list[str]] = defaultdict(list)
     for hook in ctx.hooks:
-        for tenant, reason in (hook.before_merge(ctx.job, stream, ranked) or {}).items():
+        for tenant, reason in (hook.before_merge(ctx.hook_context, stream, ranked) or {}).items():
             if reason:
                 reasons[tenant].append(reason)
     return {tenant: "; ".join(found) for tenant, found in sorted(reasons.items())}
@@ -361,7 +361,7 @@ def merge_stage(ctx: RunContext, batch: StreamBatch, tenants: Sequence[str], blo
         for tenant in tenants:
             ctx.report.stream(tenant, stream.name).tables[name] = per_tenant.get(tenant, TableCounts())
         for hook in ctx.hooks:
-            hook.after_merge(ctx.job, stream, name, source)
+            hook.after_merge(ctx.hook_context, stream, name, source)
         source.unpersist()
 
 

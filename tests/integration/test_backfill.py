@@ -13,7 +13,7 @@ from chispa import assert_df_equality
 from feedlake.backfill import BackfillRequest, run_backfill
 from feedlake.config import load_config
 from feedlake.delta import make_engine
-from feedlake.pipeline import IngestHook
+from feedlake.hooks import IngestHook
 from tests.conftest import jsonl, read_table, run_cli, write_files
 from tests.integration.same_tables import DATA_TABLES, assert_same_tables
 
@@ -120,7 +120,7 @@ def test_chunked_backfill_equals_one_big_run(spark, tmp_path, zones, reference, 
 class CrashAfterFirstMerge(IngestHook):
     """Stands for a driver that dies in the middle of a chunk, after some tables were written."""
 
-    def after_merge(self, job, stream, table, source) -> None:
+    def after_merge(self, context, stream, table, source) -> None:
         raise RuntimeError("simulated crash in the middle of a chunk")
 
 

@@ -18,8 +18,9 @@ from chispa import assert_df_equality
 from deltalake import DeltaTable
 
 from feedlake.delta import engine_for
+from feedlake.hooks import IngestHook
 from feedlake.landing import discover
-from feedlake.pipeline import IngestHook, IngestRequest, run_ingest
+from feedlake.pipeline import IngestRequest, run_ingest
 from feedlake.storage import read_text, write_text
 from tests.conftest import jsonl, run_cli
 from tests.integration.conftest import BUCKET, put_files, read_s3_table, s3_keys, subprocess_env
@@ -173,7 +174,7 @@ def test_s3_landing_to_s3_warehouse_rerun_skips_changed_object_reread(spark, s3_
 
 
 class FailBeforeMerge(IngestHook):
-    def before_merge(self, job, stream, batch):
+    def before_merge(self, context, stream, batch):
         raise RuntimeError("merge refused by the test")
 
 

@@ -11,8 +11,8 @@ from feedlake.activity import ActivityHook
 from feedlake.cli import DEFAULT_HOOKS, ingest_hooks
 from feedlake.config import ConfigError, FeedlakeConfig, load_config
 from feedlake.entity_map import EntityMapHook
+from feedlake.hooks import IngestHook
 from feedlake.metric_rollup import MetricsHook
-from feedlake.pipeline import IngestHook
 from feedlake.quality import QualityGate
 
 PACKAGED = argparse.Namespace(conf=None)
@@ -64,7 +64,7 @@ def test_no_hooks():
         ("feedlake.activity.ActivityHook", "expected 'package.module:name'"),
         ("feedlake.no_such_module:Hook", "No module named 'feedlake.no_such_module'"),
         ("feedlake.activity:NoSuchHook", "has no attribute 'NoSuchHook'"),
-        ("feedlake.config:ConfigError", "not a subclass of feedlake.pipeline.IngestHook"),
+        ("feedlake.config:ConfigError", "not a subclass of feedlake.hooks.IngestHook"),
     ],
 )
 def test_a_bad_declaration_is_a_config_error_naming_it(ref, message):
