@@ -35,9 +35,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.config import StreamSpec
-from feedlake.contracts import apply_checks, field_text, timestamp_value
+from feedlake.contracts import apply_checks, extra_props, field_text, render_properties, timestamp_value
 from feedlake.entity_map import resolve_account, stored_entity_map
-from feedlake.mappers import QUARANTINE_COLUMNS, REJECTED, extra_props, lineage, render_properties, source_system
+from feedlake.mappers import QUARANTINE_COLUMNS, REJECTED, lineage, source_system
 from feedlake.profiles import checked_attributes, object_members, profile_checks, trait_check
 
 SPEC = "seed 001"

@@ -128,7 +128,7 @@ def session_for(config) :
 
 # The hooks of a conf folder whose ingest.yaml has no ``hooks:`` (as conf/ingest.yaml declares them).
 DEFAULT_HOOKS = (
-    "feedlake.entity_map:EntityMapHook",
+    "feedlake.remaps:EntityMapHook",
     "feedlake.metric_rollup:MetricsHook",
     "feedlake.activity:ActivityHook",
     "feedlake.quality:QualityGate",
@@ -240,11 +240,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     import webbrowser
     from pathlib import Path
 
+    from feedlake.locations import is_remote
     from feedlake.report_html import write_index
     from feedlake.storage import S3Settings
 
     config = load_job_config(args)
-    remote = "://" in args.warehouse and not args.warehouse.startswith("file://")
+    remote = is_remote(args.warehouse)
     if not remote and not os.path.isdir(args.warehouse.removeprefix("file://")):
         raise ConfigError(f"--warehouse {args.warehouse!r}: no such folder")
     path = write_index(args.warehouse, S3Settings.from_job(config.job))
@@ -262,7 +263,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     VACUUM, landing files not rewritten); 2: a bad request, nothing changed.
     """
     from feedlake.delta import engine_for
-    from feedlake.privacy import EXIT_INCOMPLETE, erasure_request, forget, read_requests_file, retention_hours
+    from feedlake.privacy import EXIT_INCOMPLETE, forget, read_requests_file, retention_hours
+    from feedlake.subjects import erasure_request
 
     config = load_job_config(args)
     retention_hours(config)

@@ -179,3 +179,21 @@ def typed(name: str, field_type: str) -> Column:
 def unix_seconds(name: str) -> Column:
     """A validated ``unix_seconds`` field as BIGINT."""
     return F.regexp_extract(field_text(name), r"^([0-9]+)", 1).cast("bigint")
+
+
+def extra_props(declared: tuple[str, ...] | list[str]) -> Column:
+    """Every attribute of the record that the stream does not declare (JSON texts)."""
+    names = F.array(*[F.lit(n) for n in declared]) if declared else F.array().cast("array<string>")
+    return F.map_filter(F.col("json_values"), lambda k, _v: ~F.array_contains(names, k))
+
+
+def render_properties(props: Column) -> Column:
+    """A map attribute → JSON text as a JSON object string, keys sorted; ``{}`` if empty."""
+    ordered = F.map_from_entries(F.array_sort(F.map_entries(F.coalesce(props, F.create_map().cast("map<string,string>")))))
+    return F.to_json(F.transform_values(ordered, lambda _k, v: F.parse_json(v)))
+
+
+def parse_properties(properties: Column) -> Column:
+    """Inverse of :func:`render_properties`: JSON object string → attribute → JSON text."""
+    as_map = F.parse_json(F.coalesce(properties, F.lit("{}"))).cast("map<string,variant>")
+    return F.transform_values(as_map, lambda _k, v: F.to_json(v))

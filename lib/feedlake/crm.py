@@ -24,8 +24,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.config import StreamSpec
-from feedlake.contracts import typed
-from feedlake.mappers import extra_props, lineage, render_properties
+from feedlake.contracts import extra_props, render_properties, typed
+from feedlake.mappers import lineage
 
 
 def _column(name: str, field_type: str):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from feedlake.mappers import parse_properties, render_properties
+from feedlake.contracts import parse_properties, render_properties
 
 LINE_DIGITS = 10
 MAX_LINE = 10**LINE_DIGITS - 1

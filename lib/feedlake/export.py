@@ -320,7 +320,7 @@ def drop_suppressed(messages: DataFrame, engine, config: FeedlakeConfig) -> Data
     ``contact_key`` (the message's userId / anonymousId, and an identify's
     ``traits.email``) hashes to a suppressed subject of its tenant.
     """
-    from feedlake.privacy import without_suppressed
+    from feedlake.subjects import without_suppressed
 
     return without_suppressed(messages, engine, config, kinds={"email": "email", "contact_key": "contact_key"})
 

@@ -30,6 +30,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
+from feedlake.locations import is_remote
+
 log = logging.getLogger("feedlake.lease")
 
 LEASES = "_leases"
@@ -70,7 +72,7 @@ def tenant_leases(warehouse: str, tenants: Sequence[str], settings: LeaseSetting
     settings = settings or LeaseSettings()
     with ExitStack() as stack:
         for tenant in sorted(set(tenants)):
-            if "://" in warehouse and not warehouse.startswith("file://"):
+            if is_remote(warehouse):
                 stack.enter_context(_s3_lease(warehouse, _lease_name(tenant), settings, s3))
             else:
                 stack.enter_context(_local_lease(warehouse.removeprefix("file://"), _lease_name(tenant), settings))

@@ -25,7 +25,7 @@ from feedlake.config import FeedlakeConfig, StreamSpec, load_object
 
 if TYPE_CHECKING:
     from feedlake.delta import DeltaEngine
-from feedlake.contracts import field_text, unix_seconds
+from feedlake.contracts import extra_props, field_text, render_properties, unix_seconds
 
 QUARANTINE_COLUMNS = (
     "tenant_id", "stream", "source_file", "line_number", "raw_record", "error_code", "error_message", "batch_id",
@@ -101,24 +101,6 @@ def source_system(records: DataFrame, stream: StreamSpec | None = None) -> Colum
     folder = F.col("source_system") if "source_system" in records.columns else F.lit(None).cast("string")
     declared = (stream.options.get("source_system") if stream else None) or None
     return F.coalesce(folder, F.lit(declared).cast("string"))
-
-
-def extra_props(declared: tuple[str, ...] | list[str]) -> Column:
-    """Every attribute of the record that the stream does not declare (JSON texts)."""
-    names = F.array(*[F.lit(n) for n in declared]) if declared else F.array().cast("array<string>")
-    return F.map_filter(F.col("json_values"), lambda k, _v: ~F.array_contains(names, k))
-
-
-def render_properties(props: Column) -> Column:
-    """A map attribute → JSON text as a JSON object string, keys sorted; ``{}`` if empty."""
-    ordered = F.map_from_entries(F.array_sort(F.map_entries(F.coalesce(props, F.create_map().cast("map<string,string>")))))
-    return F.to_json(F.transform_values(ordered, lambda _k, v: F.parse_json(v)))
-
-
-def parse_properties(properties: Column) -> Column:
-    """Inverse of :func:`render_properties`: JSON object string → attribute → JSON text."""
-    as_map = F.parse_json(F.coalesce(properties, F.lit("{}"))).cast("map<string,variant>")
-    return F.transform_values(as_map, lambda _k, v: F.to_json(v))
 
 
 def _declared(stream: StreamSpec) -> list[str]:

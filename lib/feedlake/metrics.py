@@ -29,8 +29,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.config import ConfigError, StreamSpec
-from feedlake.contracts import NUMBER, field_text
-from feedlake.mappers import QUARANTINE_COLUMNS, REJECTED, lineage, render_properties
+from feedlake.contracts import NUMBER, field_text, render_properties
+from feedlake.mappers import QUARANTINE_COLUMNS, REJECTED, lineage
 
 KINDS = ("cumulative", "stock")
 DEFAULT_KIND = "stock"

@@ -31,8 +31,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.config import FieldSpec, TableSpec, load_object
-from feedlake.contracts import NUMBER, apply_checks, field_checks, timestamp_value
-from feedlake.mappers import parse_properties
+from feedlake.contracts import NUMBER, apply_checks, field_checks, parse_properties, timestamp_value
 
 SPEC = "seed 004"
 # Spark's variant schema of an allowed array: all strings or all numbers ([] is VOID).

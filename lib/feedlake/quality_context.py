@@ -56,6 +56,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from feedlake.locations import quality_root
 from feedlake.quality_suites import gx_suite
 
 DATA_SOURCE = "feedlake"
@@ -79,38 +80,6 @@ def preload_gx() -> None:
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
         _preload = threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True)
         _preload.start()
-
-
-def is_remote(warehouse: str) -> bool:
-    """An object-store warehouse (``s3://``, ``s3a://``), not a local folder."""
-    return "://" in warehouse and not warehouse.startswith("file://")
-
-
-def quality_root(warehouse: str, job: Mapping[str, Any]) -> str | None:
-    """Where the GX project and Data Docs of ``warehouse`` live (see module docstring).
-
-    Always an absolute path (issue #13, item 9); ``None`` for a remote warehouse without
-    ``quality.project_dir``: its project is a private temporary folder made per run
-    (:meth:`QualityContext.for_warehouse`).
-    """
-    configured = (job.get("quality") or {}).get("project_dir")
-    if configured:
-        return os.path.abspath(str(configured))
-    if is_remote(warehouse):
-        return None
-    return os.path.abspath(os.path.join(warehouse.removeprefix("file://").rstrip("/"), "_quality"))
-
-
-def docs_location(warehouse: str, job: Mapping[str, Any]) -> str:
-    """Where a person finds the Data Docs index of ``warehouse`` after a run.
-
-    Local: ``<absolute root>/data_docs/index.html``; remote without ``project_dir``:
-    ``WAREHOUSE/_quality/data_docs/index.html`` (published there by :meth:`QualityContext.publish`).
-    """
-    root = quality_root(warehouse, job)
-    if root is None:
-        return warehouse.rstrip("/") + "/_quality/data_docs/index.html"
-    return os.path.join(root, "data_docs", "index.html")
 
 
 class QualityContext:

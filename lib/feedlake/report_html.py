@@ -36,6 +36,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from feedlake.delta import open_delta_rs
+from feedlake.locations import docs_location, is_remote
 from feedlake.storage import StorageError, list_objects, parse_s3_uri, read_text, s3_client, write_text
 
 log = logging.getLogger("feedlake.report_html")
@@ -52,9 +53,6 @@ COUNTER_LABELS = {
 }
 _QUALITY_FAILED = re.compile(r"(\d+) critical and (\d+) warning failed")
 
-
-def _is_remote(location: str) -> bool:
-    return "://" in location and not location.startswith("file://")
 
 
 def reports_folder(warehouse: str) -> str:
@@ -73,7 +71,7 @@ def index_location(warehouse: str) -> str:
 
 def display_path(location: str) -> str:
     """A location a person can open: local paths made absolute (``./warehouse`` works from any folder)."""
-    if _is_remote(location):
+    if is_remote(location):
         return location
     return os.path.abspath(location.removeprefix("file://"))
 
@@ -82,7 +80,7 @@ def display_path(location: str) -> str:
 
 
 def _read(location: str, s3=None) -> str | None:
-    if _is_remote(location):
+    if is_remote(location):
         try:
             return read_text(location, s3)
         except StorageError:
@@ -96,7 +94,7 @@ def _read(location: str, s3=None) -> str | None:
 
 def _list_names(folder: str, suffix: str, s3=None) -> list[str]:
     """File names (not paths) directly in ``folder`` ending with ``suffix``."""
-    if _is_remote(folder):
+    if is_remote(folder):
         root = parse_s3_uri(folder.rstrip("/") + "/")
         names = []
         for obj in list_objects(s3_client(s3), root, [root.prefix]):
@@ -488,12 +486,11 @@ def render_run_page(report: Mapping[str, Any], *, kind: str = "ingest", examples
 
 def _docs_link(warehouse: str, job: Mapping[str, Any] | None) -> str | None:
     """The Data Docs index as seen from ``_reports/`` (relative when it is inside the warehouse)."""
-    from feedlake.quality_context import docs_location
 
     location = docs_location(warehouse, job or {})
-    if _is_remote(warehouse) and location.startswith(warehouse.rstrip("/")):
+    if is_remote(warehouse) and location.startswith(warehouse.rstrip("/")):
         return "../_quality/data_docs/index.html"
-    if _is_remote(warehouse):
+    if is_remote(warehouse):
         return None
     if not os.path.isfile(location):
         return None

@@ -40,10 +40,10 @@ from pyspark.sql import functions as F
 
 from feedlake.api_objects import split, with_source_system
 from feedlake.config import FieldSpec, StreamSpec
-from feedlake.contracts import apply_checks, field_checks, field_text, timestamp_value
+from feedlake.contracts import apply_checks, field_checks, field_text, render_properties, timestamp_value
 from feedlake.dedupe import rank_by_seq
 from feedlake.entity_map import resolve_account, stored_entity_map
-from feedlake.mappers import DUPLICATES, REJECTED, lineage, render_properties, stored_matching
+from feedlake.mappers import DUPLICATES, REJECTED, lineage, stored_matching
 from feedlake.profiles import checked_attributes, object_members, plain_text, profile_checks, trait_check
 
 SPEC = "seed 002"

@@ -129,7 +129,7 @@ def suppress_stage(ctx: RunContext, stream: StreamSpec, validated: DataFrame) ->
     ``suppressed`` (``tenant_id``, ``source_file`` per dropped record) is counted as read
     and ``suppressed`` in the report and the invariant; ``None`` drops nothing.
     """
-    from feedlake.privacy import suppress_records
+    from feedlake.subjects import suppress_records
 
     kept, suppressed = suppress_records(ctx.engine, ctx.config, stream, validated)
     if suppressed is not None:

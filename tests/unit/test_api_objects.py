@@ -7,7 +7,8 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from feedlake.api_objects import account_event_rows, account_rows, contact_event_rows, contact_rows
-from feedlake.mappers import REJECTED, render_properties
+from feedlake.contracts import render_properties
+from feedlake.mappers import REJECTED
 from tests.unit.stream_records import accepted, validated
 
 ERRORS = "line_number BIGINT, error_code STRING, error_message STRING"

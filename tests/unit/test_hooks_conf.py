@@ -10,10 +10,10 @@ import pytest
 from feedlake.activity import ActivityHook
 from feedlake.cli import DEFAULT_HOOKS, ingest_hooks
 from feedlake.config import ConfigError, FeedlakeConfig, load_config
-from feedlake.entity_map import EntityMapHook
 from feedlake.hooks import IngestHook
 from feedlake.metric_rollup import MetricsHook
 from feedlake.quality import QualityGate
+from feedlake.remaps import EntityMapHook
 
 PACKAGED = argparse.Namespace(conf=None)
 

@@ -9,7 +9,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from feedlake.config import ConfigError, build_config, parse_tables
-from feedlake.privacy import (
+from feedlake.privacy import parse_requests_csv
+from feedlake.subjects import (
     ErasureRequest,
     PrivacyRequestError,
     Suppression,
@@ -17,7 +18,6 @@ from feedlake.privacy import (
     erasure_request,
     hmac_column,
     names_identifier,
-    parse_requests_csv,
     stream_subject_fields,
     subject_hash,
     subject_hash_column,

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from feedlake.mappers import DUPLICATES, REJECTED, render_properties
+from feedlake.contracts import render_properties
+from feedlake.mappers import DUPLICATES, REJECTED
 from feedlake.segment import segment_rows
 from tests.unit.stream_records import accepted, validated
 
