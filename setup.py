@@ -1,14 +1,15 @@
 """Packaging for feedlake: the package lives in lib/feedlake, stream rules in conf/."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="feedlake",
-    version="0.1.0",
+    version="0.2.0",
     description="PySpark ingestion of B2B customer data feeds into Delta Lake tables",
     python_requires=">=3.10",
     package_dir={"feedlake": "lib/feedlake", "feedlake.conf": "conf"},
-    packages=["feedlake", "feedlake.conf"],
+    # feedlake and its layer subpackages (lib/feedlake/<layer>/), plus conf/ as feedlake.conf.
+    packages=[*find_packages("lib"), "feedlake.conf"],
     package_data={
         "feedlake.conf": ["*.yaml", "profiles/*.yaml", "quality/*.yaml"],
         # Run report templates and the CSS/JS vendored for offline Data Docs, with their licenses (issue #16).
@@ -26,5 +27,5 @@ setup(
     ],
     # Benchmark-only: DuckDB as the single-machine floor of bench/ingest_bench.py (issue 12).
     extras_require={"bench": ["duckdb==2.0.1"]},
-    entry_points={"console_scripts": ["feedlake=feedlake.cli:main"]},
+    entry_points={"console_scripts": ["feedlake=feedlake.app.cli:main"]},
 )

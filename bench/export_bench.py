@@ -1,7 +1,7 @@
 """Export throughput (issue 17): messages per second for N changed contacts, and a no-change rerun.
 
 Builds a warehouse whose ``contacts`` table holds N contacts (one MERGE through the
-engine, so the change feed has N inserts), then times ``feedlake.export.run_export`` to
+engine, so the change feed has N inserts), then times ``feedlake.export.segment.run_export`` to
 an outbox: run 1 sends N identify calls; run 2 (nothing changed) must send nothing;
 then every contact's title changes (a second MERGE: N update pre/post images) and run 3
 sends N identify calls carrying only ``email`` and ``mk_title``.
@@ -18,12 +18,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from feedlake.config import load_config
-from feedlake.delta import make_engine
-from feedlake.export import ExportRequest, new_export_run_id, run_export
-from feedlake.merge import plan_for
-from feedlake.moments import MomentsConf
-from feedlake.session import build_session
+from feedlake.delta.engines import make_engine
+from feedlake.delta.merge import plan_for
+from feedlake.derived.moments import MomentsConf
+from feedlake.export.segment import ExportRequest, new_export_run_id, run_export
+from feedlake.settings.config import load_config
+from feedlake.settings.session import build_session
 
 SPARK = {"master": "local[2]", "app_name": "export-bench",
          "conf": {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false",

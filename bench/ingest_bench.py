@@ -11,7 +11,7 @@ c. ``feedlake ingest`` into a fresh warehouse with the default engine (the CLI i
    it once per named engine instead (issue 11: both engines measured in one run);
 d. DuckDB doing (b)'s parse + dedupe + Parquet on one machine (the floor; ``pip install
    -e .[bench]``), skipped when duckdb is not installed;
-e. the parse stage alone: :func:`feedlake.parsing.read_landing_files` → ``noop``.
+e. the parse stage alone: :func:`feedlake.landing.parsing.read_landing_files` → ``noop``.
 
 Prints every time, (c)/(b) — the goal is ≤ 1.3 — and (c)/(a). (a), (b) and (e) share
 one warm SparkSession with conf/ingest.yaml's ``spark`` settings. Usage::
@@ -110,9 +110,9 @@ def main() -> None:
                         help="run (c) with this engine (repeatable); default: the conf's engine")
     args = parser.parse_args()
 
-    from feedlake.config import load_config
-    from feedlake.parsing import read_landing_files
-    from feedlake.session import build_session
+    from feedlake.landing.parsing import read_landing_files
+    from feedlake.settings.config import load_config
+    from feedlake.settings.session import build_session
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="feedlake-bench-"))
     landing = work / "landing"
@@ -149,7 +149,7 @@ def main() -> None:
     for engine in args.engine or [None]:
         warehouse = work / "warehouse"
         shutil.rmtree(warehouse, ignore_errors=True)
-        command = [sys.executable, "-m", "feedlake.cli", "ingest", "--landing", str(landing), "--warehouse", str(warehouse)]
+        command = [sys.executable, "-m", "feedlake.app.cli", "ingest", "--landing", str(landing), "--warehouse", str(warehouse)]
         if engine:
             command += ["--engine", engine]
         started = time.perf_counter()

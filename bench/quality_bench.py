@@ -6,7 +6,7 @@ real feeds), then in one SparkSession:
 
 1. warm-up: one ingest of each kind on a small copy (JVM, GX import; not measured);
 2. ``--repeat`` rounds of: ingest **without** hooks into a fresh warehouse, then ingest
-   **with** the :class:`feedlake.quality.QualityGate` (batch gate per tenant, stream and
+   **with** the :class:`feedlake.quality.checks.QualityGate` (batch gate per tenant, stream and
    table, table checks, quality_results, JSON, Data Docs) into another fresh one;
 3. the same gate suite validated once through GX's Spark data source and once through
    pandas (the batch converted with ``toArrow``), which is why feedlake uses pandas.
@@ -53,9 +53,9 @@ def generate(root: Path, tenants: int, events: int, seed: int = 11) -> None:
 
 
 def ingest(spark, config, quality, landing: Path, warehouse: Path, with_quality: bool) -> float:
-    from feedlake.delta import DeltaRsEngine
-    from feedlake.pipeline import IngestRequest, run_ingest
-    from feedlake.quality import QualityGate
+    from feedlake.delta.engines import DeltaRsEngine
+    from feedlake.ingest.pipeline import IngestRequest, run_ingest
+    from feedlake.quality.checks import QualityGate
 
     shutil.rmtree(warehouse, ignore_errors=True)
     started = time.perf_counter()
@@ -74,8 +74,8 @@ def compare_gx_engines(spark, config, quality, landing: Path, rounds: int = 3) -
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from pyspark.sql import functions as F
 
-    from feedlake.quality import run_parameters
-    from feedlake.quality_suites import gx_suite
+    from feedlake.quality.checks import run_parameters
+    from feedlake.quality.suites import gx_suite
 
     gate = quality.gated("contact_events")
     batch = (
@@ -117,9 +117,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keep files here instead of a temp dir")
     args = parser.parse_args()
 
-    from feedlake.config import load_config
-    from feedlake.quality_suites import load_quality
-    from feedlake.session import build_session
+    from feedlake.quality.suites import load_quality
+    from feedlake.settings.config import load_config
+    from feedlake.settings.session import build_session
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="feedlake-quality-bench-"))
     landing, small = work / "landing", work / "landing-small"

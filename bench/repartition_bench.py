@@ -1,14 +1,14 @@
 """Benchmark: spreading the lines of an unsplittable gzip file over all cores, or not (issue #6).
 
 One task must read a gzip file from start to end, and the JVM parse runs in that task
-(feedlake.jvm_parse). With fewer files than cores, ``parsing.spread_lines``
+(feedlake.landing.jvm_parse). With fewer files than cores, ``parsing.spread_lines``
 (conf/ingest.yaml) repartitions the parsed lines before validation and dedupe, at the
 price of one shuffle of the parsed lines. This
 measures both settings on the 2M-event file of bench/ingest_bench.py with ``local[2]``
 (conf/ingest.yaml), alternating the order (A B B A ...) so that drift in machine load
 hits both alike:
 
-1. the parse stage alone: :func:`feedlake.parsing.read_landing_files` to the ``noop`` sink;
+1. the parse stage alone: :func:`feedlake.landing.parsing.read_landing_files` to the ``noop`` sink;
 2. a full ``feedlake ingest`` into a fresh warehouse (delta-rs).
 
 Every measurement runs in a fresh Python process and SparkSession (JVM started and
@@ -37,11 +37,11 @@ STAGES = ("parse only", "feedlake ingest")
 
 def measure(stage: str, spread: bool, work: Path) -> float:
     """One measurement in this process: build the session, warm up, then time ``stage``."""
-    from feedlake.cli import main as feedlake_main
-    from feedlake.config import load_config
-    from feedlake.landing import detect_format
-    from feedlake.parsing import read_landing_files
-    from feedlake.session import build_session
+    from feedlake.app.cli import main as feedlake_main
+    from feedlake.landing.layouts import detect_format
+    from feedlake.landing.parsing import read_landing_files
+    from feedlake.settings.config import load_config
+    from feedlake.settings.session import build_session
 
     landing = work / "landing"
     data = next(landing.rglob("*.jsonl.gz"))

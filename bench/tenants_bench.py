@@ -60,7 +60,7 @@ def land(root: Path, lines: list[tuple[str, str]], tenants: int) -> Path:
 def ingest(landing: Path, warehouse: Path, extra: list[str]) -> float:
     """Seconds of ``feedlake ingest`` in a fresh process (JVM start included), fresh warehouse."""
     shutil.rmtree(warehouse, ignore_errors=True)
-    command = [sys.executable, "-m", "feedlake.cli", "ingest", "--landing", str(landing), "--warehouse", str(warehouse),
+    command = [sys.executable, "-m", "feedlake.app.cli", "ingest", "--landing", str(landing), "--warehouse", str(warehouse),
                *extra]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)

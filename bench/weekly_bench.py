@@ -69,10 +69,10 @@ def write_history(spark, config, warehouse: Path, weeks: int, events_per_week: i
     import pyarrow.compute as pc
     from deltalake import write_deltalake
 
-    from feedlake.activity import activity_weekly
-    from feedlake.delta import DeltaRsEngine, arrow_schema
-    from feedlake.metric_rollup import daily_metrics, weekly_metrics, with_accounts
-    from feedlake.metrics import parse_settings
+    from feedlake.delta.engines import DeltaRsEngine, arrow_schema
+    from feedlake.derived.activity import activity_weekly
+    from feedlake.derived.metric_rollup import daily_metrics, weekly_metrics, with_accounts
+    from feedlake.streams.metrics import parse_settings
 
     engine = DeltaRsEngine(spark, str(warehouse))
     for table in config.tables.values():
@@ -169,11 +169,11 @@ def write_batch(history: Path, landing: Path, weeks: int, events_per_day: int, r
 
 def timed_update(spark, config, history: Path, landing: Path, run_dir: Path, engine: str) -> tuple[float, float]:
     """Copy the history, ingest the batch; return (seconds in the derived-table hooks, seconds of the run)."""
-    from feedlake.activity import ActivityHook
-    from feedlake.delta import make_engine
-    from feedlake.hooks import IngestHook
-    from feedlake.metric_rollup import MetricsHook
-    from feedlake.pipeline import IngestRequest, run_ingest
+    from feedlake.delta.engines import make_engine
+    from feedlake.derived.activity import ActivityHook
+    from feedlake.derived.metric_rollup import MetricsHook
+    from feedlake.ingest.hooks import IngestHook
+    from feedlake.ingest.pipeline import IngestRequest, run_ingest
 
     class Timed(IngestHook):
         def __init__(self, inner: IngestHook):
@@ -196,10 +196,10 @@ def timed_update(spark, config, history: Path, landing: Path, run_dir: Path, eng
 
 def full_recompute(spark, config, history: Path) -> float:
     """Seconds to recompute activity_weekly and account_metrics_weekly over all history (no write)."""
-    from feedlake.activity import activity_weekly
-    from feedlake.delta import DeltaRsEngine
-    from feedlake.metric_rollup import daily_metrics, weekly_metrics, with_accounts
-    from feedlake.metrics import parse_settings
+    from feedlake.delta.engines import DeltaRsEngine
+    from feedlake.derived.activity import activity_weekly
+    from feedlake.derived.metric_rollup import daily_metrics, weekly_metrics, with_accounts
+    from feedlake.streams.metrics import parse_settings
 
     engine = DeltaRsEngine(spark, str(history))
     rules = parse_settings(config.stream("metrics").options).for_tenant(TENANT)
@@ -215,8 +215,8 @@ def full_recompute(spark, config, history: Path) -> float:
 def slice_rows(spark, config, history: Path, weeks: int) -> int:
     """History rows inside the slices the batch's update reads (events of its two weeks,
     metric records of its week and the weeks around it): what the update costs depends on."""
-    from feedlake.delta import DeltaRsEngine
-    from feedlake.slices import Slices, around
+    from feedlake.delta.engines import DeltaRsEngine
+    from feedlake.derived.slices import Slices, around
 
     engine = DeltaRsEngine(spark, str(history))
     new_week = FIRST_MONDAY + timedelta(weeks=weeks)
@@ -230,7 +230,7 @@ def report(spark, args, engine: str, scales, histories, landings, counts, work: 
     """Time the same batch into each history size on one engine; print the table of medians."""
     # Alternate the sizes so that load from other processes weighs on both alike.
     samples: dict[int, dict[str, list[float]]] = {s: {"update": [], "run": [], "recompute": []} for s in scales}
-    from feedlake.config import load_config
+    from feedlake.settings.config import load_config
 
     config = load_config(None, {"engine": engine})
     for attempt in range(args.repeat):
@@ -271,8 +271,8 @@ def main() -> None:
                         help="Delta engine(s) of the timed update (repeat to measure both in one run; default delta-rs)")
     args = parser.parse_args()
 
-    from feedlake.config import load_config
-    from feedlake.session import build_session
+    from feedlake.settings.config import load_config
+    from feedlake.settings.session import build_session
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="feedlake-weekly-bench-"))
     config = load_config(None, {"engine": "delta-rs"})

@@ -5,7 +5,7 @@ Thin on purpose: it runs exactly what the ``feedlake`` console script runs.
 
 import sys
 
-from feedlake.cli import main
+from feedlake.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -11,7 +11,7 @@
 
 # COMMAND ----------
 
-from feedlake.notebook import notebook_config, notebook_spark, on_databricks, param, show, warehouse_engine
+from feedlake.app.notebook import notebook_config, notebook_spark, on_databricks, param, show, warehouse_engine
 
 warehouse = param(globals(), "warehouse", "warehouse")
 tables = [t.strip() for t in param(globals(), "tables", "").split(",") if t.strip()]
@@ -25,11 +25,11 @@ engine = warehouse_engine(spark, warehouse, config)
 # The checks need feedlake's quality module (Great Expectations); without it this
 # notebook says so and skips the checks instead of failing.
 try:
-    from feedlake.quality import check_tables
-    from feedlake.quality_suites import load_quality
+    from feedlake.quality.checks import check_tables
+    from feedlake.quality.suites import load_quality
 except ImportError as missing:
     check_tables = None
-    print(f"data quality checks skipped: feedlake.quality cannot be imported here ({missing})")
+    print(f"data quality checks skipped: feedlake.quality.checks cannot be imported here ({missing})")
 
 # COMMAND ----------
 
@@ -38,7 +38,7 @@ if check_tables is not None:
 
     from pyspark.sql import functions as F
 
-    from feedlake.pipeline import new_run_id
+    from feedlake.ingest.pipeline import new_run_id
 
     run_id = new_run_id(datetime.now(timezone.utc))
     quality = load_quality(None, config)

@@ -12,8 +12,8 @@
 
 # COMMAND ----------
 
-from feedlake.explore import activity_by_week, dedupe_effect, metrics_by_week, quarantine_by_reason, tenant_tables
-from feedlake.notebook import notebook_config, notebook_spark, on_databricks, param, show, warehouse_engine
+from feedlake.app.explore import activity_by_week, dedupe_effect, metrics_by_week, quarantine_by_reason, tenant_tables
+from feedlake.app.notebook import notebook_config, notebook_spark, on_databricks, param, show, warehouse_engine
 
 warehouse = param(globals(), "warehouse", "warehouse")
 tenant = param(globals(), "tenant", "acme")

@@ -13,8 +13,8 @@
 
 # COMMAND ----------
 
-from feedlake.cli import main
-from feedlake.notebook import notebook_config, notebook_spark, on_databricks, param
+from feedlake.app.cli import main
+from feedlake.app.notebook import notebook_config, notebook_spark, on_databricks, param
 
 landing = param(globals(), "landing", "sample/landing")
 warehouse = param(globals(), "warehouse", "warehouse")

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from feedlake.config import FeedlakeConfig, load_config
+from feedlake.settings.config import FeedlakeConfig, load_config
 
 TEST_SPARK_CONF = {
     "master": "local[2]",
     "app_name": "feedlake-tests",
     # Both Delta engines run in this one session: the Delta and S3A jars come from the
-    # Ivy cache that the install step warmed (python -m feedlake.jars).
+    # Ivy cache that the install step warmed (python -m feedlake.app.jars).
     "resolve_packages": True,
     "conf": {
         "spark.sql.shuffle.partitions": "2",
@@ -31,7 +31,7 @@ TEST_SPARK_CONF = {
 @pytest.fixture(scope="session")
 def spark() -> SparkSession:
     """The one SparkSession of the test run (local[2], UI off, 2 shuffle partitions, Delta + S3A jars)."""
-    from feedlake.session import build_session
+    from feedlake.settings.session import build_session
 
     session = build_session(TEST_SPARK_CONF)
     yield session
@@ -91,6 +91,6 @@ def read_table(spark: SparkSession, warehouse: Path | str, name: str, columns: l
 
 def run_cli(*args: str) -> int:
     """Run ``feedlake <args>`` in-process (the shared SparkSession is picked up as active)."""
-    from feedlake.cli import main
+    from feedlake.app.cli import main
 
     return main(list(args))

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 
-from feedlake.backfill import BackfillRequest, run_backfill
-from feedlake.config import load_config
-from feedlake.delta import make_engine
-from feedlake.hooks import IngestHook
+from feedlake.delta.engines import make_engine
+from feedlake.ingest.backfill import BackfillRequest, run_backfill
+from feedlake.ingest.hooks import IngestHook
+from feedlake.settings.config import load_config
 from tests.conftest import jsonl, read_table, run_cli, write_files
 from tests.integration.same_tables import DATA_TABLES, assert_same_tables
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from feedlake.bundle import build_bundle
-from feedlake.session import DELTA_SPARK_CONF, jvm_packages
+from feedlake.app.bundle import build_bundle
+from feedlake.settings.session import DELTA_SPARK_CONF, jvm_packages
 from tests.conftest import jsonl, read_table, run_cli, write_files
 from tests.integration.same_tables import assert_same_tables
 
@@ -148,7 +148,7 @@ def test_spark_submit_runs_on_two_executors_with_the_delta_spark_merge_on_execut
         str(SPARK_HOME / "bin" / "spark-submit"),
         "--master", master_url,
         "--py-files", str(bundle),
-        # The pinned Delta + S3A packages, from the Ivy cache the install step warmed (python -m feedlake.jars).
+        # The pinned Delta + S3A packages, from the Ivy cache the install step warmed (python -m feedlake.app.jars).
         "--packages", ",".join(jvm_packages()),
         *[arg for key, value in DELTA_SPARK_CONF.items() for arg in ("--conf", f"{key}={value}")],
         "--driver-memory", "1g",

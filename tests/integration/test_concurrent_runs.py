@@ -1,7 +1,7 @@
 """Concurrent `feedlake ingest` runs on one warehouse (issue #13 item 6).
 
 Runs on different tenants write side by side; runs on the same tenant take turns
-(the tenant lease, feedlake.lease) instead of failing on a commit conflict or losing
+(the tenant lease, feedlake.ingest.lease) instead of failing on a commit conflict or losing
 an interleaved update. Either way the tables end as one run over all the files.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from feedlake.lease import tenant_leases
+from feedlake.ingest.lease import tenant_leases
 from tests.conftest import jsonl, run_cli, write_files
 from tests.integration.same_tables import DATA_TABLES, assert_same_tables
 
@@ -63,7 +63,7 @@ class Run:
 
 
 def start(landing: Path, warehouse: Path, *tenants: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "feedlake.cli", "ingest", "--landing", str(landing), "--warehouse", str(warehouse),
+    command = [sys.executable, "-m", "feedlake.app.cli", "ingest", "--landing", str(landing), "--warehouse", str(warehouse),
                "--engine", "delta-rs", "--set", "spark.conf.spark.driver.memory=1g"]
     if tenants:
         command += ["--tenant", *tenants]

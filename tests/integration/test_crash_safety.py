@@ -40,7 +40,7 @@ def data_commits(warehouse: Path) -> int:
 
 def ingest_killed_after(landing: Path, warehouse: Path, commits: int) -> int:
     """Start ``feedlake ingest`` in its own process group; SIGKILL it once ``commits`` data commits exist."""
-    command = [sys.executable, "-m", "feedlake.cli", "ingest", "--landing", str(landing), "--warehouse", str(warehouse),
+    command = [sys.executable, "-m", "feedlake.app.cli", "ingest", "--landing", str(landing), "--warehouse", str(warehouse),
                "--engine", "delta-rs"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPARK_GATEWAY")}
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

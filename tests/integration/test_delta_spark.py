@@ -1,7 +1,7 @@
 """Smoke test: the delta-spark engine loads in the test session and MERGEs (issue #11).
 
 The test session loads the pinned Delta JVM jar from the local Ivy cache (``python -m
-feedlake.jars`` warms it; ``.ci/run`` does it in its install step). Nothing here skips:
+feedlake.app.jars`` warms it; ``.ci/run`` does it in its install step). Nothing here skips:
 when the jar does not load, this test fails. The end-to-end proof that both engines build
 the same tables is tests/integration/test_engine_parity.py.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from chispa import assert_df_equality
 
-from feedlake.config import TableSpec
-from feedlake.delta import DeltaSparkEngine, make_engine
-from feedlake.merge import plan_for
+from feedlake.delta.engines import DeltaSparkEngine, make_engine
+from feedlake.delta.merge import plan_for
+from feedlake.settings.config import TableSpec
 
 pytestmark = pytest.mark.delta_spark
 

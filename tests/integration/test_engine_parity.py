@@ -39,7 +39,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
-from feedlake.config import load_config
+from feedlake.settings.config import load_config
 from tests.conftest import run_cli, write_files
 from tests.integration import hostile_keys as evil
 from tests.integration.test_ingest_cli import BATCH_NEW, BATCH_OLD, SEED_000

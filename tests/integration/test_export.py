@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from feedlake.export import FAIL_STATE_ENV
+from feedlake.export.segment import FAIL_STATE_ENV
 from tests.conftest import jsonl, read_table, run_cli, write_files
 
 pytestmark = pytest.mark.system

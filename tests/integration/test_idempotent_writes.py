@@ -1,7 +1,7 @@
 """Delta idempotent transaction ids: a replayed batch cannot apply twice (issue #13).
 
 Every commit of a batch carries a ``txn`` action (app id + version) derived from the
-batch's input (:func:`feedlake.delta.idempotent_writes`); a replay of the same batch
+batch's input (:func:`feedlake.delta.engines.idempotent_writes`); a replay of the same batch
 skips the commits that had landed and runs the ones that had not. Both engines, on real
 Delta tables; a table written by one engine is recognized by the other (the ids live in
 the Delta log, not in feedlake).
@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 from chispa import assert_df_equality
 
-from feedlake.config import TableSpec
-from feedlake.delta import idempotent_writes, make_engine
-from feedlake.merge import delete_plan, plan_for
+from feedlake.delta.engines import idempotent_writes, make_engine
+from feedlake.delta.merge import delete_plan, plan_for
+from feedlake.settings.config import TableSpec
 
 pytestmark = pytest.mark.delta_spark
 

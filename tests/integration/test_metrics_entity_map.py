@@ -13,7 +13,7 @@ import pytest
 import yaml
 from chispa import assert_df_equality
 
-from feedlake.config import default_conf_dir, load_config
+from feedlake.settings.config import default_conf_dir, load_config
 from tests.conftest import jsonl, read_table, run_cli, write_files
 
 COLUMNS = ["tenant_id", "account_key", "metric", "metric_date", "value", "sources"]

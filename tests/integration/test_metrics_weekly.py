@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from chispa import assert_df_equality
 
-from feedlake.config import default_conf_dir
+from feedlake.settings.config import default_conf_dir
 from tests.conftest import read_table, run_cli, write_files
 
 HEADER = "account_id,account_name,metric_date,Total Journeys,active users\n"

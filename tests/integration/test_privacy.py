@@ -23,8 +23,8 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
-from feedlake.privacy import EXIT_INCOMPLETE
-from feedlake.subjects import names_identifier, subject_hash, warehouse_salt
+from feedlake.erasure.forget import EXIT_INCOMPLETE
+from feedlake.streams.subjects import names_identifier, subject_hash, warehouse_salt
 from tests.conftest import jsonl, read_table, run_cli, write_files
 
 pytestmark = pytest.mark.system

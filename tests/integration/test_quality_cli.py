@@ -13,7 +13,7 @@ import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
 
-from feedlake.quality import EXIT_QUALITY
+from feedlake.quality.checks import EXIT_QUALITY
 from tests.conftest import jsonl, read_table, run_cli, write_files
 
 MARCH_2024 = 1709251200

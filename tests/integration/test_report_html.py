@@ -141,7 +141,7 @@ def test_data_docs_path_of_a_relative_warehouse(reported):
 
 
 def test_ingest_prints_the_run_page_and_the_page_shows_the_run(reported, tmp_path: Path):
-    from feedlake.report_html import EXAMPLES_PER_REASON, RAW_RECORD_CHARS
+    from feedlake.ingest.report_html import EXAMPLES_PER_REASON, RAW_RECORD_CHARS
 
     page = _page_path(reported["first"])
     assert page.is_absolute() and page.is_file()  # also for a relative --warehouse
@@ -240,7 +240,7 @@ def test_feedlake_report_exit_codes(reported, tmp_path: Path, capsys):
 
 def test_new_numeric_counters_are_rendered():
     """A counter the report gains later (e.g. ``suppressed``) shows up as a column, with its total."""
-    from feedlake.report_html import render_run_page
+    from feedlake.ingest.report_html import render_run_page
 
     report = {"run_id": "r1", "engine": "delta-rs", "landing": "l", "warehouse": "w", "started_at": "2024-03-01T00:00:00+00:00",
               "finished_at": "2024-03-01T00:00:05+00:00", "extras": {},
@@ -255,7 +255,7 @@ def test_new_numeric_counters_are_rendered():
 
 def test_data_docs_render_offline(reported, tmp_path: Path):
     """The validation list of the Data Docs index is drawn with the vendored scripts, no network."""
-    from feedlake.data_docs_offline import CDN_ASSETS, remote_references
+    from feedlake.quality.docs_offline import CDN_ASSETS, remote_references
 
     docs = reported["warehouse"] / "_quality" / "data_docs"
     index = docs / "index.html"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from feedlake.quality_context import QualityContext
-from feedlake.storage import read_text
+from feedlake.landing.storage import read_text
+from feedlake.quality.context import QualityContext
 from tests.conftest import jsonl, run_cli
 from tests.integration.conftest import put_files, s3_keys
 
@@ -80,7 +80,7 @@ def test_s3_warehouse_gets_pages_and_data_docs_and_no_gx_folder_is_left(s3_env, 
     assert "acme" in html and "missing_required_field" in html and "<script" not in html
     assert "../_quality/data_docs/index.html" in html
     assert run_id in read_text(f"{warehouse}/_reports/index.html")
-    from feedlake.data_docs_offline import remote_references
+    from feedlake.quality.docs_offline import remote_references
 
     docs = read_text(f"{warehouse}/_quality/data_docs/index.html")
     assert remote_references(docs) == [] and "static/vendor/jquery-3.7.1/dist/jquery.min.js" in docs

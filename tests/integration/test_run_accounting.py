@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from feedlake import mappers
-from feedlake.delta import DeltaRsEngine
-from feedlake.pipeline import IngestRequest, run_ingest
-from feedlake.report import ReportInvariantError
+from feedlake.delta.engines import DeltaRsEngine
+from feedlake.ingest.pipeline import IngestRequest, run_ingest
+from feedlake.ingest.report import ReportInvariantError
+from feedlake.streams import mappers
 from tests.conftest import jsonl, read_table, run_cli, write_files
 
 MARCH_2024 = 1709251200

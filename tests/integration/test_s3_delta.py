@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from feedlake.delta import delta_rs_storage_options
+from feedlake.delta.engines import delta_rs_storage_options
 from tests.integration.conftest import BUCKET
 
 pytestmark = pytest.mark.s3

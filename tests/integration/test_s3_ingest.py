@@ -17,11 +17,11 @@ import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
 
-from feedlake.delta import engine_for
-from feedlake.hooks import IngestHook
-from feedlake.landing import discover
-from feedlake.pipeline import IngestRequest, run_ingest
-from feedlake.storage import read_text, write_text
+from feedlake.delta.engines import engine_for
+from feedlake.ingest.hooks import IngestHook
+from feedlake.ingest.pipeline import IngestRequest, run_ingest
+from feedlake.landing.layouts import discover
+from feedlake.landing.storage import read_text, write_text
 from tests.conftest import jsonl, run_cli
 from tests.integration.conftest import BUCKET, put_files, read_s3_table, s3_keys, subprocess_env
 
@@ -219,7 +219,7 @@ def test_direct_reads_in_the_tasks_with_the_endpoint_from_conf_only(spark, s3_en
     landing, warehouse = roots(s3_prefix)
     put_files(s3_env.client(), landing, LANDING)
     command = [
-        sys.executable, "-m", "feedlake.cli", "ingest", "--landing", landing, "--warehouse", warehouse,
+        sys.executable, "-m", "feedlake.app.cli", "ingest", "--landing", landing, "--warehouse", warehouse,
         "--engine", "delta-rs", "--set", "s3.read_mode=direct", "--set", f"s3.endpoint_url={s3_env.endpoint_url}",
         "--set", "spark.conf.spark.driver.memory=1g",
     ]

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from feedlake.lease import LeaseSettings, LeaseTimeout, tenant_leases
-from feedlake.storage import parse_s3_uri
+from feedlake.ingest.lease import LeaseSettings, LeaseTimeout, tenant_leases
+from feedlake.landing.storage import parse_s3_uri
 
 pytestmark = pytest.mark.s3
 

@@ -1,4 +1,4 @@
-"""feedlake.storage against a real S3 server (SeaweedFS on 127.0.0.1): listing, reading, writing."""
+"""feedlake.landing.storage against a real S3 server (SeaweedFS on 127.0.0.1): listing, reading, writing."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from feedlake.landing import LandingError, discover
-from feedlake.parsing import iter_physical_lines
-from feedlake.storage import (
+from feedlake.landing.layouts import LandingError, discover
+from feedlake.landing.parsing import iter_physical_lines
+from feedlake.landing.storage import (
     S3Access,
     S3Settings,
     StorageError,

@@ -2,7 +2,7 @@
 
 A fresh process, as a user runs it: only the standard AWS variables (keys, region,
 ``AWS_ENDPOINT_URL``) point it at the server. Spark gets ``hadoop-aws`` at the Hadoop
-version pyspark ships (``feedlake.session.jvm_packages``), reads the landing objects
+version pyspark ships (``feedlake.settings.session.jvm_packages``), reads the landing objects
 itself in the tasks (``s3.read_mode=direct``), and delta-spark writes the warehouse
 through S3A; ``s3://`` is served by S3A as EMR serves it. delta-rs then reads the same
 tables, so both engines agree on what is on S3.
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def ingest_with_delta_spark(server, landing: str, warehouse: str) -> subprocess.CompletedProcess:
     command = [
-        sys.executable, "-m", "feedlake.cli", "ingest", "--landing", landing, "--warehouse", warehouse,
+        sys.executable, "-m", "feedlake.app.cli", "ingest", "--landing", landing, "--warehouse", warehouse,
         "--engine", "delta-spark", "--set", "s3.read_mode=direct", "--set", "spark.conf.spark.driver.memory=1g",
     ]
     return subprocess.run(command, cwd=REPO, env=subprocess_env(server), capture_output=True, text=True, timeout=900)

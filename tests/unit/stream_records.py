@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from feedlake.config import StreamSpec
-from feedlake.contracts import validate
-from feedlake.parsing import parse_json_line
-from feedlake.stages import with_sequence
+from feedlake.ingest.stages import with_sequence
+from feedlake.landing.parsing import parse_json_line
+from feedlake.rules.contracts import validate
+from feedlake.settings.config import StreamSpec
 
 RECORDS_SCHEMA = (
     "tenant_id STRING, stream STRING, source_file STRING, line_number BIGINT, raw_record STRING, landing_time TIMESTAMP, "

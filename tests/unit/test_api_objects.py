@@ -1,4 +1,4 @@
-"""Ingestion API object mappers (seed 001; feedlake.api_objects) on records shaped as in the seed."""
+"""Ingestion API object mappers (seed 001; feedlake.streams.api_objects) on records shaped as in the seed."""
 
 import hashlib
 from datetime import datetime, timezone
@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from feedlake.api_objects import account_event_rows, account_rows, contact_event_rows, contact_rows
-from feedlake.contracts import render_properties
-from feedlake.mappers import REJECTED
+from feedlake.rules.contracts import render_properties
+from feedlake.streams.api_objects import account_event_rows, account_rows, contact_event_rows, contact_rows
+from feedlake.streams.mappers import REJECTED
 from tests.unit.stream_records import accepted, validated
 
 ERRORS = "line_number BIGINT, error_code STRING, error_message STRING"

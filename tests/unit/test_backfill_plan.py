@@ -6,10 +6,10 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from feedlake.backfill import ChunkLimits, Progress, files_in_range, pending_files, plan_chunks
-from feedlake.config import ConfigError, load_config
-from feedlake.landing import LandingFile
-from feedlake.report import RunReport
+from feedlake.ingest.backfill import ChunkLimits, Progress, files_in_range, pending_files, plan_chunks
+from feedlake.ingest.report import RunReport
+from feedlake.landing.layouts import LandingFile
+from feedlake.settings.config import ConfigError, load_config
 
 MTIME = datetime(2024, 6, 1, tzinfo=timezone.utc)
 

@@ -6,13 +6,13 @@ import subprocess
 import sys
 import zipfile
 
-from feedlake.bundle import build_bundle
+from feedlake.app.bundle import build_bundle
 
 IMPORT_FROM_ZIP = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import feedlake
-from feedlake.config import load_config
+from feedlake.settings.config import load_config
 config = load_config(None, {"profile": "emr"})
 print(feedlake.__file__)
 print(config.job["engine"], sorted(config.streams)[:3], len(config.tables))
@@ -23,7 +23,7 @@ def test_bundle_holds_the_package_and_its_conf(tmp_path):
     bundle = build_bundle(tmp_path)
     assert bundle == tmp_path / "feedlake.zip"
     names = zipfile.ZipFile(bundle).namelist()
-    for expected in ("feedlake/__init__.py", "feedlake/cli.py", "feedlake/parsing.py", "feedlake/conf/__init__.py",
+    for expected in ("feedlake/__init__.py", "feedlake/app/cli.py", "feedlake/landing/parsing.py", "feedlake/conf/__init__.py",
                      "feedlake/conf/ingest.yaml", "feedlake/conf/streams.yaml", "feedlake/conf/tables.yaml",
                      "feedlake/conf/profiles/emr.yaml"):
         assert expected in names

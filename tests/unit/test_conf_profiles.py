@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from feedlake.config import ConfigError, load_config
-from feedlake.session import launched_by_spark_submit, prepare_session
+from feedlake.settings.config import ConfigError, load_config
+from feedlake.settings.session import launched_by_spark_submit, prepare_session
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,11 @@
+import logging
+
 import pytest
 
-from feedlake.config import ConfigError, build_config, load_config, parse_set_option
+from feedlake.derived.remaps import EntityMapHook
+from feedlake.quality.checks import QualityGate
+from feedlake.settings.config import ConfigError, build_config, load_config, load_object, parse_set_option
+from feedlake.streams.segment import segment_rows
 
 
 def test_packaged_config_declares_seed_000_streams():
@@ -46,3 +51,20 @@ def test_overrides_and_unknown_profile(tmp_path):
     assert load_config(None, {"engine": "delta-spark"}).job["engine"] == "delta-spark"
     with pytest.raises(ConfigError, match="unknown profile"):
         load_config(None, {"profile": "nope"})
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "obj"),
+    [
+        ("feedlake.segment:segment_rows", "feedlake.streams.segment:segment_rows", segment_rows),
+        ("feedlake.entity_map:EntityMapHook", "feedlake.derived.remaps:EntityMapHook", EntityMapHook),
+        ("feedlake.quality:QualityGate", "feedlake.quality.checks:QualityGate", QualityGate),
+    ],
+)
+def test_a_conf_reference_of_the_flat_package_still_loads_with_a_warning(old, new, obj, caplog):
+    """Conf written for feedlake 0.1 keeps working after the layers moved the modules (issue 14 migration)."""
+    with caplog.at_level(logging.WARNING, logger="feedlake.settings.config"):
+        assert load_object(old, "mapper") is obj
+    assert [r.getMessage() for r in caplog.records] == [
+        f"mapper {old!r}: feedlake's modules moved into layers (0.2); write {new!r} in conf"
+    ]

@@ -4,8 +4,8 @@ from datetime import datetime, timezone
 
 from chispa import assert_df_equality
 
-from feedlake.config import FieldSpec, StreamSpec
-from feedlake.contracts import typed, validate
+from feedlake.rules.contracts import typed, validate
+from feedlake.settings.config import FieldSpec, StreamSpec
 
 SCHEMA = "line INT, values MAP<STRING,STRING>, json_values MAP<STRING,STRING>, error_code STRING, error_message STRING"
 STREAM = StreamSpec(

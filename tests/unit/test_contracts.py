@@ -3,8 +3,8 @@
 import pytest
 from chispa import assert_df_equality
 
-from feedlake.config import FieldSpec, StreamSpec
-from feedlake.contracts import validate
+from feedlake.rules.contracts import validate
+from feedlake.settings.config import FieldSpec, StreamSpec
 
 SCHEMA = "line INT, values MAP<STRING,STRING>, json_values MAP<STRING,STRING>, error_code STRING, error_message STRING"
 TRACK = StreamSpec(

@@ -1,11 +1,11 @@
-"""CRM customer-fit file (seed 000 §1.4; feedlake.crm) on the seed's own lines."""
+"""CRM customer-fit file (seed 000 §1.4; feedlake.streams.crm) on the seed's own lines."""
 
 from datetime import datetime, timezone
 
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from feedlake.crm import crm_lead_rows
+from feedlake.streams.crm import crm_lead_rows
 from tests.unit.stream_records import accepted, validated
 
 # The seed's two example lines; the second repeats "is_worked" (here with two different values).

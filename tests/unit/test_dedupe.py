@@ -5,8 +5,8 @@ import datetime as dt
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from feedlake.contracts import parse_properties, render_properties
-from feedlake.dedupe import latest_per_key, resolve_attributes, sequence
+from feedlake.rules.contracts import parse_properties, render_properties
+from feedlake.rules.dedupe import latest_per_key, resolve_attributes, sequence
 
 CONTACT_COLUMNS = ["tenant_id", "contact_key", "email", "properties", "_attr_seq", "_seq", "_batch_id", "_source_file", "_line_number"]
 INCOMING_SCHEMA = (

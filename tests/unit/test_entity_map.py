@@ -1,10 +1,10 @@
-"""Entity map resolution (seed 004; feedlake.entity_map)."""
+"""Entity map resolution (seed 004; feedlake.streams.entity_map)."""
 
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from feedlake.entity_map import entity_map_rows, resolve_account
-from feedlake.pipeline import processing_order
+from feedlake.ingest.pipeline import processing_order
+from feedlake.streams.entity_map import entity_map_rows, resolve_account
 from tests.unit.stream_records import accepted, validated
 
 MAP_SCHEMA = "tenant_id STRING, source_system STRING, source_id STRING, account_key STRING"

@@ -6,7 +6,7 @@ import datetime as dt
 
 from chispa import assert_df_equality
 
-from feedlake.explore import activity_by_week, dedupe_effect, metrics_by_week, quarantine_by_reason
+from feedlake.app.explore import activity_by_week, dedupe_effect, metrics_by_week, quarantine_by_reason
 
 QUARANTINE = "stream STRING, source_file STRING, error_code STRING, error_message STRING"
 MANIFEST = "stream STRING, records_read BIGINT, records_accepted BIGINT, records_quarantined BIGINT, duplicates_dropped BIGINT"

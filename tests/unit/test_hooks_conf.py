@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from feedlake.activity import ActivityHook
-from feedlake.cli import DEFAULT_HOOKS, ingest_hooks
-from feedlake.config import ConfigError, FeedlakeConfig, load_config
-from feedlake.hooks import IngestHook
-from feedlake.metric_rollup import MetricsHook
-from feedlake.quality import QualityGate
-from feedlake.remaps import EntityMapHook
+from feedlake.app.cli import DEFAULT_HOOKS, ingest_hooks
+from feedlake.derived.activity import ActivityHook
+from feedlake.derived.metric_rollup import MetricsHook
+from feedlake.derived.remaps import EntityMapHook
+from feedlake.ingest.hooks import IngestHook
+from feedlake.quality.checks import QualityGate
+from feedlake.settings.config import ConfigError, FeedlakeConfig, load_config
 
 PACKAGED = argparse.Namespace(conf=None)
 
@@ -47,7 +47,7 @@ def test_a_conf_without_hooks_keeps_the_former_list():
 
 
 def test_declared_hooks_are_built_in_order_with_the_config():
-    config = with_hooks(f"{__name__}:Recording", "feedlake.activity:ActivityHook")
+    config = with_hooks(f"{__name__}:Recording", "feedlake.derived.activity:ActivityHook")
     hooks, gate = ingest_hooks(PACKAGED, config)
     assert [type(h) for h in hooks] == [Recording, ActivityHook]
     assert hooks[0].config is config
@@ -61,10 +61,10 @@ def test_no_hooks():
 @pytest.mark.parametrize(
     ("ref", "message"),
     [
-        ("feedlake.activity.ActivityHook", "expected 'package.module:name'"),
+        ("feedlake.derived.activity.ActivityHook", "expected 'package.module:name'"),
         ("feedlake.no_such_module:Hook", "No module named 'feedlake.no_such_module'"),
-        ("feedlake.activity:NoSuchHook", "has no attribute 'NoSuchHook'"),
-        ("feedlake.config:ConfigError", "not a subclass of feedlake.hooks.IngestHook"),
+        ("feedlake.derived.activity:NoSuchHook", "has no attribute 'NoSuchHook'"),
+        ("feedlake.settings.config:ConfigError", "not a subclass of feedlake.ingest.hooks.IngestHook"),
     ],
 )
 def test_a_bad_declaration_is_a_config_error_naming_it(ref, message):
@@ -75,4 +75,4 @@ def test_a_bad_declaration_is_a_config_error_naming_it(ref, message):
 
 def test_hooks_must_be_a_list_of_references():
     with pytest.raises(ConfigError, match="expected a list"):
-        ingest_hooks(PACKAGED, load_config(None, {"hooks": "feedlake.activity:ActivityHook"}))
+        ingest_hooks(PACKAGED, load_config(None, {"hooks": "feedlake.derived.activity:ActivityHook"}))

@@ -2,7 +2,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from feedlake.landing import LandingError, detect_format, discover_local, landing_time_from_parts
+from feedlake.landing.layouts import LandingError, detect_format, discover_local, landing_time_from_parts
 
 FALLBACK = datetime(2020, 1, 1, tzinfo=timezone.utc)
 

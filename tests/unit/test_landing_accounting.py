@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from feedlake.config import load_config
-from feedlake.file_plan import ReadableCopies, plan_files
-from feedlake.landing import UNATTRIBUTED, discover_local, unattributed
+from feedlake.ingest.file_plan import ReadableCopies, plan_files
+from feedlake.landing.layouts import UNATTRIBUTED, discover_local, unattributed
+from feedlake.settings.config import load_config
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

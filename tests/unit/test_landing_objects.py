@@ -4,8 +4,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from feedlake.config import ConfigError
-from feedlake.landing import Owner, discover_local, landing_layouts, owner_of
+from feedlake.landing.layouts import Owner, discover_local, landing_layouts, owner_of
+from feedlake.settings.config import ConfigError
 from tests.conftest import write_files
 
 SEED_KEY = "objects/contact_event/source_system=dataapi/tenant=3303/dt=2025-06-27-07-26/a84118bb-1557-42c4-819c-241c2887aa2d.jsonl"

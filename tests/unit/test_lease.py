@@ -1,4 +1,4 @@
-"""Tenant leases (feedlake.lease): one writer per tenant, other tenants free, a killed holder blocks no one."""
+"""Tenant leases (feedlake.ingest.lease): one writer per tenant, other tenants free, a killed holder blocks no one."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import time
 
 import pytest
 
-from feedlake.lease import LeaseSettings, LeaseTimeout, tenant_leases
+from feedlake.ingest.lease import LeaseSettings, LeaseTimeout, tenant_leases
 
 FAST = LeaseSettings(wait_seconds=1.5, ttl_seconds=3, poll_seconds=0.05)
 
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from feedlake.lease import tenant_leases
+    from feedlake.ingest.lease import tenant_leases
     with tenant_leases(sys.argv[1], sys.argv[2].split(",")):
         print("held", flush=True)
         time.sleep(600)

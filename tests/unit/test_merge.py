@@ -3,9 +3,9 @@
 import pytest
 from chispa import assert_df_equality
 
-from feedlake.config import build_config
-from feedlake.delta import DeltaRsEngine
-from feedlake.merge import UnsafeLiteralError, plan_for, render_sql
+from feedlake.delta.engines import DeltaRsEngine
+from feedlake.delta.merge import UnsafeLiteralError, plan_for, render_sql
+from feedlake.settings.config import build_config
 
 TABLES = {
     "events": {

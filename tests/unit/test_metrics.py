@@ -7,9 +7,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from feedlake.config import ConfigError, StreamSpec
-from feedlake.metric_rollup import column_drift, daily_metrics, weekly_metrics, with_accounts
-from feedlake.metrics import file_date, metric_records, parse_settings
+from feedlake.derived.metric_rollup import column_drift, daily_metrics, weekly_metrics, with_accounts
+from feedlake.settings.config import ConfigError, StreamSpec
+from feedlake.streams.metrics import file_date, metric_records, parse_settings
 
 RECORD_SCHEMA = (
     "tenant_id STRING, stream STRING, source_file STRING, line_number BIGINT, raw_record STRING, "
@@ -22,7 +22,7 @@ OPTIONS = {
         "strict": {"account_column": "workspace", "undeclared_columns": "keep", "metrics": {"seats": "stock"}},
     },
 }
-STREAM = StreamSpec("metrics", "feedlake.metrics:metric_records", ("metric_records", "metric_files"), "last", (),
+STREAM = StreamSpec("metrics", "feedlake.streams.metrics:metric_records", ("metric_records", "metric_files"), "last", (),
                     spec="seed 003", options=OPTIONS)
 FILE = "tenant={t}/metrics/dt=2024-03-02/hook_export_20240301.csv"
 DAY = dt.date(2024, 3, 1)

@@ -6,8 +6,8 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from feedlake.activity import activity_weekly, event_weeks, reassigned
-from feedlake.slices import iso_week, monday, utc_day
+from feedlake.derived.activity import activity_weekly, event_weeks, reassigned
+from feedlake.derived.slices import iso_week, monday, utc_day
 
 EVENTS_SCHEMA = "tenant_id STRING, contact_key STRING, event_text STRING, event_timestamp BIGINT"
 LINKS_SCHEMA = "tenant_id STRING, contact_key STRING, account_key STRING"

@@ -1,13 +1,13 @@
-"""Slice replacement of derived tables (feedlake.slices) on a real delta-rs table."""
+"""Slice replacement of derived tables (feedlake.derived.slices) on a real delta-rs table."""
 
 import datetime as dt
 
 import pytest
 from chispa import assert_df_equality
 
-from feedlake.config import build_config
-from feedlake.delta import DeltaRsEngine
-from feedlake.slices import Slices, around, replace_slices
+from feedlake.delta.engines import DeltaRsEngine
+from feedlake.derived.slices import Slices, around, replace_slices
+from feedlake.settings.config import build_config
 
 TABLES = {
     "weekly": {

@@ -7,8 +7,7 @@ from datetime import date, datetime, timezone
 import pytest
 import yaml
 
-from feedlake.config import ConfigError, default_conf_dir, load_config
-from feedlake.moments import (
+from feedlake.derived.moments import (
     Condition,
     compare,
     load_moments,
@@ -17,6 +16,7 @@ from feedlake.moments import (
     parse_moments,
     week_window,
 )
+from feedlake.settings.config import ConfigError, default_conf_dir, load_config
 
 CONFIG = load_config(None)
 

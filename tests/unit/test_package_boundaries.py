@@ -31,9 +31,9 @@ def feedlake_imports(tree: ast.Module, *, top_level_only: bool) -> list[ast.Impo
 def private_imports(source: str) -> list[str]:
     """``from feedlake.x import _name`` and ``import feedlake._x`` anywhere in ``source``.
 
-    >>> private_imports("from feedlake.delta import _join_path, make_engine")
-    ['feedlake.delta._join_path']
-    >>> private_imports("from feedlake.delta import make_engine")
+    >>> private_imports("from feedlake.delta.engines import _join_path, make_engine")
+    ['feedlake.delta.engines._join_path']
+    >>> private_imports("from feedlake.delta.engines import make_engine")
     []
     """
     found = []
@@ -102,3 +102,51 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_package_has_no_import_cycle():
     assert cycles(module_graph()) == []
+
+
+# The layers, bottom to top (lib/feedlake/<layer>/): a module imports only its own layer and those below.
+LAYERS = ("settings", "rules", "landing", "delta", "streams", "ingest", "derived", "quality", "erasure", "export", "app")
+
+
+def layer_of(module: str) -> str | None:
+    """The layer of a dotted feedlake module name (``None`` for the package root and ``feedlake.conf``).
+
+    >>> layer_of("feedlake.ingest.stages"), layer_of("feedlake"), layer_of("feedlake.conf")
+    ('ingest', None, None)
+    """
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def upward_imports() -> list[str]:
+    """Every import (module level or inside a function) of a module from a layer above its own."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(("feedlake", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+        mine = layer_of(name)
+        if mine is None:
+            continue
+        for node in feedlake_imports(ast.parse(path.read_text(encoding="utf-8")), top_level_only=False):
+            targets = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            for target in targets:
+                theirs = layer_of(target)
+                if theirs is None or LAYERS.index(theirs) > LAYERS.index(mine):
+                    found.append(f"{name} (layer {mine}) imports {target}")
+    return sorted(found)
+
+
+def test_every_module_lives_in_a_layer():
+    flat = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert flat == [], "modules belong in a layer subpackage (lib/feedlake/<layer>/)"
+    assert sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()) == sorted(LAYERS)
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    assert upward_imports() == []
+
+
+def test_the_public_api_resolves_every_name_it_lists():
+    import feedlake
+
+    assert sorted(name for name in feedlake.__all__ if getattr(feedlake, name) is None) == []
+    assert set(feedlake.__all__) <= set(dir(feedlake))

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from feedlake.jvm_parse import parse_landing_files
-from feedlake.parsing import (
+from feedlake.landing.jvm_parse import parse_landing_files
+from feedlake.landing.parsing import (
     TRUNCATED_MARKER,
     ParseSettings,
     bounded_batches,

@@ -8,9 +8,9 @@ import hmac
 import pytest
 from pyspark.sql import functions as F
 
-from feedlake.config import ConfigError, build_config, parse_tables
-from feedlake.privacy import parse_requests_csv
-from feedlake.subjects import (
+from feedlake.erasure.forget import parse_requests_csv
+from feedlake.settings.config import ConfigError, build_config, parse_tables
+from feedlake.streams.subjects import (
     ErasureRequest,
     PrivacyRequestError,
     Suppression,
@@ -169,8 +169,8 @@ def test_rewrite_landing_file_drops_the_lines_keeps_gzip_header_and_mode(tmp_pat
     import gzip
     import os
 
-    from feedlake.landing import discover_local
-    from feedlake.privacy import file_names_subject, rewrite_landing_file
+    from feedlake.erasure.forget import file_names_subject, rewrite_landing_file
+    from feedlake.landing.layouts import discover_local
 
     root = tmp_path / "landing"
     events = root / "tenant=acme/track/dt=2024-03-04/e.jsonl.gz"

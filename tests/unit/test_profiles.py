@@ -1,11 +1,11 @@
-"""Seed 004 profile fields and custom traits (feedlake.profiles)."""
+"""Seed 004 profile fields and custom traits (feedlake.rules.profiles)."""
 
 from datetime import datetime, timezone
 
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from feedlake.profiles import object_members, profile_columns, trait_check
+from feedlake.rules.profiles import object_members, profile_columns, trait_check
 
 TRAIT = ": custom traits must be a number, boolean, string (UTC timestamp) or an array of strings or of numbers, " \
     "nested objects are not allowed (seed 004)"

@@ -8,10 +8,10 @@ import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
 
-from feedlake.delta import DeltaRsEngine
-from feedlake.merge import plan_for
-from feedlake.quality import EXIT_QUALITY, Outcome, QualityChecks, QualityRun
-from feedlake.quality_suites import load_quality
+from feedlake.delta.engines import DeltaRsEngine
+from feedlake.delta.merge import plan_for
+from feedlake.quality.checks import EXIT_QUALITY, Outcome, QualityChecks, QualityRun
+from feedlake.quality.suites import load_quality
 from tests.conftest import read_table
 
 BATCH_SCHEMA = "tenant_id string, event_key string, contact_key string, event_text string, event_timestamp bigint, _rank int"

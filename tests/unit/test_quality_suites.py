@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from feedlake.config import ConfigError, build_config
-from feedlake.quality_suites import build_quality, gx_expectation, gx_suite, load_quality
+from feedlake.quality.suites import build_quality, gx_expectation, gx_suite, load_quality
+from feedlake.settings.config import ConfigError, build_config
 
 TABLES = {
     "contacts": {"key": ["tenant_id", "contact_key"], "policy": "attribute",
@@ -111,7 +111,7 @@ def test_unknown_or_invalid_gx_expectation_is_a_config_error(config, entry, mess
 
 
 def test_packaged_conf_builds_every_suite():
-    from feedlake.config import load_config
+    from feedlake.settings.config import load_config
 
     config = load_config(None, {"engine": "delta-rs"})
     quality = load_quality(None, config)

@@ -1,4 +1,4 @@
-"""Segment message routing and messageId dedupe (seed 002; feedlake.segment)."""
+"""Segment message routing and messageId dedupe (seed 002; feedlake.streams.segment)."""
 
 import json
 from datetime import datetime, timezone
@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from feedlake.contracts import render_properties
-from feedlake.mappers import DUPLICATES, REJECTED
-from feedlake.segment import segment_rows
+from feedlake.rules.contracts import render_properties
+from feedlake.streams.mappers import DUPLICATES, REJECTED
+from feedlake.streams.segment import segment_rows
 from tests.unit.stream_records import accepted, validated
 
 LEDGER = (

@@ -1,8 +1,8 @@
-"""Record outcomes and the per-stream counts of feedlake.stages (issue 13 item 4, issue 12 item 2)."""
+"""Record outcomes and the per-stream counts of feedlake.ingest.stages (issue 13 item 4, issue 12 item 2)."""
 
 from __future__ import annotations
 
-from feedlake.stages import BLOCKED, DUPLICATE, blocked_frame, record_outcomes, stream_counts, with_blocked
+from feedlake.ingest.stages import BLOCKED, DUPLICATE, blocked_frame, record_outcomes, stream_counts, with_blocked
 
 ROWS = "tenant_id string, _source_file string, _line_number bigint, _rank int"
 

@@ -1,12 +1,11 @@
-"""feedlake.storage without a server: URIs, conf, listing rules, delta-rs options, read mode."""
+"""feedlake.landing.storage without a server: URIs, conf, listing rules, delta-rs options, read mode."""
 
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from feedlake.config import ConfigError
-from feedlake.landing import LandingFile, discover_local
-from feedlake.storage import (
+from feedlake.landing.layouts import LandingFile, discover_local
+from feedlake.landing.storage import (
     S3Access,
     S3Location,
     S3Settings,
@@ -18,6 +17,7 @@ from feedlake.storage import (
     spark_reads_s3,
     task_settings,
 )
+from feedlake.settings.config import ConfigError
 
 MODIFIED = datetime(2024, 3, 5, 10, 0, 0, tzinfo=timezone.utc)
 

@@ -1,0 +1,32 @@
+"""Resolve feedlake's JVM packages into the local Ivy cache once: ``python -m feedlake.app.jars``.
+
+The install step runs it (``.ci/run``, a cluster image, a laptop with internet once):
+afterwards every session starts from the cache, with no download. It prints the
+coordinates and the cache folder, and exits non-zero when a package cannot be resolved.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+
+
+def main() -> int:
+    from feedlake.settings.session import build_session, jvm, jvm_packages
+
+    print("resolving", ", ".join(jvm_packages()), flush=True)
+    spark = build_session({"master": "local[1]", "app_name": "feedlake-jars", "conf": {"spark.ui.enabled": "false"}})
+    try:
+        # Load the classes, not just the jars: a Delta write and an S3A class prove the classpath.
+        with tempfile.TemporaryDirectory() as folder:
+            spark.range(1).write.format("delta").save(folder + "/t")
+        loader = jvm(spark).java.lang.Thread.currentThread().getContextClassLoader()
+        loader.loadClass("org.apache.hadoop.fs.s3a.S3AFileSystem")
+        print("ok: Delta Lake and S3A classes load from", spark.conf.get("spark.jars.ivy", "~/.ivy2.5.2"))
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Entity-map moves (seed 004): a mapping that arrives after the rows it maps moves them.
+
+After every MERGE of ``entity_map`` (:class:`EntityMapHook`), so the order of batches
+does not matter: ``account_events`` rows of ``(source_system, source_account_id)`` move
+to the canonical key (also when a mapping changes), and ``accounts`` rows still keyed by
+the mapped source id are merged attribute by attribute (each attribute with its own
+sequence) into the canonical account and removed. The mapping itself and how a record
+resolves its account are in :mod:`feedlake.streams.entity_map` (the rules of the stream).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from feedlake.delta.merge import delete_plan, plan_for
+from feedlake.ingest.hooks import HookContext, IngestHook, batch_tenants
+from feedlake.rules.contracts import parse_properties
+from feedlake.rules.dedupe import COLUMN_PREFIX, PROPERTY_PREFIX, latest_per_key, resolve_attributes
+from feedlake.rules.profiles import profile_columns
+from feedlake.settings.config import StreamSpec, TableSpec
+from feedlake.streams.entity_map import MAP_KEY
+
+log = logging.getLogger("feedlake.streams.entity_map")
+
+
+def _under_source_ids(stored: DataFrame, mappings: DataFrame, id_column: str) -> DataFrame:
+    """Stored rows whose ``(source_system, id_column)`` is a mapped source id, with ``_canonical``.
+
+    Rows already under their canonical ``account_key`` are left out (seed 004: the
+    mapping names the product account a CRM id stands for).
+    """
+    links = mappings.select(
+        "tenant_id", "source_system", F.col("source_id").alias(id_column), F.col("account_key").alias("_canonical")
+    )
+    return stored.join(links, on=["tenant_id", "source_system", id_column], how="inner").where(
+        F.col("account_key") != F.col("_canonical")
+    )
+
+
+def attribute_cells(rows: DataFrame, table: TableSpec, key: str, canonical: str) -> DataFrame:
+    """Stored attribute-table rows as incoming rows under the key in column ``canonical``: one row per attribute,
+    each with the sequence it was stored with (``_attr_seq``), so re-keying keeps precedence."""
+    seqs = F.from_json(F.coalesce(F.col("_attr_seq"), F.lit("{}")), "map<string,string>")
+    types = dict(table.columns)
+    lineage_cols = [F.col(c) for c in ("_batch_id", "_source_file", "_line_number")]
+    empty = F.create_map().cast("map<string,string>")
+    base = rows.select("*", F.col(canonical).alias("_key_to"), seqs.alias("_seqs"))
+    props = base.select("*", F.explode(F.map_entries(parse_properties(F.col("properties")))).alias("_cell")).select(
+        "tenant_id",
+        F.col("_key_to").alias(key),
+        *[F.lit(None).cast(types[a]).alias(a) for a in table.attributes],
+        F.create_map(F.col("_cell.key"), F.col("_cell.value")).alias("props"),
+        F.coalesce(F.try_element_at(F.col("_seqs"), F.concat(F.lit(PROPERTY_PREFIX), F.col("_cell.key"))), F.col("_seq")).alias("_seq"),
+        *lineage_cols,
+    )
+    cells = [props]
+    for attribute in table.attributes:
+        cells.append(
+            base.where(F.col(attribute).isNotNull()).select(
+                "tenant_id",
+                F.col("_key_to").alias(key),
+                *[(F.col(a) if a == attribute else F.lit(None).cast(types[a])).alias(a) for a in table.attributes],
+                empty.alias("props"),
+                F.coalesce(F.try_element_at(F.col("_seqs"), F.lit(COLUMN_PREFIX + attribute)), F.col("_seq")).alias("_seq"),
+                *lineage_cols,
+            )
+        )
+    out = cells[0]
+    for more in cells[1:]:
+        out = out.unionByName(more)
+    return out
+
+
+class EntityMapHook(IngestHook):
+    """After ``entity_map`` is merged, move rows stored under a now-mapped source id (see module rules).
+
+    Once per run for the whole batch (all tenants): one MERGE and one delete per moved
+    table, scoped to the batch's tenants; only the rows of the batch's mapped ids are read.
+    """
+
+    def after_merge(self, context: HookContext, stream: StreamSpec, table: str, source: DataFrame) -> None:
+        if table != "entity_map":
+            return
+        # The mappings now stored for the keys of this batch (a batch row older than the stored one lost its MERGE).
+        keys = source.select(*MAP_KEY).distinct()
+        mappings = context.engine.read_matching(context.config.table("entity_map"), keys, list(MAP_KEY)).select(
+            *MAP_KEY, "account_key"
+        ).persist()
+        tenants = batch_tenants(mappings)
+        moved: dict[str, dict[str, int]] = {}
+        if tenants and "account_events" in context.config.tables:
+            for tenant, count in self.move_events(context, tenants, mappings).items():
+                moved.setdefault(tenant, {})["account_events"] = count
+        if tenants and "accounts" in context.config.tables:
+            for tenant, count in self.move_accounts(context, tenants, mappings).items():
+                moved.setdefault(tenant, {})["accounts"] = count
+        mappings.unpersist()
+        for tenant, counts in sorted(moved.items()):
+            entry = {name: counts.get(name, 0) for name in ("account_events", "accounts") if name in context.config.tables}
+            if any(entry.values()):
+                context.extras.setdefault("entity_map_moved", {})[tenant] = entry
+                log.info("entity_map %s: rows moved to canonical accounts: %s", tenant, entry)
+
+    def move_events(self, context: HookContext, tenants: Sequence[str], mappings: DataFrame) -> dict[str, int]:
+        """``account_events`` of a mapped ``(source_system, source_account_id)`` → the canonical key; moves per tenant."""
+        table = context.config.table("account_events")
+        on = ["tenant_id", "source_system", "source_account_id"]
+        stored = context.engine.read_matching(table, mappings.withColumnRenamed("source_id", "source_account_id"), on)
+        affected = _under_source_ids(stored, mappings, "source_account_id").persist()
+        counts = {r["tenant_id"]: r["count"] for r in affected.groupBy("tenant_id").count().collect()}
+        if counts:
+            rows = affected.select(*[F.col("_canonical" if c == "account_key" else c).alias(c) for c in table.column_names])
+            context.engine.merge(table, latest_per_key(rows, table.key), plan_for(table, sorted(counts)))
+            # Then drop the rows left under the old key (the merge kept the newer row where both existed):
+            # a MERGE ... DELETE against the moves themselves, so no id is rendered as SQL text.
+            moves = affected.select(*on, "_canonical").distinct()
+            plan = delete_plan(table, on, sorted(counts), differ=[("account_key", "_canonical")])
+            context.engine.delete_matching(table, moves, plan)
+        affected.unpersist()
+        return counts
+
+    def move_accounts(self, context: HookContext, tenants: Sequence[str], mappings: DataFrame) -> dict[str, int]:
+        """``accounts`` rows keyed by a mapped source id (of that source system) → merged into the canonical one."""
+        table = context.config.table("accounts")
+        under_source = mappings.select("tenant_id", F.col("source_id").alias("account_key"))
+        stored = context.engine.read_matching(table, under_source, ["tenant_id", "account_key"])
+        affected = _under_source_ids(stored, mappings, "account_key").persist()
+        pairs = affected.select("tenant_id", "source_system", "account_key").distinct().persist()
+        counts = {r["tenant_id"]: r["count"] for r in pairs.groupBy("tenant_id").count().collect()}
+        if counts:
+            incoming = attribute_cells(affected, table, "account_key", "_canonical")
+            canonical = context.engine.read_matching(
+                table, affected.select("tenant_id", F.col("_canonical").alias("account_key")), ["tenant_id", "account_key"]
+            )
+            merged = resolve_attributes(
+                incoming, canonical, table.key, table.attributes, table.column_names, derive=profile_columns(table)
+            )
+            context.engine.merge(table, merged, plan_for(table, sorted(counts)))
+            plan = delete_plan(table, ["tenant_id", "source_system", "account_key"], sorted(counts))
+            context.engine.delete_matching(table, pairs, plan)
+        affected.unpersist()
+        pairs.unpersist()
+        return counts

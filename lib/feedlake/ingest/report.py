@@ -1,0 +1,134 @@
+"""The run report: where every input record went, per tenant and stream.
+
+Invariant (issue #2, issue 13 item 4): ``accepted + quarantined + duplicates_dropped +
+blocked_records + suppressed == records_read`` for every tenant and stream, each term
+counted from what the run wrote (see :mod:`feedlake.ingest.stages`), none derived from the
+others. A file that cannot be read at all (unknown stream, unsupported format, corrupt
+gzip) counts as one record read and one quarantined.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class ReportInvariantError(AssertionError):
+    """Records were lost or double counted: a bug in feedlake, never a data problem."""
+
+
+@dataclass
+class TableCounts:
+    """Rows a MERGE changed in one table."""
+
+    inserted: int = 0
+    updated: int = 0
+
+
+@dataclass
+class StreamReport:
+    """Counts for one tenant and stream in one run."""
+
+    tenant_id: str
+    stream: str
+    files_read: int = 0
+    files_skipped: int = 0
+    records_read: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    duplicates_dropped: int = 0
+    quarantined_by_code: dict[str, int] = field(default_factory=dict)
+    tables: dict[str, TableCounts] = field(default_factory=dict)
+    blocked: str | None = None  # why the MERGE of this tenant and stream was held back
+    # Records of a gate-blocked batch (not accepted: nothing was merged; issue 13 item 9).
+    blocked_records: int = 0
+    # Records dropped before mapping by erasure suppression (erased subjects).
+    suppressed: int = 0
+
+    def check(self) -> None:
+        total = self.accepted + self.quarantined + self.duplicates_dropped + self.blocked_records + self.suppressed
+        if total != self.records_read or sum(self.quarantined_by_code.values()) != self.quarantined:
+            raise ReportInvariantError(
+                f"tenant {self.tenant_id} stream {self.stream}: accepted {self.accepted} + quarantined "
+                f"{self.quarantined} + duplicates {self.duplicates_dropped} + blocked {self.blocked_records} "
+                f"+ suppressed {self.suppressed} != read {self.records_read}"
+            )
+
+
+@dataclass
+class RunReport:
+    """Everything a run did; printed as a table and written as JSON."""
+
+    run_id: str
+    engine: str
+    landing: str
+    warehouse: str
+    started_at: str
+    finished_at: str = ""
+    streams: list[StreamReport] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def stream(self, tenant_id: str, stream: str) -> StreamReport:
+        for s in self.streams:
+            if s.tenant_id == tenant_id and s.stream == stream:
+                return s
+        created = StreamReport(tenant_id, stream)
+        self.streams.append(created)
+        self.streams.sort(key=lambda s: (s.tenant_id, s.stream))
+        return created
+
+    def check(self) -> None:
+        for s in self.streams:
+            s.check()
+
+    def totals(self) -> dict[str, int]:
+        keys = ("files_read", "files_skipped", "records_read", "accepted", "quarantined", "duplicates_dropped",
+                "blocked_records", "suppressed")
+        return {k: sum(getattr(s, k) for s in self.streams) for k in keys}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["totals"] = self.totals()
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def render(self) -> str:
+        """A fixed-width table a person can read in a terminal or a job log."""
+        header = ("tenant", "stream", "files", "skipped", "read", "accepted", "quarantined", "dupes", "tables (+ins/~upd)", "quarantine reasons")
+        rows = [header]
+        for s in self.streams:
+            tables = " ".join(f"{t}+{c.inserted}/~{c.updated}" for t, c in sorted(s.tables.items())) or "-"
+            reasons = " ".join(f"{k}={v}" for k, v in sorted(s.quarantined_by_code.items())) or "-"
+            if s.blocked:
+                tables = f"BLOCKED: {s.blocked}"
+            rows.append(
+                (s.tenant_id, s.stream, str(s.files_read), str(s.files_skipped), str(s.records_read), str(s.accepted),
+                 str(s.quarantined), str(s.duplicates_dropped), tables, reasons)
+            )
+        t = self.totals()
+        rows.append(("TOTAL", "", str(t["files_read"]), str(t["files_skipped"]), str(t["records_read"]),
+                     str(t["accepted"]), str(t["quarantined"]), str(t["duplicates_dropped"]), "", ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        lines = [f"feedlake run {self.run_id} (engine {self.engine})"]
+        for index, r in enumerate(rows):
+            lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+            if index == 0 or index == len(rows) - 2:
+                lines.append("  ".join("-" * w for w in widths))
+        for key, value in sorted(self.extras.items()):
+            lines.append(f"{key}: {value}")
+        return "\n".join(lines)
+
+
+def report_location(warehouse: str, run_id: str) -> str:
+    """Where the JSON report of a run goes: ``WAREHOUSE/_reports/<run_id>.json``."""
+    return warehouse.rstrip("/") + f"/_reports/{run_id}.json"
+
+
+def write_report(report: RunReport, location: str, s3=None) -> str:
+    """Write the JSON report to a local path or an object store (``s3`` its settings); the path or URI."""
+    from feedlake.landing.storage import write_text
+
+    return write_text(location, report.to_json(), s3)

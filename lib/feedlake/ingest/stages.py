@@ -1,0 +1,420 @@
+"""The stages of one ingest run, as functions over DataFrames sharing one :class:`RunContext`.
+
+A run (:class:`feedlake.ingest.pipeline.Ingest`, the thin orchestrator) is: **plan** (which
+landing files, :mod:`feedlake.ingest.file_plan`) → **read** (parse, :mod:`feedlake.landing.jvm_parse`)
+→ per stream, in :func:`feedlake.ingest.pipeline.processing_order`: **validate**
+(:func:`validate_stage`) → *suppress* (erasure, :func:`suppress_stage`, a no-op until
+that step lands) → **map** (:func:`map_stage`) → **rank** (:func:`rank_stage`) →
+**gate** (:func:`gate_stage`) → **count** (:func:`count_stage`) → **merge**
+(:func:`merge_stage`) → then **bookkeeping** (quarantine, manifest, report).
+
+Rules (issue 12, items 2–5; issue 13, items 4 and 9):
+
+* **Cost follows the data, not the number of tenants**: every stage works on the whole
+  batch of a stream, all tenants at once. Each target table of a stream gets **one
+  MERGE per run** scoped to the batch's tenant partitions (``plan_for(table,
+  tenants)``); the quality gate runs once per stream and returns the tenants it blocks,
+  which are then removed with a ``left_anti`` join against a small DataFrame of them.
+  (Two streams writing the same table, e.g. ``identify`` and ``segment`` into
+  ``contacts``, still make one commit each: one per (table, stream).)
+* **Batch-sized reads**: a MERGE under the ``attribute`` policy resolves against the
+  stored rows of the batch's keys only (:meth:`feedlake.delta.engines.DeltaEngine.read_matching`);
+  mappers that read stored tables get :class:`feedlake.streams.mappers.StoredTables`, whose
+  :meth:`~feedlake.streams.mappers.StoredTables.matching` reads only the keys they ask for.
+* **One aggregation per stage**: the report's counts of a stream come from one
+  ``groupBy(tenant, file, what).count()`` collect (rows per file × outcome/code).
+* **Counts from what is written** (issue 13 item 4): ``accepted`` is the number of
+  records whose row goes to a MERGE as the winner of its key, ``duplicates`` those
+  whose row loses (in the primary table or a ``row``-policy table, where a loser is
+  not stored) or repeats a stored one, ``blocked`` those of a gate-blocked
+  (tenant, stream), ``quarantined`` the quarantine rows, ``suppressed`` the records an
+  erasure dropped. None is derived from the others, so ``read == accepted +
+  quarantined + duplicates + blocked + suppressed`` is a real check, made before the
+  manifest is committed (:func:`check_invariant`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from feedlake.delta.engines import DeltaEngine, MergeResult
+from feedlake.delta.merge import plan_for
+from feedlake.ingest.hooks import HookContext, IngestHook
+from feedlake.ingest.report import ReportInvariantError, RunReport, TableCounts
+from feedlake.rules.contracts import validate
+from feedlake.rules.dedupe import rank_by_seq, resolve_attributes, sequence
+from feedlake.rules.profiles import profile_columns
+from feedlake.settings.config import FeedlakeConfig, StreamSpec, TableSpec
+from feedlake.streams.mappers import DUPLICATES, QUARANTINE_COLUMNS, REJECTED, StoredTables, mapper_for
+
+log = logging.getLogger("feedlake.ingest.stages")
+
+
+# Outcomes of a record that passed validation (count_stage's ``what``); quarantine codes are ``q:<code>``.
+READ, ACCEPTED, DUPLICATE, BLOCKED, SUPPRESSED = "read", "accepted", "duplicate", "blocked", "suppressed"
+QUARANTINED = "q:"
+
+
+@dataclass
+class RunContext:
+    """What the stages of one run share: session, conf, engine, report and per-file bookkeeping."""
+
+    spark: SparkSession
+    config: FeedlakeConfig
+    engine: DeltaEngine
+    report: RunReport
+    hooks: tuple[IngestHook, ...] = ()
+    hook_context: HookContext | None = None  # what the hooks get (feedlake.ingest.hooks)
+    # source_file → read / accepted / quarantined / duplicates / blocked / suppressed
+    file_counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    file_status: dict[str, str] = field(default_factory=dict)
+    blocked: set[tuple[str, str]] = field(default_factory=set)
+    cached: list[DataFrame] = field(default_factory=list)
+
+
+@dataclass
+class StreamBatch:
+    """One stream's batch between stages."""
+
+    stream: StreamSpec
+    validated: DataFrame
+    ranked: dict[str, DataFrame]
+    rejected: DataFrame | None
+    outcomes: DataFrame  # tenant_id, source_file, what (accepted | duplicate), one row per record
+    suppressed: DataFrame | None = None
+
+
+def with_sequence(records: DataFrame, stream: StreamSpec) -> DataFrame:
+    """Add ``_seq`` (see :func:`feedlake.rules.dedupe.sequence`) under the stream's precedence."""
+    return records.withColumn(
+        "_seq", sequence(F.col("landing_time"), F.col("source_file"), F.col("line_number"), stream.precedence)
+    )
+
+
+def rank_in_batch(mapped: DataFrame, key: Sequence[str]) -> DataFrame:
+    """Rank records of the same key by ``_seq`` (1 = winner); losers are in-batch duplicates."""
+    return rank_by_seq(mapped, key)
+
+
+def quarantine_rows(validated: DataFrame) -> DataFrame:
+    """Records with an error, in the quarantine table's shape (raw text kept verbatim)."""
+    return validated.where(F.col("error_code").isNotNull()).select(*QUARANTINE_COLUMNS)
+
+
+# --- validate ------------------------------------------------------------------------
+
+
+def validate_stage(stream: StreamSpec, records: DataFrame) -> DataFrame:
+    """The stream's records with ``_seq`` and the contract's ``error_code`` (seed 000 §1, §3)."""
+    return (
+        records.where(F.col("stream") == F.lit(stream.name))
+        .transform(lambda df: with_sequence(df, stream))
+        .transform(lambda df: validate(df, stream))
+    )
+
+
+def suppress_stage(ctx: RunContext, stream: StreamSpec, validated: DataFrame) -> tuple[DataFrame, DataFrame | None]:
+    """Erasure suppression (issue 15, GDPR Art. 17 / CCPA): ``(kept, suppressed)``, right after validation.
+
+    Every validated record naming a forgotten subject of its tenant is dropped before
+    mapping, dedupe or any write — also a record headed for the quarantine, whose raw
+    text would otherwise be stored (:func:`feedlake.erasure.forget.suppress_records`).
+    ``suppressed`` (``tenant_id``, ``source_file`` per dropped record) is counted as read
+    and ``suppressed`` in the report and the invariant; ``None`` drops nothing.
+    """
+    from feedlake.streams.subjects import suppress_records
+
+    kept, suppressed = suppress_records(ctx.engine, ctx.config, stream, validated)
+    if suppressed is not None:
+        ctx.cached.extend([kept, suppressed])
+    return kept, suppressed
+
+
+# --- map -----------------------------------------------------------------------------
+
+
+def map_stage(ctx: RunContext, stream: StreamSpec, accepted: DataFrame) -> dict[str, DataFrame]:
+    """The stream's mapper: accepted records → rows per target table (+ ``_rejected``/``_duplicates``).
+
+    A stream that ``reads`` stored tables gets them as :class:`feedlake.streams.mappers.StoredTables`
+    scoped to the batch (key-matched reads, never a whole tenant).
+    """
+    if stream.reads:
+        stored = StoredTables(ctx.engine, ctx.config, stream.reads, accepted)
+        return dict(mapper_for(stream)(accepted, stream, stored))
+    return dict(mapper_for(stream)(accepted, stream))
+
+
+# --- rank ----------------------------------------------------------------------------
+
+
+def rank_stage(config: FeedlakeConfig, mapped: Mapping[str, DataFrame]) -> dict[str, DataFrame]:
+    """Every mapped table's rows ranked within the batch on the table's key (``_rank == 1`` wins)."""
+    return {name: rank_in_batch(df, config.table(name).key) for name, df in mapped.items()}
+
+
+def record_outcomes(
+    config: FeedlakeConfig, stream: StreamSpec, ranked: Mapping[str, DataFrame], repeated: DataFrame | None
+) -> DataFrame:
+    """One row per accepted record: ``tenant_id``, ``source_file``, ``what`` (``accepted`` | ``duplicate``).
+
+    Derived from the rows the mapper produced (their lineage ``_source_file``,
+    ``_line_number``), not from the records read: a record whose rows vanished is then
+    missing here and the invariant fails. A record is a duplicate when one of its rows
+    loses its key (``_rank > 1``) in the stream's primary table or in a ``row``-policy
+    table (there a loser is not stored, e.g. Segment messages collapsing onto one
+    ``contact_events`` key, issue 13 item 4), or when the mapper reports it as a repeat
+    of a stored record (``_duplicates``). Tables without per-record lineage (e.g.
+    ``metric_files``, one row per file) are not record tables.
+    """
+    parts = []
+    for name, df in ranked.items():
+        if "_source_file" not in df.columns or "_line_number" not in df.columns:
+            continue
+        lossy = name == stream.primary_table or config.table(name).policy == "row"
+        lost = (F.col("_rank") > 1) if lossy else F.lit(False)
+        parts.append(df.select(
+            "tenant_id", F.col("_source_file").alias("source_file"), F.col("_line_number").alias("line_number"),
+            lost.alias("_lost"),
+        ))
+    if repeated is not None:
+        line = F.col("line_number") if "line_number" in repeated.columns else F.lit(None).cast("bigint")
+        parts.append(repeated.select("tenant_id", "source_file", line.cast("bigint").alias("line_number"),
+                                     F.lit(True).alias("_lost")))
+    if not parts:
+        raise ValueError(f"stream {stream.name}: the mapper produced no table with record lineage")
+    rows = parts[0].withColumn("line_number", F.col("line_number").cast("bigint"))
+    for part in parts[1:]:
+        rows = rows.unionByName(part.withColumn("line_number", F.col("line_number").cast("bigint")))
+    if len(parts) > 1:
+        # A record may have rows in several tables: one outcome per record.
+        rows = rows.groupBy("tenant_id", "source_file", "line_number").agg(F.max("_lost").alias("_lost"))
+    what = F.when(F.col("_lost"), F.lit(DUPLICATE)).otherwise(F.lit(ACCEPTED))
+    return rows.select("tenant_id", "source_file", what.alias("what"))
+
+
+# --- gate ----------------------------------------------------------------------------
+
+
+def gate_stage(ctx: RunContext, stream: StreamSpec, ranked: Mapping[str, DataFrame]) -> dict[str, str]:
+    """Each hook's ``before_merge`` once for the whole batch: tenant → why its MERGE is held back."""
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for hook in ctx.hooks:
+        for tenant, reason in (hook.before_merge(ctx.hook_context, stream, ranked) or {}).items():
+            if reason:
+                reasons[tenant].append(reason)
+    return {tenant: "; ".join(found) for tenant, found in sorted(reasons.items())}
+
+
+def blocked_frame(spark: SparkSession, tenants: Sequence[str]) -> DataFrame:
+    """The gate-blocked tenants of one stream as a small DataFrame (to ``left_anti`` join against)."""
+    return spark.createDataFrame([(t,) for t in sorted(tenants)], "tenant_id STRING")
+
+
+def with_blocked(outcomes: DataFrame, blocked: DataFrame | None) -> DataFrame:
+    """Outcomes of records of gate-blocked tenants become ``blocked`` (not accepted: nothing was written)."""
+    if blocked is None:
+        return outcomes
+    flagged = blocked.select("tenant_id", F.lit(True).alias("_blocked"))
+    joined = outcomes.join(F.broadcast(flagged), on="tenant_id", how="left")
+    what = F.when(F.col("_blocked"), F.lit(BLOCKED)).otherwise(F.col("what"))
+    return joined.select("tenant_id", "source_file", what.alias("what"))
+
+
+# --- count ---------------------------------------------------------------------------
+
+
+def stream_counts(
+    validated: DataFrame, rejected: DataFrame | None, outcomes: DataFrame, suppressed: DataFrame | None
+) -> DataFrame:
+    """``(tenant_id, source_file, what, count)``: records read, quarantined by code, and each outcome."""
+    parts = [
+        validated.select("tenant_id", "source_file", F.lit(READ).alias("what")),
+        validated.where(F.col("error_code").isNotNull()).select(
+            "tenant_id", "source_file", F.concat(F.lit(QUARANTINED), F.col("error_code")).alias("what")
+        ),
+        outcomes.select("tenant_id", "source_file", "what"),
+    ]
+    if rejected is not None:
+        parts.append(rejected.select("tenant_id", "source_file", F.concat(F.lit(QUARANTINED), F.col("error_code")).alias("what")))
+    if suppressed is not None:  # dropped before ``validated``: read, and suppressed
+        parts.append(suppressed.select("tenant_id", "source_file", F.lit(READ).alias("what")))
+        parts.append(suppressed.select("tenant_id", "source_file", F.lit(SUPPRESSED).alias("what")))
+    rows = parts[0]
+    for part in parts[1:]:
+        rows = rows.unionByName(part)
+    return rows.groupBy("tenant_id", "source_file", "what").count()
+
+
+def count_stage(ctx: RunContext, stream: StreamSpec, counts: DataFrame) -> list[str]:
+    """Collect :func:`stream_counts` once (rows per file × outcome) into the report; the stream's tenants."""
+    tenants: set[str] = set()
+    for r in counts.collect():
+        tenant, source, what, n = r["tenant_id"], r["source_file"], r["what"], r["count"]
+        tenants.add(tenant)
+        entry = ctx.report.stream(tenant, stream.name)
+        per_file = ctx.file_counts[source]
+        if what == READ:
+            entry.records_read += n
+            per_file["read"] += n
+        elif what.startswith(QUARANTINED):
+            code = what[len(QUARANTINED):]
+            entry.quarantined += n
+            entry.quarantined_by_code[code] = entry.quarantined_by_code.get(code, 0) + n
+            per_file["quarantined"] += n
+        elif what == ACCEPTED:
+            entry.accepted += n
+            per_file["accepted"] += n
+        elif what == DUPLICATE:
+            entry.duplicates_dropped += n
+            per_file["duplicates"] += n
+        elif what == BLOCKED:
+            entry.blocked_records += n
+            per_file["blocked"] += n
+        elif what == SUPPRESSED:
+            entry.suppressed += n
+            per_file["suppressed"] += n
+    return sorted(tenants)
+
+
+# --- merge ---------------------------------------------------------------------------
+
+
+def merge_source(engine: DeltaEngine, table: TableSpec, ranked: DataFrame) -> tuple[DataFrame, DataFrame | None]:
+    """The rows to MERGE into ``table`` and, for the ``attribute`` policy, the stored rows of their keys.
+
+    ``row``/``replace``: the batch's winners. ``attribute``: every record of the batch
+    resolved attribute by attribute against the stored rows of the batch's keys only
+    (:meth:`~feedlake.delta.engines.DeltaEngine.read_matching`; issue 12 item 4).
+    """
+    if table.policy == "attribute":
+        incoming = ranked.drop("_rank")
+        stored = engine.read_matching(table, incoming, table.key)
+        source = resolve_attributes(
+            incoming, stored, table.key, table.attributes, table.column_names, derive=profile_columns(table)
+        )
+        return source, stored
+    return ranked.where(F.col("_rank") == 1).select(*table.column_names), None
+
+
+def tenant_merge_counts(table: TableSpec, source: DataFrame, stored: DataFrame) -> DataFrame:
+    """Per tenant, the rows a MERGE of ``source`` will insert and update (``tenant_id, inserted, updated``).
+
+    The split of one multi-tenant MERGE's metrics for the per-tenant report: a source
+    row whose key is not stored is inserted; one whose key is stored is updated (under
+    the ``row`` policy only when its ``_seq`` is not older, the MERGE's condition).
+    """
+    key = list(table.key)
+    newer = "_seq" in table.column_names and table.policy == "row"
+    stored_keys = stored.select(*key, *([F.col("_seq").alias("_t_seq")] if newer else []), F.lit(True).alias("_stored"))
+    joined = source.select(*key, *(["_seq"] if newer else [])).join(stored_keys, on=key, how="left")
+    is_update = F.col("_stored").isNotNull()
+    if newer:
+        is_update = is_update & (F.col("_seq") >= F.col("_t_seq"))
+    return joined.groupBy("tenant_id").agg(
+        F.sum(F.col("_stored").isNull().cast("bigint")).alias("inserted"),
+        F.sum(is_update.cast("bigint")).alias("updated"),
+    )
+
+
+def merge_table(
+    ctx: RunContext, stream: StreamSpec, name: str, ranked: DataFrame, tenants: Sequence[str]
+) -> tuple[DataFrame, dict[str, TableCounts]]:
+    """One MERGE of all ``tenants``' rows of one stream into table ``name``; the source and per-tenant counts."""
+    table = ctx.config.table(name)
+    source, stored = merge_source(ctx.engine, table, ranked)
+    source = source.persist(StorageLevel.MEMORY_AND_DISK)
+    per_tenant: dict[str, TableCounts] = {}
+    if len(tenants) > 1:
+        if stored is None:
+            stored = ctx.engine.read_matching(table, source, table.key)
+        for r in tenant_merge_counts(table, source, stored).collect():
+            per_tenant[r["tenant_id"]] = TableCounts(int(r["inserted"] or 0), int(r["updated"] or 0))
+    result: MergeResult = ctx.engine.merge(table, source, plan_for(table, tenants))
+    if len(tenants) == 1:
+        per_tenant[tenants[0]] = TableCounts(result.inserted, result.updated)
+    else:
+        predicted = (sum(c.inserted for c in per_tenant.values()), sum(c.updated for c in per_tenant.values()))
+        if predicted != (result.inserted, result.updated):
+            log.warning("MERGE into %s (%s): per-tenant split %s differs from the MERGE's metrics %s "
+                        "(a concurrent writer?)", name, stream.name, predicted, (result.inserted, result.updated))
+    return source, per_tenant
+
+
+def merge_stage(ctx: RunContext, batch: StreamBatch, tenants: Sequence[str], blocked: DataFrame | None) -> None:
+    """One MERGE per target table for every tenant of the batch not blocked by the gate, then ``after_merge``."""
+    stream = batch.stream
+    for name in stream.targets:
+        ranked = batch.ranked[name]
+        if blocked is not None:
+            ranked = ranked.join(F.broadcast(blocked), on="tenant_id", how="left_anti")
+        if not tenants:
+            continue
+        source, per_tenant = merge_table(ctx, stream, name, ranked, tenants)
+        for tenant in tenants:
+            ctx.report.stream(tenant, stream.name).tables[name] = per_tenant.get(tenant, TableCounts())
+        for hook in ctx.hooks:
+            hook.after_merge(ctx.hook_context, stream, name, source)
+        source.unpersist()
+
+
+# --- one stream ----------------------------------------------------------------------
+
+
+def process_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> DataFrame:
+    """validate → suppress → map → rank → gate → count → merge for one stream; its quarantine rows."""
+    validated = validate_stage(stream, records).persist(StorageLevel.MEMORY_AND_DISK)
+    ctx.cached.append(validated)  # kept until the quarantine is written from it
+    validated, suppressed = suppress_stage(ctx, stream, validated)  # quarantine-bound records too (issue 15)
+    accepted = validated.where(F.col("error_code").isNull())
+    mapped = map_stage(ctx, stream, accepted)
+    repeated = mapped.pop(DUPLICATES, None)
+    rejected = mapped.pop(REJECTED, None)
+    quarantine = quarantine_rows(validated)
+    if rejected is not None:
+        # Records the mapper refuses (e.g. a message type the stream does not ingest): quarantined too.
+        rejected = rejected.select(*QUARANTINE_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+        ctx.cached.append(rejected)
+        quarantine = quarantine.unionByName(rejected)
+    ranked = {name: df.persist(StorageLevel.MEMORY_AND_DISK) for name, df in rank_stage(ctx.config, mapped).items()}
+    outcomes = record_outcomes(ctx.config, stream, ranked, repeated)
+    reasons = gate_stage(ctx, stream, ranked)
+    blocked = blocked_frame(ctx.spark, list(reasons)) if reasons else None
+    tenants = count_stage(ctx, stream, stream_counts(validated, rejected, with_blocked(outcomes, blocked), suppressed))
+    for tenant, reason in reasons.items():
+        ctx.report.stream(tenant, stream.name).blocked = reason
+        ctx.blocked.add((tenant, stream.name))
+    merging = [t for t in tenants if t not in reasons]
+    merge_stage(ctx, StreamBatch(stream, validated, ranked, rejected, outcomes, suppressed), merging, blocked)
+    for df in ranked.values():
+        df.unpersist()
+    return quarantine
+
+
+# --- bookkeeping ---------------------------------------------------------------------
+
+
+def check_invariant(report: RunReport) -> None:
+    """Fail the run (before the manifest commit) when a record is lost or double counted.
+
+    ``read == accepted + quarantined + duplicates + blocked + suppressed`` per tenant and
+    stream, each term counted from what was written (see module docstring).
+    """
+    try:
+        report.check()
+    except ReportInvariantError:
+        log.error("run %s: report invariant broken; the manifest is not committed so the files are read again",
+                  report.run_id)
+        raise
+
+
+def manifest_counts(counts: Mapping[str, int]) -> tuple[int, int, int, int]:
+    """``(read, accepted, quarantined, duplicates)`` of one file for its ``ingest_files`` row."""
+    return counts["read"], counts["accepted"], counts["quarantined"], counts["duplicates"]

@@ -1,0 +1,477 @@
+"""Data quality with Great Expectations 1.x: a gate before MERGE, table checks after it.
+
+Issue #5. Suites are declared per table in ``conf/quality/<table>.yaml``
+(:mod:`feedlake.quality.suites`); GX runs them through checkpoints of the warehouse's
+GX project (:mod:`feedlake.quality.context`).
+
+* **Batch gate** (:class:`QualityGate`, an :class:`feedlake.ingest.hooks.IngestHook`):
+  before the MERGE of one stream, each target table's ``<table>.gate`` checkpoint
+  validates the deduplicated batch of every tenant (rows with ``_rank == 1``), crossed
+  from Spark with one ``toArrow``: once for the whole batch, and only when something
+  failed once more per tenant to find which (issue 12: cost follows the data). A
+  failing ``critical`` expectation blocks the MERGE of that tenant and stream only;
+  other tenants and streams proceed. The blocked batch is *not* quarantined: its files
+  are written to the manifest with status ``blocked``, so the next run reads them again
+  and retries the gate (after a fix of the sender's file, which then counts as changed,
+  or of the suite). Quarantining the batch would duplicate every record it holds in
+  the quarantine table and need a release procedure; a retried file needs none.
+* **Table checks** (:func:`check_tables`, also run by the gate after the run): every
+  table's ``<table>.table`` checkpoint on the stored rows of the tenants in scope
+  (primary-key uniqueness, one account per contact, references), and one
+  ``row_counts`` checkpoint: per tenant and table, the row count is not below the one
+  the previous quality run recorded.
+* **Results** (:class:`QualityRun`): every outcome goes to the ``quality_results``
+  Delta table (through the pipeline's Delta engine), to
+  ``WAREHOUSE/_quality/results/<run_id>.json``, to GX's validation store, and Data
+  Docs are built under ``WAREHOUSE/_quality/data_docs``. The run report's
+  ``extras["quality"]`` holds the summary.
+
+Exit codes (``--fail-on``): :data:`EXIT_QUALITY` when an expectation of the given
+severity (or worse) failed, else the command's own code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from feedlake.delta.engines import DeltaEngine
+from feedlake.delta.merge import MergePlan, plan_for
+from feedlake.ingest.hooks import HookContext, IngestHook
+from feedlake.ingest.report import RunReport
+from feedlake.landing.storage import S3Settings, write_text
+from feedlake.quality.context import ROW_COUNTS, QualityContext, preload_gx
+from feedlake.quality.suites import (
+    GATE,
+    TABLE,
+    TENANT_SEPARATOR,
+    ExpectationSpec,
+    QualityConfig,
+    TableQuality,
+    load_quality,
+)
+from feedlake.settings.config import ALL_TENANTS, ConfigError, FeedlakeConfig, StreamSpec, TableSpec
+
+log = logging.getLogger("feedlake.quality.checks")
+
+RESULTS_TABLE = "quality_results"
+ROW_COUNT_CHECK = "row_count_never_shrinks"
+EXIT_QUALITY = 3
+FAIL_ON = ("critical", "warning")
+SAMPLE_SIZE = 10
+EARLIEST_EVENT_UNIX = 946684800  # 2000-01-01T00:00:00Z
+# BASIC: counts and a sample of unexpected values, ~40 % cheaper per gate run than SUMMARY
+# (which adds value counts and row indexes); the gate's tenant is known anyway.
+GATE_RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": SAMPLE_SIZE}
+# Table checks run over all tenants in scope: their samples still name the tenant, as every
+# key and reference column read is tenant-qualified (tenant_id in the key, `tenant/value`).
+TABLE_RESULT_FORMAT = GATE_RESULT_FORMAT
+# The row-count frame has one row per tenant: the complete list of failing tenants is small.
+ROW_COUNT_RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["tenant_id"]}
+
+
+def run_parameters(now: datetime) -> dict[str, Any]:
+    """Values a suite may reference as ``{$PARAMETER: name}``.
+
+    >>> run_parameters(datetime(2024, 1, 1, tzinfo=timezone.utc))["now_plus_1_day_unix"]
+    1704153600
+    """
+    return {
+        "now_unix": int(now.timestamp()),
+        "now_plus_1_day_unix": int((now + timedelta(days=1)).timestamp()),
+        "earliest_event_unix": EARLIEST_EVENT_UNIX,
+    }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One expectation's result for one tenant (or ``*``) and table: a ``quality_results`` row."""
+
+    kind: str
+    tenant_id: str
+    stream: str | None
+    table_name: str
+    expectation: str
+    severity: str
+    success: bool
+    element_count: int | None = None
+    unexpected_count: int | None = None
+    observed_value: str | None = None
+    sample: str = "[]"
+
+    def describe(self) -> str:
+        where = f"{self.tenant_id} {self.stream + ' ' if self.stream else ''}{self.table_name}"
+        counts = f", {self.unexpected_count} unexpected" if self.unexpected_count else ""
+        observed = f", observed {self.observed_value}" if self.observed_value and not self.unexpected_count else ""
+        return f"{where}: {self.expectation} [{self.severity}{counts}{observed}] sample {self.sample}"
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars and other GX values as JSON (numbers stay numbers)."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=_jsonable, sort_keys=True)
+
+
+def _exception_message(info: Mapping[str, Any] | None) -> str | None:
+    """GX keeps an expectation's exception either flat or per metric."""
+    if not info:
+        return None
+    if "raised_exception" in info:
+        return info.get("exception_message") if info.get("raised_exception") else None
+    for nested in info.values():
+        if isinstance(nested, Mapping) and nested.get("raised_exception"):
+            return nested.get("exception_message")
+    return None
+
+
+def outcomes_of(result, kind: str, table: str, tenant_id: str, stream: str | None) -> list[Outcome]:
+    """A GX CheckpointResult → one :class:`Outcome` per expectation (label from the suite's meta)."""
+    outcomes = []
+    for validation in result.run_results.values():
+        for er in validation.results:
+            config = er.expectation_config
+            res = er.result or {}
+            error = _exception_message(er.exception_info)
+            # GX lists unexpected values in the order the rows came: sorted, so a rerun or the
+            # other engine records the same sample.
+            sample = sorted(res.get("partial_unexpected_list") or [], key=to_json)
+            outcomes.append(Outcome(
+                kind=kind,
+                tenant_id=tenant_id,
+                stream=stream,
+                table_name=table,
+                expectation=(config.meta or {}).get("feedlake_label", config.type),
+                severity=getattr(config.severity, "value", str(config.severity)),
+                success=bool(er.success) and error is None,
+                element_count=res.get("element_count"),
+                unexpected_count=res.get("unexpected_count"),
+                observed_value=None if res.get("observed_value") is None else to_json(res["observed_value"]),
+                sample=to_json([f"error: {error}"] if error else sample[:SAMPLE_SIZE]),
+            ))
+    return sorted(outcomes, key=lambda o: o.expectation)
+
+
+def read_columns(engine: DeltaEngine, table: TableSpec, tenants: Sequence[str] | None, columns: Sequence[str]) -> pa.Table:
+    """Stored columns of a table as Arrow; delta-rs reads them without a Spark job."""
+    reader = getattr(engine, "read_arrow", None)
+    data = reader(table, tenants) if reader is not None else engine.read(table, tenants).select(*columns).toArrow()
+    return data.select(list(columns))
+
+
+@dataclass
+class QualityRun:
+    """Every outcome of one feedlake run (ingest or ``feedlake quality``) and where they went."""
+
+    run_id: str
+    checked_at: datetime
+    outcomes: list[Outcome] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    results_path: str | None = None
+    docs_path: str | None = None
+    page_path: str | None = None  # WAREHOUSE/_reports/<run_id>.html (feedlake.ingest.report_html)
+
+    def failed(self, severity: str | None = None) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success and (severity is None or o.severity == severity)]
+
+    def exit_code(self, fail_on: str | None, default: int = 0) -> int:
+        """:data:`EXIT_QUALITY` when ``fail_on`` is ``critical`` and a critical expectation
+        failed, or ``warning`` and any failed; otherwise ``default``."""
+        if fail_on is None:
+            return default
+        if fail_on not in FAIL_ON:
+            raise ConfigError(f"--fail-on {fail_on!r} not in {FAIL_ON}")
+        failing = self.failed("critical") if fail_on == "critical" else self.failed()
+        return EXIT_QUALITY if failing else default
+
+    def summary(self) -> str:
+        """The DQ summary of the run report: counts, blocked batches, every failure."""
+        critical, warning = len(self.failed("critical")), len(self.failed("warning"))
+        lines = [
+            f"{len(self.outcomes)} expectations checked, {critical} critical and {warning} warning failed; "
+            f"blocked: {', '.join(self.blocked) or 'none'}; results: {self.results_path}; data docs: {self.docs_path}"
+        ]
+        lines.extend(f"  FAILED {o.describe()}" for o in self.failed())
+        return "\n".join(lines)
+
+    def rows(self) -> list[tuple]:
+        return [
+            (o.tenant_id, self.run_id, o.kind, o.stream, o.table_name, o.expectation, o.severity, o.success,
+             o.element_count, o.unexpected_count, o.observed_value, o.sample, self.checked_at)
+            for o in self.outcomes
+        ]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "run_id": self.run_id,
+                "checked_at": self.checked_at.isoformat(timespec="seconds"),
+                "blocked": self.blocked,
+                "failed_critical": len(self.failed("critical")),
+                "failed_warning": len(self.failed("warning")),
+                "data_docs": self.docs_path,
+                "outcomes": [
+                    {**asdict(o), "sample": json.loads(o.sample),
+                     "observed_value": None if o.observed_value is None else json.loads(o.observed_value)}
+                    for o in self.outcomes
+                ],
+            },
+            indent=2,
+            sort_keys=True,
+        )
+
+
+def results_location(warehouse: str, run_id: str) -> str:
+    """``WAREHOUSE/_quality/results/<run_id>.json``."""
+    return warehouse.rstrip("/") + f"/_quality/results/{run_id}.json"
+
+
+class QualityChecks:
+    """Runs the gate and the table checks of one feedlake run and persists their outcomes."""
+
+    def __init__(self, spark: SparkSession, config: FeedlakeConfig, engine: DeltaEngine, quality: QualityConfig,
+                 warehouse: str, run_id: str):
+        if RESULTS_TABLE not in config.tables:
+            raise ConfigError(f"tables.yaml must declare the {RESULTS_TABLE!r} table for quality checks")
+        self.spark = spark
+        self.config = config
+        self.engine = engine
+        self.quality = quality
+        self.warehouse = warehouse
+        self.context = QualityContext.for_warehouse(warehouse, config.job)
+        self.run = QualityRun(run_id, datetime.now(timezone.utc))
+        self.parameters = run_parameters(self.run.checked_at)
+
+    def gate(self, stream: StreamSpec, batch: Mapping[str, DataFrame]) -> dict[str, str]:
+        """Validate one stream's deduplicated batch (all tenants); tenant → the reason to block its MERGE.
+
+        Each expectation is decomposable by tenant (row checks, uniqueness over keys that
+        include ``tenant_id``), so when the whole batch passes every tenant passes and
+        gets the batch's outcomes with its own row count; only when something fails is
+        the batch validated again tenant by tenant, so exactly the failing tenants are
+        blocked and every outcome names its tenant.
+        """
+        reasons: dict[str, list[str]] = {}
+        for name in stream.targets:
+            quality = self.quality.gated(name)
+            if quality is None or name not in batch:
+                continue
+            ranked = batch[name]
+            missing = [c for c in quality.gate_columns if c not in ranked.columns]
+            if missing:
+                raise ConfigError(f"quality/{name}.yaml batch: columns {missing} are not in the {stream.name} batch "
+                                  f"(it has {sorted(ranked.columns)})")
+            frame = ranked.where(F.col("_rank") == 1).select(*quality.gate_columns).toArrow().to_pandas()
+            if frame.empty:
+                continue
+            checkpoint = self.context.checkpoint(f"{name}.{GATE}", name, quality.gate, GATE_RESULT_FORMAT)
+            sizes = frame.groupby("tenant_id").size()
+            tenants = [str(t) for t in sizes.index]
+            label = tenants[0] if len(tenants) == 1 else ALL_TENANTS
+            result = self.context.run(checkpoint, frame, self.parameters, f"{self.run.run_id}_{label}_{stream.name}",
+                                      datetime.now(timezone.utc))
+            whole = outcomes_of(result, GATE, name, label, stream.name)
+            if len(tenants) == 1:
+                per_tenant = {tenants[0]: whole}
+            elif all(o.success for o in whole):
+                per_tenant = {
+                    t: [replace(o, tenant_id=t, element_count=int(sizes[t]) if o.element_count is not None else None,
+                                unexpected_count=0 if o.unexpected_count is not None else None)
+                        for o in whole]
+                    for t in tenants
+                }
+            else:
+                per_tenant = {}
+                for tenant, part in frame.groupby("tenant_id", sort=True):
+                    result = self.context.run(checkpoint, part.reset_index(drop=True), self.parameters,
+                                              f"{self.run.run_id}_{tenant}_{stream.name}", datetime.now(timezone.utc))
+                    per_tenant[str(tenant)] = outcomes_of(result, GATE, name, str(tenant), stream.name)
+            for tenant, outcomes in per_tenant.items():
+                self.run.outcomes.extend(outcomes)
+                critical = [o for o in outcomes if not o.success and o.severity == "critical"]
+                if critical:
+                    reasons.setdefault(tenant, []).append(f"quality gate {name}: " + ", ".join(
+                        f"{o.expectation} ({o.unexpected_count or 0} unexpected)" for o in critical))
+        for tenant in sorted(reasons):
+            self.run.blocked.append(f"{tenant}/{stream.name}")
+        return {tenant: "; ".join(found) for tenant, found in sorted(reasons.items())}
+
+    def tables(self, tenants: Sequence[str] | None, names: Sequence[str] | None = None) -> None:
+        """Table checks on the stored rows of ``tenants`` (``None``: all) of the chosen tables."""
+        chosen = self.quality.checked(names)
+        known: dict[tuple[str, str], set[str]] = {}
+        counts: dict[str, Any] = {}
+        for quality in chosen:
+            frame = read_columns(self.engine, quality.table, tenants, quality.table_columns).to_pandas()
+            if quality.row_count_never_shrinks:
+                counts[quality.table.name] = frame.groupby("tenant_id").size()
+            checks = quality.table_expectations
+            # No stored rows in scope: nothing to be unique or to reference (a table that
+            # lost all its rows is caught by the row counts below).
+            if not checks or frame.empty:
+                continue
+            for ref in quality.references:
+                if (ref.table, ref.key) not in known:
+                    keys = read_columns(self.engine, self.config.table(ref.table), tenants, ["tenant_id", ref.key])
+                    known[(ref.table, ref.key)] = set(_qualified(keys.to_pandas(), ref.key).dropna())
+                qualified = _qualified(frame, ref.column)
+                frame[ref.frame_column] = qualified
+                frame[ref.known_column] = qualified.where(qualified.isin(known[(ref.table, ref.key)]), None)
+            name = quality.table.name
+            checkpoint = self.context.checkpoint(f"{name}.{TABLE}", name, checks, TABLE_RESULT_FORMAT)
+            result = self.context.run(checkpoint, frame, self.parameters, self.run.run_id, datetime.now(timezone.utc))
+            self.run.outcomes.extend(outcomes_of(result, TABLE, name, ALL_TENANTS, None))
+        self._row_counts([q for q in chosen if q.row_count_never_shrinks], counts, tenants)
+
+    def _row_counts(self, chosen: Sequence[TableQuality], counts: Mapping[str, Any], tenants: Sequence[str] | None) -> None:
+        """One ``row_counts`` validation: per tenant and table, rows now ≥ rows at the last check."""
+        if not chosen:
+            return
+        import pandas as pd
+
+        previous = self._previous_counts(tenants)
+        scope = sorted(set(tenants or ()) | {t for c in counts.values() for t in c.index} | {t for _, t in previous})
+        if not scope:
+            return
+        frame = pd.DataFrame({"tenant_id": scope})
+        specs = []
+        for quality in chosen:
+            name = quality.table.name
+            now = counts[name].reindex(scope, fill_value=0)
+            frame[f"{name}.rows"] = pd.array(now.to_list(), dtype="Int64")
+            frame[f"{name}.previous_rows"] = pd.array([previous.get((name, t)) for t in scope], dtype="Int64")
+            specs.append(ExpectationSpec(
+                "expect_column_pair_values_a_to_be_greater_than_b",
+                {"column_A": f"{name}.rows", "column_B": f"{name}.previous_rows", "or_equal": True,
+                 "ignore_row_if": "either_value_is_missing"},
+                quality.row_count_never_shrinks,
+            ))
+        checkpoint = self.context.checkpoint(ROW_COUNTS, ROW_COUNTS, specs, ROW_COUNT_RESULT_FORMAT)
+        result = self.context.run(checkpoint, frame, self.parameters, self.run.run_id, datetime.now(timezone.utc))
+        shrunk: dict[str, set[str]] = {}
+        for validation in result.run_results.values():
+            for er in validation.results:
+                column = er.expectation_config.kwargs["column_A"]
+                shrunk[column.removesuffix(".rows")] = {r["tenant_id"] for r in (er.result or {}).get("unexpected_index_list") or []}
+        for quality in chosen:
+            name = quality.table.name
+            for tenant, rows, before in zip(scope, frame[f"{name}.rows"], frame[f"{name}.previous_rows"], strict=True):
+                failed = tenant in shrunk.get(name, set())
+                self.run.outcomes.append(Outcome(
+                    kind=TABLE, tenant_id=tenant, stream=None, table_name=name, expectation=ROW_COUNT_CHECK,
+                    severity=quality.row_count_never_shrinks, success=not failed, element_count=int(rows),
+                    unexpected_count=int(failed), observed_value=str(int(rows)),
+                    sample=to_json([{"rows": int(rows), "previous_rows": None if pd.isna(before) else int(before)}]
+                                   if failed else []),
+                ))
+
+    def _previous_counts(self, tenants: Sequence[str] | None) -> dict[tuple[str, str], int]:
+        """(table, tenant) → the row count recorded by the latest quality run that counted it."""
+        columns = ["tenant_id", "table_name", "expectation", "observed_value", "checked_at", "run_id"]
+        data = read_columns(self.engine, self.config.table(RESULTS_TABLE), tenants, columns).to_pandas()
+        data = data[data["expectation"] == ROW_COUNT_CHECK].sort_values(["checked_at", "run_id"])
+        latest = data.groupby(["table_name", "tenant_id"]).last()
+        return {key: int(value) for key, value in latest["observed_value"].items()}
+
+    def finish(self) -> QualityRun:
+        """Persist every outcome (Delta table, JSON) and build the Data Docs.
+
+        A temporary GX project (remote warehouse, issue #13 item 7) publishes its Data
+        Docs to the warehouse and is removed here.
+        """
+        self.run.docs_path = self.context.build_docs()
+        if self.context.temporary:
+            self.run.docs_path = self.context.publish(self.warehouse, S3Settings.from_job(self.config.job))
+            self.context.close()
+        self.run.results_path = results_location(self.warehouse, self.run.run_id)
+        if self.run.outcomes:
+            table = self.config.table(RESULTS_TABLE)
+            rows = self.spark.createDataFrame(self.run.rows(), table.ddl)
+            self.engine.merge(table, rows, results_plan(table, sorted({o.tenant_id for o in self.run.outcomes}),
+                                                        self.run.run_id))
+        write_text(self.run.results_path, self.run.to_json(), S3Settings.from_job(self.config.job))
+        return self.run
+
+
+def results_plan(table: TableSpec, tenants: Sequence[str], run_id: str) -> MergePlan:
+    """One MERGE of a run's outcomes for all its tenants into ``quality_results``.
+
+    The rows of a run are new (its run_id is in the key), so this is an append that a
+    rerun of the same run would replace: the ``replace`` policy's null-safe key match of
+    :func:`feedlake.delta.merge.plan_for`, over the run's tenant partitions and, through the
+    run_id (generated by feedlake, so a code-controlled literal), only the files that
+    can hold this run's rows, instead of one MERGE per tenant.
+
+    >>> from feedlake.settings.config import TableSpec
+    >>> from feedlake.delta.merge import render_sql
+    >>> render_sql(results_plan(TableSpec("q", (("tenant_id", "string"), ("run_id", "string")), ("tenant_id", "run_id"), "replace"), ["a", "*"], "r1"))[0]
+    "t.tenant_id IN ('*', 'a') AND t.`run_id` = 'r1' AND (t.`tenant_id` IS NOT DISTINCT FROM s.`tenant_id`) AND (t.`run_id` IS NOT DISTINCT FROM s.`run_id`)"
+    """
+    plan = plan_for(table, tenants)
+    return MergePlan(plan.table, plan.on, plan.tenants, plan.null_safe, plan.matched, plan.insert,
+                     target_equals=(("run_id", run_id),))
+
+
+def _qualified(frame, column: str):
+    """``tenant/value`` texts (null stays null): keys are unique per tenant only."""
+    qualified = frame["tenant_id"].astype("string").str.cat(frame[column].astype("string"), sep=TENANT_SEPARATOR)
+    return qualified.astype(object).where(qualified.notna(), None)
+
+
+class QualityGate(IngestHook):
+    """The ingest hook: batch gate before each MERGE, table checks and persistence after the run."""
+
+    def __init__(self, quality: QualityConfig):
+        self.quality = quality
+        self.checks: QualityChecks | None = None
+        preload_gx()
+
+    @classmethod
+    def from_conf(cls, config: FeedlakeConfig, conf_dir: str | None) -> QualityGate:
+        """The gate with the ``quality/`` suites of ``conf_dir`` (the packaged ones for ``None``)."""
+        return cls(load_quality(conf_dir, config))
+
+    def _checks(self, context: HookContext) -> QualityChecks:
+        if self.checks is None:
+            self.checks = QualityChecks(context.spark, context.config, context.engine, self.quality, context.warehouse,
+                                        context.run_id)
+        return self.checks
+
+    def before_merge(self, context: HookContext, stream: StreamSpec, batch: Mapping[str, DataFrame]) -> dict[str, str]:
+        return self._checks(context).gate(stream, batch)
+
+    def after_run(self, context: HookContext, report: RunReport) -> None:
+        checks = self._checks(context)
+        tenants = sorted({s.tenant_id for s in report.streams if s.files_read})
+        if tenants:
+            checks.tables(tenants)
+        run = checks.finish()
+        context.extras["quality"] = run.summary()
+
+    def exit_code(self, fail_on: str | None, default: int = 0) -> int:
+        return default if self.checks is None else self.checks.run.exit_code(fail_on, default)
+
+
+def check_tables(spark: SparkSession, config: FeedlakeConfig, engine: DeltaEngine, quality: QualityConfig,
+                 warehouse: str, run_id: str, tables: Sequence[str] | None = None) -> QualityRun:
+    """``feedlake quality``: the table checks alone, over all tenants, persisted like an ingest's."""
+    checks = QualityChecks(spark, config, engine, quality, warehouse, run_id)
+    checks.tables(None, tables)
+    run = checks.finish()
+    from feedlake.ingest.report_html import write_quality_page
+
+    # The run's page beside the ingest runs' pages, and the run history (issue #16).
+    run.page_path = write_quality_page(run, warehouse, config.job, S3Settings.from_job(config.job))
+    return run

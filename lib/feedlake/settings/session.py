@@ -1,0 +1,216 @@
+"""SparkSession factory: the only place a session is built (never at import time).
+
+On Databricks (or in any notebook) a ``spark`` session already exists and is passed
+in instead; :func:`prepare_session` applies the SQL settings feedlake relies on to a
+session it did not build.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+log = logging.getLogger("feedlake.settings.session")
+
+# Settings the transforms depend on, applied to every session (built or given).
+REQUIRED_SQL_CONF = {
+    # Timestamps are UTC everywhere (seed 000: Unix time; seed 004: UTC timestamps).
+    "spark.sql.session.timeZone": "UTC",
+    # A JSON line that repeats a key keeps the last value instead of failing the job.
+    "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
+}
+
+DELTA_LOCAL_SNAPSHOT_PARTITIONS = ("spark.databricks.delta.snapshotPartitions", "2")
+
+DELTA_SPARK_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def jvm_packages() -> list[str]:
+    """The Maven coordinates feedlake adds to a session it starts, pinned to what is installed.
+
+    * ``io.delta:delta-spark_<spark major.minor>_2.13:<delta-spark version>``: the JVM
+      half of the ``delta-spark`` pip package (requirements.txt pins both to one version);
+    * ``org.apache.hadoop:hadoop-aws:<Hadoop version>``: S3A, at exactly the Hadoop
+      version pyspark ships (``hadoop-client-api-<v>.jar``), so Spark reads ``s3a://``
+      (and ``s3://``, mapped to S3A) and delta-spark writes S3 warehouses.
+
+    >>> [p.split(":")[1] for p in jvm_packages()]
+    ['delta-spark_4.1_2.13', 'hadoop-aws']
+    """
+    import pyspark
+
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    packages = [f"io.delta:delta-spark_{spark_minor}_2.13:{metadata.version('delta-spark')}"]
+    hadoop = hadoop_version()
+    if hadoop:
+        packages.append(f"org.apache.hadoop:hadoop-aws:{hadoop}")
+    return packages
+
+
+def hadoop_version() -> str | None:
+    """The Hadoop version of the pyspark installation (from its bundled ``hadoop-client-api`` jar)."""
+    import pyspark
+
+    for jar in glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "hadoop-client-api-*.jar")):
+        found = re.search(r"hadoop-client-api-(\d+\.\d+\.\d+)\.jar$", jar)
+        if found:
+            return found.group(1)
+    return None
+
+
+def s3a_conf(endpoint_url: str | None = None) -> dict[str, str]:
+    """Hadoop S3A settings from the standard AWS environment (the same chain boto3 and delta-rs use).
+
+    ``s3://`` is served by S3A too, as EMR serves it with EMRFS. Credentials stay in the
+    environment (S3A's default provider chain reads ``AWS_ACCESS_KEY_ID``/..., profiles
+    and instance roles); only the endpoint of an S3-compatible server is passed on.
+    """
+    conf = {
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+    }
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = region
+    return conf
+
+
+def build_session(spark_conf: Mapping[str, Any], *, with_delta_jar: bool | None = None) -> SparkSession:
+    """Build (or reuse) a SparkSession from the ``spark`` section of the job config.
+
+    Unless spark-submit launched the driver (its ``--packages``/``--jars`` and master
+    win), the session gets the pinned :func:`jvm_packages` through
+    ``spark.jars.packages``; Ivy resolves them from Maven Central once and then from its
+    local cache (``python -m feedlake.app.jars`` warms it, as ``.ci/run`` does).
+    ``spark.resolve_packages: false`` (or ``with_delta_jar=False``) starts without them:
+    delta-rs only, no S3A. Python workers run this very interpreter (``sys.executable``)
+    for a local master, so a venv's ``feedlake`` works without activating the venv.
+    """
+    import sys
+
+    builder = SparkSession.builder.appName(str(spark_conf.get("app_name", "feedlake")))
+    master = spark_conf.get("master")
+    submitted = launched_by_spark_submit()
+    if master and not submitted:
+        builder = builder.master(str(master))
+        if str(master).startswith("local"):
+            builder = builder.config("spark.pyspark.python", sys.executable).config(
+                "spark.pyspark.driver.python", sys.executable
+            )
+            # Delta rebuilds a table's snapshot state with 50 tasks by default, sized for a
+            # cluster: on a local master that is most of a small MERGE (measured: 15 MERGEs
+            # 62 s → 24 s with 2). Conf's own value wins (set after this).
+            builder = builder.config(DELTA_LOCAL_SNAPSHOT_PARTITIONS[0], DELTA_LOCAL_SNAPSHOT_PARTITIONS[1])
+    packages = bool(spark_conf.get("resolve_packages", True)) if with_delta_jar is None else with_delta_jar
+    if not submitted:
+        for key, value in s3a_conf((spark_conf.get("s3a") or {}).get("endpoint")).items():
+            builder = builder.config(key, value)
+    for key, value in (spark_conf.get("conf") or {}).items():
+        builder = builder.config(str(key), str(value))
+    for key, value in REQUIRED_SQL_CONF.items():
+        builder = builder.config(key, value)
+    if packages and not submitted:
+        for key, value in DELTA_SPARK_CONF.items():
+            builder = builder.config(key, value)
+        extra = [str(p) for p in spark_conf.get("extra_packages") or ()]
+        builder = builder.config("spark.jars.packages", ",".join([*jvm_packages(), *extra]))
+    elif packages and submitted:
+        for key, value in DELTA_SPARK_CONF.items():
+            builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # PySparkRuntimeError: the JVM exited, e.g. Ivy could not resolve offline
+        if not (packages and not submitted):
+            raise
+        log.warning(
+            "Spark did not start with the JVM packages %s (%s): starting without them, so only the delta-rs "
+            "engine and no S3A are available. Resolve them once with internet: python -m feedlake.app.jars",
+            jvm_packages(), exc,
+        )
+        for key in ("spark.jars.packages", *DELTA_SPARK_CONF):
+            builder._options.pop(key, None)  # noqa: SLF001 -- Builder has no public way to drop an option
+        session = builder.getOrCreate()
+    return prepare_session(session, spark_conf.get("session_conf"))
+
+
+def wants_jvm_packages(job: Mapping[str, Any]) -> bool:
+    """Whether a run needs the JVM packages: ``spark.resolve_packages`` (``auto`` by default).
+
+    ``auto`` adds them when the run can use them: the delta-spark engine (``engine:
+    delta-spark``, or ``auto`` with a non-local master) or S3 objects read by Spark itself
+    (``s3.read_mode: direct``). The embedded default (local master, delta-rs, local or
+    spooled S3 landing) starts without them, so a first run needs no Maven download.
+    """
+    setting = (job.get("spark") or {}).get("resolve_packages", "auto")
+    if setting != "auto":
+        return bool(setting)
+    engine = str(job.get("engine", "auto"))
+    master = str((job.get("spark") or {}).get("master") or "")
+    read_mode = str((job.get("s3") or {}).get("read_mode", "auto"))
+    return engine == "delta-spark" or (engine == "auto" and not master.startswith("local")) or read_mode == "direct"
+
+
+def launched_by_spark_submit() -> bool:
+    """True when spark-submit started this Python driver (its JVM was launched first).
+
+    spark-submit's PythonRunner hands the driver its JVM through ``PYSPARK_GATEWAY_PORT``.
+    Its ``--master`` and classpath (``--jars``/``--packages``, EMR's or Databricks' Delta)
+    were fixed at launch: a ``master`` from conf must not override the cluster the job
+    was submitted to, and jar packages can no longer be added (issue #6).
+    """
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def prepare_session(spark: SparkSession, session_conf: Mapping[str, Any] | None = None) -> SparkSession:
+    """Apply the runtime SQL settings feedlake needs to an existing session.
+
+    ``session_conf`` (``spark.session_conf`` of a profile) holds runtime-modifiable
+    SQL settings, e.g. shuffle partitions, applied even to a session feedlake did not
+    build (Databricks' predefined ``spark``), where ``spark.conf`` cannot take effect.
+    """
+    for key, value in (session_conf or {}).items():
+        spark.conf.set(str(key), str(value))
+    for key, value in REQUIRED_SQL_CONF.items():
+        spark.conf.set(key, value)
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def jvm(spark: SparkSession):
+    """The py4j view of the driver JVM (pyspark has no public handle; Spark Connect raises)."""
+    return spark.sparkContext._jvm  # noqa: SLF001 -- pyspark's only route to JVM classes
+
+
+def hadoop_configuration(spark: SparkSession):
+    """The session's Hadoop ``Configuration`` (the S3A settings Spark's file systems use)."""
+    return spark.sparkContext._jsc.hadoopConfiguration()  # noqa: SLF001 -- no public accessor in pyspark
+
+
+def delta_jvm_available(spark: SparkSession) -> bool:
+    """True when the Delta Lake JVM classes are loadable and the session is configured for them."""
+    try:
+        loader = jvm(spark).java.lang.Thread.currentThread().getContextClassLoader()
+        loader.loadClass("io.delta.tables.DeltaTable")
+    except Exception:  # py4j surfaces ClassNotFoundException as a generic Py4JJavaError
+        return False
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    return "DeltaSparkSessionExtension" in extensions or _is_databricks()
+
+
+def _is_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
