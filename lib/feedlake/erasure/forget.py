@@ -135,7 +135,7 @@ def _csv_rows(text: str, source: str) -> Iterator[tuple[int, list[str]]]:
 def read_requests_file(location: str, s3=None) -> list[ErasureRequest]:
     """:func:`parse_requests_csv` of a local file or an ``s3://`` object."""
     if is_object_store(location):
-        from feedlake.landing.layouts import storage
+        from feedlake.landing import storage
         return parse_requests_csv(storage.read_text(location, s3), location)
     try:
         with open(location.removeprefix("file://"), encoding="utf-8") as fh:
@@ -529,7 +529,7 @@ def vacuum_change_data(engine: DeltaEngine, table: TableSpec, hours: int, purge:
 def _list_tree(path: str, folder: str) -> list[tuple[str, float]]:
     """``(relative path, modification time)`` of every file under ``path/folder``."""
     if is_object_store(path):
-        from feedlake.landing.layouts import storage
+        from feedlake.landing import storage
         loc = storage.parse_s3_uri(path.rstrip("/") + "/")
         objects = storage.list_objects(storage.s3_client(), loc, [loc.prefix + folder + "/"])
         return [(o["Key"][len(loc.prefix):], o["LastModified"].timestamp()) for o in objects]
@@ -559,7 +559,7 @@ def _cdc_referenced(path: str) -> set[str]:
 
 def _read_small(location: str) -> str:
     if is_object_store(location):
-        from feedlake.landing.layouts import storage
+        from feedlake.landing import storage
         return storage.read_text(location)
     with open(location.removeprefix("file://"), encoding="utf-8") as fh:
         return fh.read()
@@ -611,7 +611,7 @@ def _rewrite_files(root: str, transform, s3=None) -> int:
     """Apply ``transform`` (text → new text, or None to delete) to the .json/.html files under ``root``."""
     changed = 0
     if is_object_store(root):
-        from feedlake.landing.layouts import storage
+        from feedlake.landing import storage
         loc = storage.parse_s3_uri(root + "/")
         client = storage.s3_client(s3)
         doomed = []
@@ -652,7 +652,7 @@ def _delete_tree(path: str, names: Sequence[str]) -> None:
     if not names:
         return
     if is_object_store(path):
-        from feedlake.landing.layouts import storage
+        from feedlake.landing import storage
         loc = storage.parse_s3_uri(path.rstrip("/") + "/")
         client = storage.s3_client()
         for start in range(0, len(names), 1000):
@@ -670,7 +670,7 @@ def _delete_tree(path: str, names: Sequence[str]) -> None:
 
 def _list_log(path: str) -> list[str]:
     if is_object_store(path):
-        from feedlake.landing.layouts import storage
+        from feedlake.landing import storage
         loc = storage.parse_s3_uri(path.rstrip("/") + "/_delta_log/")
         return [o["Key"].rsplit("/", 1)[-1] for o in storage.list_objects(storage.s3_client(), loc, [loc.prefix])]
     folder = os.path.join(path.removeprefix("file://"), "_delta_log")
@@ -681,7 +681,7 @@ def _delete_log(path: str, names: Sequence[str]) -> None:
     if not names:
         return
     if is_object_store(path):
-        from feedlake.landing.layouts import storage
+        from feedlake.landing import storage
         loc = storage.parse_s3_uri(path.rstrip("/") + "/_delta_log/")
         client = storage.s3_client()
         for start in range(0, len(names), 1000):
@@ -776,7 +776,7 @@ def rewrite_landing_file(file: LandingFile, identifiers: Sequence[ErasureRequest
             out_raw.flush()
             os.fsync(out_raw.fileno())
         if remote:
-            from feedlake.landing.layouts import storage
+            from feedlake.landing import storage
             loc = storage.parse_s3_uri(file.location)
             with open(temp, "rb") as body:
                 storage.s3_client(s3).put_object(Bucket=loc.bucket, Key=loc.key, Body=body)

@@ -462,6 +462,6 @@ def discover(
     """
     layouts = tuple(layouts)
     if is_object_store(landing):
-        from feedlake.landing.layouts import storage
+        from feedlake.landing import storage
         return storage.discover_s3(landing, tenants, streams, layouts=layouts, settings=s3)
     return discover_local(landing.removeprefix("file://"), tenants, streams, layouts)

@@ -102,7 +102,7 @@ def warehouse_salt(warehouse: str, s3=None, create: bool = True) -> bytes | None
     """
     location = warehouse.rstrip("/") + "/" + SALT_PATH
     if is_object_store(location):
-        from feedlake.landing.layouts import storage
+        from feedlake.landing import storage
         try:
             return bytes.fromhex(storage.read_text(location, s3).strip())
         except storage.StorageError:

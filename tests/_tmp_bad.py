@@ -1,0 +1,2 @@
+def f():
+    from feedlake.landing.layouts import storage
