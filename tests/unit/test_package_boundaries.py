@@ -163,7 +163,8 @@ def unresolved_imports(paths) -> list[str]:
                 continue
             module = importlib.import_module(node.module)
             for alias in node.names:
-                if not hasattr(module, alias.name) and importlib.util.find_spec(f"{node.module}.{alias.name}") is None:
+                submodule = hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{alias.name}") is not None
+                if not hasattr(module, alias.name) and not submodule:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno}: from {node.module} import {alias.name}")
     return found
 

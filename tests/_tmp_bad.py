@@ -1,2 +1,0 @@
-def f():
-    from feedlake.landing.layouts import storage
