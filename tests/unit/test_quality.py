@@ -171,3 +171,21 @@ def test_exit_code_follows_fail_on(severities, fail_on, code):
         Outcome("table", "*", None, "t", f"x{i}", s, False) for i, s in enumerate(severities)
     ] + [Outcome("table", "*", None, "t", "ok", "critical", True)])
     assert run.exit_code(fail_on) == code
+
+
+def test_a_run_validates_after_another_run_registered_the_same_suite(tmp_path):
+    """Two runs on one warehouse (two tenants, concurrently) share its GX project: the one whose registered
+    suite another run replaced meanwhile re-registers its own and validates, instead of failing on GX's
+    freshness check ("ExpectationSuite ... has changed since it has last been saved")."""
+    import pandas as pd
+
+    from feedlake.quality.context import QualityContext
+    from feedlake.quality.suites import ExpectationSpec
+
+    specs = [ExpectationSpec("expect_column_values_to_not_be_null", {"column": "contact_key"}, "critical")]
+    first, second = QualityContext(str(tmp_path / "_quality")), QualityContext(str(tmp_path / "_quality"))
+    checkpoint = first.checkpoint("contacts.gate", "contacts", specs, {"result_format": "SUMMARY"})
+    second.checkpoint("contacts.gate", "contacts", specs, {"result_format": "SUMMARY"})  # the other run, later
+    frame = pd.DataFrame({"contact_key": ["a", None]})
+    result = first.run(checkpoint, frame, {}, "run-1", datetime.now(timezone.utc))
+    assert [r.success for r in result.run_results.values()] == [False]

@@ -91,6 +91,7 @@ class QualityContext:
         self.temporary = temporary
         self._context = None
         self._checkpoints: dict[str, Any] = {}
+        self._definitions: dict[str, tuple[str, Sequence, Mapping[str, Any]]] = {}  # name -> what _register was given
         self.identifiers: list[Any] = []
         # A private project folder goes away with the run, even when the run dies before
         # close() (an exception in a hook, the interpreter exiting).
@@ -209,18 +210,30 @@ class QualityContext:
             gx.Checkpoint(name=name, validation_definitions=[definition], actions=[], result_format=dict(result_format))
         )
         self._checkpoints[name] = checkpoint
+        self._definitions[name] = (asset, specs, result_format)
         return checkpoint
 
     def run(self, checkpoint, frame, parameters: Mapping[str, Any], run_name: str, run_time: datetime):
         """Validate one pandas DataFrame; the result is kept for :meth:`build_docs`."""
         from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.exceptions.resource_freshness import ResourceFreshnessAggregateError
 
-        with self.locked():
-            result = checkpoint.run(
+        def validate(checkpoint):
+            return checkpoint.run(
                 batch_parameters={"dataframe": frame},
                 expectation_parameters=dict(parameters),
                 run_id=RunIdentifier(run_name=run_name, run_time=run_time),
             )
+
+        with self.locked():
+            try:
+                result = validate(checkpoint)
+            except ResourceFreshnessAggregateError:
+                # Another run on the same warehouse (another tenant, concurrently) registered the
+                # same suite since this process did: GX then refuses the stale copy it holds.
+                # Register this run's definitions again (from its own conf) and validate once more.
+                self._checkpoints.pop(checkpoint.name, None)
+                result = validate(self._register(checkpoint.name, *self._definitions[checkpoint.name]))
         self.identifiers.extend(result.run_results)
         return result
 
