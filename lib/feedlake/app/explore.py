@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from feedlake.delta.engines import DeltaEngine
 from feedlake.settings.config import FeedlakeConfig
+from feedlake.settings.session import local_frame
 
 TABLES_SCHEMA = "table_name STRING, present BOOLEAN, rows BIGINT"
 
@@ -25,7 +26,7 @@ def tenant_tables(spark: SparkSession, engine: DeltaEngine, config: FeedlakeConf
         present = engine.version(table) is not None
         count = engine.read(table, [tenant]).count() if present else None
         rows.append((name, present, count))
-    return spark.createDataFrame(rows, TABLES_SCHEMA)
+    return local_frame(spark, rows, TABLES_SCHEMA)
 
 
 def quarantine_by_reason(quarantine: DataFrame) -> DataFrame:

@@ -27,7 +27,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -35,9 +35,9 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from feedlake.delta.merge import MergePlan, Ranges, render_column, render_sql
+from feedlake.delta.merge import MergePlan, Ranges, TenantCounts, render_column, render_sql, split_arrow, split_frame
 from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec
-from feedlake.settings.session import delta_jvm_available
+from feedlake.settings.session import delta_jvm_available, local_frame
 
 log = logging.getLogger("feedlake.delta.engines")
 
@@ -83,11 +83,12 @@ def missing_columns(table: TableSpec, existing: Sequence[str]) -> list[tuple[str
 
 @dataclass(frozen=True)
 class MergeResult:
-    """Row counts of one MERGE."""
+    """Row counts of one MERGE; ``by_tenant`` (tenant → (inserted, updated)) when the MERGE was asked to ``split``."""
 
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    by_tenant: TenantCounts | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,11 @@ def idempotent_writes(engine: DeltaEngine, batch: str) -> Iterator[WriteIds]:
         engine.write_ids = previous
 
 
+def collect_split(counts: DataFrame) -> TenantCounts:
+    """:func:`feedlake.delta.merge.split_frame`'s rows (one per tenant of the batch) as a mapping."""
+    return {r["tenant_id"]: (int(r["inserted"] or 0), int(r["updated"] or 0)) for r in counts.collect()}
+
+
 class DeltaEngine(Protocol):
     """What the pipeline needs from a Delta implementation."""
 
@@ -171,7 +177,13 @@ class DeltaEngine(Protocol):
         """Stored rows whose ``on`` columns equal a row of ``keys`` (``on`` includes tenant_id): batch-sized reads."""
         ...
 
-    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult: ...
+    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan, *, split: bool = False) -> MergeResult:
+        """MERGE ``source`` under ``plan``; with ``split``, the counts per tenant too (:func:`feedlake.delta.merge.split_frame`).
+
+        The split is taken from the stored keys just before the commit; a replayed
+        (already applied) write reports nothing, for every tenant.
+        """
+        ...
 
     def merge_rows(self, table: TableSpec, rows: Sequence[tuple], plan: MergePlan) -> MergeResult:
         """MERGE a few rows built in Python (in the table's column order): manifest, bookkeeping.
@@ -330,19 +342,31 @@ class DeltaRsEngine:
 
     def _frame(self, table: TableSpec, data: pa.Table) -> DataFrame:
         if data.num_rows == 0:
-            return self.spark.createDataFrame([], table.ddl)
+            return local_frame(self.spark, [], table.ddl)
         return self.spark.createDataFrame(data).select(*table.column_names)
 
     def read_matching(self, table: TableSpec, keys: DataFrame, on: Sequence[str]) -> DataFrame:
+        wanted = keys.select(*on).distinct().toArrow()  # the batch's keys: batch-sized
+        found = self._candidates(table, wanted, on)
+        schema = arrow_schema(table)
+        if found.num_rows == 0:
+            return self._frame(table, schema.empty_table())
+        matched = found.join(wanted.cast(found.select(list(on)).schema), keys=list(on), join_type="left semi")
+        return self._frame(table, matched.select(schema.names).cast(schema))
+
+    def _candidates(self, table: TableSpec, wanted: pa.Table, on: Sequence[str], nulls: bool = False) -> pa.Table:
+        """Stored rows whose every ``on`` column holds one of ``wanted``'s values (or null, with ``nulls``).
+
+        A superset of the rows matching ``wanted`` row for row (bound values, no SQL text),
+        read from the tenants of ``wanted`` only, fragments skipped by their statistics.
+        """
         import pyarrow.compute as pc
 
-        wanted = keys.select(*on).distinct().toArrow()  # the batch's keys: batch-sized
-        tenants = sorted(set(wanted.column("tenant_id").to_pylist())) if wanted.num_rows else []
+        schema = arrow_schema(table)
+        tenants = sorted({t for t in wanted.column("tenant_id").to_pylist() if t is not None}) if wanted.num_rows else []
         data = self._dataset(table, tenants) if tenants else None
         if data is None:
-            return self._frame(table, arrow_schema(table).empty_table())
-        # A superset by column (bound values, no SQL text), then the exact semi-join.
-        schema = arrow_schema(table)
+            return schema.empty_table()
         narrowing = None
         for column in on:
             dtype = schema.field(column).type
@@ -351,14 +375,14 @@ class DeltaRsEngine:
             # as string_view literals, which pyarrow 26 cannot compare with a string column ("no kernel
             # matching (string, string_view)") when it simplifies a filter on that column against them.
             term = pc.field(column).cast(dtype).isin(values)
+            if nulls:
+                term = term | pc.field(column).is_null()
             narrowing = term if narrowing is None else narrowing & term
-        found = data.to_table(filter=narrowing)
-        matched = found.join(wanted.cast(found.select(list(on)).schema), keys=list(on), join_type="left semi")
-        return self._frame(table, matched.select(schema.names).cast(schema))
+        return data.to_table(filter=narrowing).select(schema.names).cast(schema)
 
     @contextmanager
-    def _arrow_source(self, frame: DataFrame, schema: pa.Schema) -> Iterator[tuple[int, pa.RecordBatchReader]]:
-        """``frame`` as a stream of Arrow batches in ``schema``, and its row count.
+    def _arrow_source(self, frame: DataFrame, schema: pa.Schema) -> Iterator[tuple[int, pa.Table | pa.RecordBatchReader, str | None]]:
+        """``frame`` in ``schema`` as an Arrow table or a stream of batches, its row count, and the staging folder.
 
         Up to :data:`ARROW_COLLECT_ROWS` rows are collected with ``toArrow``. Past that,
         with a local master (driver and executors share one disk) Spark writes the rows
@@ -376,7 +400,7 @@ class DeltaRsEngine:
         data = frame.toArrow() if not self.stage_locally else frame.limit(ARROW_COLLECT_ROWS + 1).toArrow()
         if not self.stage_locally or data.num_rows <= ARROW_COLLECT_ROWS:
             data = data.cast(schema)
-            yield data.num_rows, pa.RecordBatchReader.from_batches(schema, data.to_batches())
+            yield data.num_rows, data, None
             return
         del data
         import pyarrow.dataset as ds
@@ -386,21 +410,34 @@ class DeltaRsEngine:
             frame.write.mode("overwrite").parquet(folder)
             staged = ds.dataset(folder, format="parquet")  # _SUCCESS and .crc files are ignored
             batches = (batch.select(schema.names).cast(schema) for batch in staged.to_batches())
-            yield staged.count_rows(), pa.RecordBatchReader.from_batches(schema, batches)
+            yield staged.count_rows(), pa.RecordBatchReader.from_batches(schema, batches), folder
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
+    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan, *, split: bool = False) -> MergeResult:
         txn = write_id(self.write_ids, table, plan)
-        return with_commit_retries(table, lambda: self._merge_once(table, source, plan, txn), _delta_rs_conflict)
+        return with_commit_retries(table, lambda: self._merge_once(table, source, plan, txn, split), _delta_rs_conflict)
 
-    def _merge_once(self, table: TableSpec, source: DataFrame, plan: MergePlan, txn: WriteId | None) -> MergeResult:
+    def _merge_once(
+        self, table: TableSpec, source: DataFrame, plan: MergePlan, txn: WriteId | None, split: bool
+    ) -> MergeResult:
+        nothing = MergeResult(by_tenant={} if split else None)
         if txn is not None and already_applied(self.ensure(table).transaction_version, txn):
-            return MergeResult()  # checked first: a replayed batch costs no Spark job either
-        with self._arrow_source(source, arrow_schema(table)) as (rows, data):
+            return nothing  # checked first: a replayed batch costs no Spark job either
+        with self._arrow_source(source, arrow_schema(table)) as (rows, data, staged):
             if rows == 0:
-                return MergeResult()
-            return self._merge_arrow(table, data, plan, txn)
+                return nothing
+            by_tenant = self._split(table, plan, data, staged) if split else None
+            return replace(self._merge_arrow(table, data, plan, txn), by_tenant=by_tenant)
+
+    def _split(self, table: TableSpec, plan: MergePlan, data: pa.Table | pa.RecordBatchReader, staged: str | None) -> TenantCounts:
+        """The per-tenant split of a MERGE about to run: in Arrow for a collected source (no Spark job), else by Spark."""
+        if staged is None:
+            return split_arrow(plan, data, self._candidates(table, data.select(list(plan.on)), plan.on, plan.null_safe))
+        frame = self.spark.read.parquet(staged)
+        wanted = frame.select(*plan.on).distinct().toArrow()  # the batch's keys: batch-sized
+        stored = self._frame(table, self._candidates(table, wanted, plan.on, plan.null_safe))
+        return collect_split(split_frame(plan, frame, stored))
 
     def merge_rows(self, table: TableSpec, rows: Sequence[tuple], plan: MergePlan) -> MergeResult:
         """A few rows built in Python (manifest, bookkeeping) merged as an Arrow table: no Spark job."""
@@ -449,7 +486,7 @@ class DeltaRsEngine:
             return 0
         columns = list(plan.source_columns)
         schema = spark_arrow_schema(keys.select(*columns))
-        with self._arrow_source(keys.select(*columns).distinct(), schema) as (rows, data):
+        with self._arrow_source(keys.select(*columns).distinct(), schema) as (rows, data, _):
             if rows == 0:
                 return 0
             return self._merge_arrow(table, data, plan, txn).deleted
@@ -473,11 +510,11 @@ class DeltaRsEngine:
     def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
         dt = self._open(table)
         if dt is None or start_version > dt.version():
-            return self.spark.createDataFrame([], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
+            return local_frame(self.spark, [], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
         reader = dt.load_cdf(starting_version=start_version, ending_version=end_version)
         data = pa.RecordBatchReader.from_stream(reader).read_all()
         if data.num_rows == 0:
-            return self.spark.createDataFrame([], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
+            return local_frame(self.spark, [], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
         # delta-rs 1.6 returns string columns as Arrow string_view, which Spark's Arrow
         # conversion refuses: cast to the declared schema (columns missing from older
         # versions of the table, before a schema migration, come back as NULLs).
@@ -557,7 +594,7 @@ class DeltaSparkEngine:
     def read(self, table: TableSpec, tenants: Sequence[str] | None = None, within: Ranges | None = None) -> DataFrame:
         df = self._load(table)
         if df is None or (tenants is not None and not tenants):
-            return self.spark.createDataFrame([], table.ddl)
+            return local_frame(self.spark, [], table.ddl)
         if tenants:
             df = df.where(F.col("tenant_id").isin(list(tenants)))
         if within is not None:
@@ -567,7 +604,7 @@ class DeltaSparkEngine:
     def read_matching(self, table: TableSpec, keys: DataFrame, on: Sequence[str]) -> DataFrame:
         df = self._load(table)
         if df is None:
-            return self.spark.createDataFrame([], table.ddl)
+            return local_frame(self.spark, [], table.ddl)
         wanted = keys.select(*on).distinct()
         # The tenant set as literals prunes partitions; the semi-join picks the keys (no SQL text).
         tenants = [r["tenant_id"] for r in wanted.select("tenant_id").distinct().collect()]
@@ -585,7 +622,7 @@ class DeltaSparkEngine:
             deleted=int(values.get("num_deleted_rows") or 0),
         )
 
-    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan) -> MergeResult:
+    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan, *, split: bool = False) -> MergeResult:
         dt = self.ensure(table)
         condition, update_when = render_column(plan)
         merger = dt.alias("t").merge(source.select(*table.column_names).alias("s"), condition)
@@ -596,7 +633,14 @@ class DeltaSparkEngine:
         if plan.insert:
             merger = merger.whenNotMatchedInsertAll()
         txn = write_id(self.write_ids, table, plan)
-        return with_commit_retries(table, lambda: self._execute(merger, txn), _delta_spark_conflict)
+
+        def once() -> MergeResult:
+            # Split before this attempt (a retry sees the conflicting commit), joined on the
+            # executors against the plan's tenant partitions, as the MERGE itself reads them.
+            by_tenant = collect_split(split_frame(plan, source, self.read(table, plan.tenants))) if split else None
+            return replace(self._execute(merger, txn), by_tenant=by_tenant)
+
+        return with_commit_retries(table, once, _delta_spark_conflict)
 
     def _execute(self, merger, txn: WriteId | None) -> MergeResult:
         """Run a MERGE, under ``txn`` when given: delta-spark skips it if the table records that id (DML confs)."""
@@ -614,7 +658,7 @@ class DeltaSparkEngine:
     def merge_rows(self, table: TableSpec, rows: Sequence[tuple], plan: MergePlan) -> MergeResult:
         if not rows:
             return MergeResult()
-        return self.merge(table, self.spark.createDataFrame(list(rows), table.ddl), plan)
+        return self.merge(table, local_frame(self.spark, list(rows), table.ddl), plan)
 
     def delete_matching(self, table: TableSpec, keys: DataFrame, plan: MergePlan) -> int:
         if plan.matched != "delete" or plan.insert:
@@ -659,7 +703,7 @@ class DeltaSparkEngine:
     def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
         current = self.version(table)
         if current is None or start_version > current:
-            return self.spark.createDataFrame([], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
+            return local_frame(self.spark, [], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
         reader = self.spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", start_version)
         if end_version is not None:
             reader = reader.option("endingVersion", end_version)

@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 
 from feedlake.delta.merge import plan_for
 from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec
+from feedlake.settings.session import local_frame
 
 SPEC = "seed 002"
 PROFILE_TABLES = ("contacts", "accounts")
@@ -282,7 +283,7 @@ def membership(
             found = members.select("tenant_id", "contact_key", F.lit(moment.name).alias("moment"))
             out = found if out is None else out.unionByName(found)
     if out is None:
-        return subjects.sparkSession.createDataFrame([], "tenant_id string, contact_key string, moment string")
+        return local_frame(subjects.sparkSession, [], "tenant_id string, contact_key string, moment string")
     return out.distinct()
 
 

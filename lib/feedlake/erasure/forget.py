@@ -66,6 +66,7 @@ from feedlake.delta.merge import delete_plan, plan_for
 from feedlake.landing.layouts import TENANT_ID, LandingFile, discover, is_object_store, landing_layouts
 from feedlake.quality.suites import TENANT_SEPARATOR
 from feedlake.settings.config import ALL_TENANTS, ConfigError, FeedlakeConfig, TableSpec
+from feedlake.settings.session import local_frame
 from feedlake.streams.subjects import (
     KINDS,
     SUPPRESSED_TABLE,
@@ -222,7 +223,7 @@ def subject_tables(config: FeedlakeConfig) -> list[TableSpec]:
 def _idents_frame(spark: SparkSession, outcomes: Sequence[RequestOutcome]) -> DataFrame:
     rows = [(o.request_id, "email", e) for o in outcomes for e in sorted(o.emails)]
     rows += [(o.request_id, "contact_key", k) for o in outcomes for k in sorted(o.keys)]
-    return spark.createDataFrame(rows, "request_id STRING, kind STRING, value STRING")
+    return local_frame(spark, rows, "request_id STRING, kind STRING, value STRING")
 
 
 def matched_rows(engine: DeltaEngine, table: TableSpec, tenant_id: str, idents: DataFrame) -> DataFrame:
@@ -433,7 +434,7 @@ def _suppress(spark, config, engine, tenant_id, outcomes, salt, now) -> None:
     rows = {
         (tenant_id, i.kind, subject_hash(salt, i.kind, i.value)): o.request_id for o in outcomes for i in o.identifiers
     }
-    frame = spark.createDataFrame([(*k, rid, now) for k, rid in rows.items()], table.ddl)
+    frame = local_frame(spark, [(*k, rid, now) for k, rid in rows.items()], table.ddl)
     engine.ensure(table)
     engine.merge(table, frame, plan_for(table, tenant_id))
 
@@ -451,7 +452,7 @@ def _audit(spark, config, engine, tenant_id, outcomes, salt, now) -> None:
         for o in outcomes
     ]
     engine.ensure(table)
-    engine.merge(table, spark.createDataFrame(rows, table.ddl), plan_for(table, tenant_id))
+    engine.merge(table, local_frame(spark, rows, table.ddl), plan_for(table, tenant_id))
 
 
 def _vacuum(engine: DeltaEngine, tables: Sequence[TableSpec], hours: int, purge_now: bool, result: ForgetResult) -> str:
@@ -828,4 +829,4 @@ def _landing(spark, config, engine, tenant_id, landing, outcomes, rewrite, s3) -
         }
         rows.append(tuple(identity[c] if c in identity else row.get(c) for c in table.column_names))
     if rows:
-        engine.merge(table, spark.createDataFrame(rows, table.ddl), plan_for(table, tenant_id))
+        engine.merge(table, local_frame(spark, rows, table.ddl), plan_for(table, tenant_id))

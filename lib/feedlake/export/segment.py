@@ -57,6 +57,7 @@ from pyspark.sql import functions as F
 from feedlake.delta.merge import plan_for
 from feedlake.derived.moments import MomentsConf, MomentsUpdate, as_of_day, update_moments
 from feedlake.settings.config import ConfigError, FeedlakeConfig
+from feedlake.settings.session import local_frame
 
 log = logging.getLogger("feedlake.export.segment")
 
@@ -275,7 +276,7 @@ def group_messages(changes: DataFrame, members: DataFrame, settings: ExportSetti
     spec = config.table("accounts")
     traits = settings.traits.get("accounts") or {}
     if not traits:
-        return changes.sparkSession.createDataFrame([], "tenant_id string, type string, message_id string, json string")
+        return local_frame(changes.sparkSession, [], "tenant_id string, type string, message_id string, json string")
     states = changed_traits(_before_after(changes, ["tenant_id", "account_key"], sorted(set(traits.values()))),
                             traits, dict(spec.columns))
     changed = states.where(F.col("_changed")).join(members, on=["tenant_id", "account_key"], how="inner")
@@ -407,14 +408,14 @@ def _changes_in(spark: SparkSession, engine, config: FeedlakeConfig, table: str,
                 f"(it was enabled later); use --since-version with a version from after it was enabled"
             ) from None
         raise
-    bounds = spark.createDataFrame([(s.tenant_id, s.start, s.end) for s in mine], "tenant_id string, _from long, _to long")
+    bounds = local_frame(spark, [(s.tenant_id, s.start, s.end) for s in mine], "tenant_id string, _from long, _to long")
     joined = feed.join(F.broadcast(bounds), on="tenant_id", how="inner")
     return joined.where(F.col("_commit_version").between(F.col("_from"), F.col("_to"))).drop("_from", "_to")
 
 
 def build_messages(spark: SparkSession, engine, config: FeedlakeConfig, settings: ExportSettings, spans: Sequence[Span]) -> DataFrame:
     """Every message of the spans: (tenant_id, type, message_id, json, contact_key, email)."""
-    empty = spark.createDataFrame([], "tenant_id string, type string, message_id string, json string")
+    empty = local_frame(spark, [], "tenant_id string, type string, message_id string, json string")
     parts = []
     contacts = _changes_in(spark, engine, config, "contacts", spans)
     if contacts is not None:

@@ -37,6 +37,7 @@ from feedlake.landing.layouts import REFUSAL_CODES, LandingFile, discover, landi
 from feedlake.landing.parsing import ParseSettings
 from feedlake.landing.storage import S3Access, S3Settings
 from feedlake.settings.config import FeedlakeConfig
+from feedlake.settings.session import local_frame
 
 FILE_META_SCHEMA = (
     "file_id INT, tenant_id STRING, stream STRING, source_file STRING, landing_time TIMESTAMP, batch_id STRING, "
@@ -201,7 +202,7 @@ class Ingest:
                 shown.append(f"... and {len(refused) - len(shown)} more (quarantine error_code {', '.join(REFUSAL_CODES)})")
             self.report.extras["files_refused"] = shown
         schema = self.config.table("quarantine").ddl
-        return self.spark.createDataFrame(rows, schema)
+        return local_frame(self.spark, rows, schema)
 
     def _read(self, files: list[LandingFile], batches: Mapping[tuple[str, str], str]) -> DataFrame:
         indexed = list(enumerate(files))
@@ -212,7 +213,8 @@ class Ingest:
             self.spark, [(i, locations[i], f.format, f.compression) for i, f in indexed], ParseSettings.from_job(self.config.job)
         )
         parsed = parsing.df
-        meta = self.spark.createDataFrame(
+        meta = local_frame(
+            self.spark,
             [
                 (i, f.tenant_id, f.stream, f.source_file, f.landing_time, batches[(f.tenant_id, f.stream)], f.source_system)
                 for i, f in indexed
@@ -236,8 +238,8 @@ class Ingest:
         table = self.config.table("quarantine")
         if plan.changed:
             # The changed files as rows of a keys DataFrame, matched by a MERGE ... DELETE (no path in SQL text).
-            keys = self.spark.createDataFrame(
-                [(f.tenant_id, f.source_file) for f in plan.changed], "tenant_id STRING, source_file STRING"
+            keys = local_frame(
+                self.spark, [(f.tenant_id, f.source_file) for f in plan.changed], "tenant_id STRING, source_file STRING"
             )
             tenants = sorted({f.tenant_id for f in plan.changed})
             self.engine.delete_matching(table, keys, delete_plan(table, ["tenant_id", "source_file"], tenants))

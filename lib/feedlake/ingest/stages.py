@@ -52,6 +52,7 @@ from feedlake.rules.contracts import validate
 from feedlake.rules.dedupe import rank_by_seq, resolve_attributes, sequence
 from feedlake.rules.profiles import profile_columns
 from feedlake.settings.config import FeedlakeConfig, StreamSpec, TableSpec
+from feedlake.settings.session import local_frame
 from feedlake.streams.mappers import DUPLICATES, QUARANTINE_COLUMNS, REJECTED, StoredTables, mapper_for
 
 log = logging.getLogger("feedlake.ingest.stages")
@@ -215,7 +216,7 @@ def gate_stage(ctx: RunContext, stream: StreamSpec, ranked: Mapping[str, DataFra
 
 def blocked_frame(spark: SparkSession, tenants: Sequence[str]) -> DataFrame:
     """The gate-blocked tenants of one stream as a small DataFrame (to ``left_anti`` join against)."""
-    return spark.createDataFrame([(t,) for t in sorted(tenants)], "tenant_id STRING")
+    return local_frame(spark, [(t,) for t in sorted(tenants)], "tenant_id STRING")
 
 
 def with_blocked(outcomes: DataFrame, blocked: DataFrame | None) -> DataFrame:
@@ -304,47 +305,22 @@ def merge_source(engine: DeltaEngine, table: TableSpec, ranked: DataFrame) -> tu
     return ranked.where(F.col("_rank") == 1).select(*table.column_names), None
 
 
-def tenant_merge_counts(table: TableSpec, source: DataFrame, stored: DataFrame) -> DataFrame:
-    """Per tenant, the rows a MERGE of ``source`` will insert and update (``tenant_id, inserted, updated``).
-
-    The split of one multi-tenant MERGE's metrics for the per-tenant report: a source
-    row whose key is not stored is inserted; one whose key is stored is updated (under
-    the ``row`` policy only when its ``_seq`` is not older, the MERGE's condition).
-    """
-    key = list(table.key)
-    newer = "_seq" in table.column_names and table.policy == "row"
-    stored_keys = stored.select(*key, *([F.col("_seq").alias("_t_seq")] if newer else []), F.lit(True).alias("_stored"))
-    joined = source.select(*key, *(["_seq"] if newer else [])).join(stored_keys, on=key, how="left")
-    is_update = F.col("_stored").isNotNull()
-    if newer:
-        is_update = is_update & (F.col("_seq") >= F.col("_t_seq"))
-    return joined.groupBy("tenant_id").agg(
-        F.sum(F.col("_stored").isNull().cast("bigint")).alias("inserted"),
-        F.sum(is_update.cast("bigint")).alias("updated"),
-    )
-
-
 def merge_table(
     ctx: RunContext, stream: StreamSpec, name: str, ranked: DataFrame, tenants: Sequence[str]
 ) -> tuple[DataFrame, dict[str, TableCounts]]:
     """One MERGE of all ``tenants``' rows of one stream into table ``name``; the source and per-tenant counts."""
     table = ctx.config.table(name)
-    source, stored = merge_source(ctx.engine, table, ranked)
+    source, _ = merge_source(ctx.engine, table, ranked)
     source = source.persist(StorageLevel.MEMORY_AND_DISK)
-    per_tenant: dict[str, TableCounts] = {}
-    if len(tenants) > 1:
-        if stored is None:
-            stored = ctx.engine.read_matching(table, source, table.key)
-        for r in tenant_merge_counts(table, source, stored).collect():
-            per_tenant[r["tenant_id"]] = TableCounts(int(r["inserted"] or 0), int(r["updated"] or 0))
-    result: MergeResult = ctx.engine.merge(table, source, plan_for(table, tenants))
+    # One MERGE for every tenant; the report's per-tenant counts are its split (feedlake.delta.merge.split_frame).
+    result: MergeResult = ctx.engine.merge(table, source, plan_for(table, tenants), split=len(tenants) > 1)
     if len(tenants) == 1:
-        per_tenant[tenants[0]] = TableCounts(result.inserted, result.updated)
-    else:
-        predicted = (sum(c.inserted for c in per_tenant.values()), sum(c.updated for c in per_tenant.values()))
-        if predicted != (result.inserted, result.updated):
-            log.warning("MERGE into %s (%s): per-tenant split %s differs from the MERGE's metrics %s "
-                        "(a concurrent writer?)", name, stream.name, predicted, (result.inserted, result.updated))
+        return source, {tenants[0]: TableCounts(result.inserted, result.updated)}
+    per_tenant = {tenant: TableCounts(*counts) for tenant, counts in (result.by_tenant or {}).items()}
+    predicted = (sum(c.inserted for c in per_tenant.values()), sum(c.updated for c in per_tenant.values()))
+    if result.by_tenant and predicted != (result.inserted, result.updated):
+        log.warning("MERGE into %s (%s): per-tenant split %s differs from the MERGE's metrics %s "
+                    "(a concurrent writer?)", name, stream.name, predicted, (result.inserted, result.updated))
     return source, per_tenant
 
 

@@ -78,6 +78,7 @@ from feedlake.landing.parsing import (
     read_header,
 )
 from feedlake.landing.storage import StorageError, probe_object, spark_path
+from feedlake.settings.session import local_frame
 
 PARSED_COLUMNS = ("file_id", "line_number", "raw_record", "values", "json_values", "error_code", "error_message")
 # Hadoop's LineRecordReader skips (never buffers) a longer line; a read option reaches its conf.
@@ -218,7 +219,7 @@ def scan(spark: SparkSession, routes: Sequence[FileRoute], settings: ParseSettin
     members map) is computed once per line: Spark does not inline a projection's
     expression that the next one uses twice.
     """
-    paths = spark.createDataFrame([(r.spark_path, r.file_id, r.format) for r in routes], "_path STRING, file_id INT, format STRING")
+    paths = local_frame(spark, [(r.spark_path, r.file_id, r.format) for r in routes], "_path STRING, file_id INT, format STRING")
     lines = (
         spark.read.option("lineSep", "\n")
         .option("ignoreCorruptFiles", "true")  # not silent: bytes are counted per file (module rules)
@@ -377,7 +378,7 @@ def parse_landing_files(
 ) -> ParsedFiles:
     """Files ``(file_id, location, format, compression)`` → :class:`ParsedFiles` (module rules)."""
     routes, link_dir = route_files(spark, files)
-    result = ParsedFiles(df=spark.createDataFrame([], PARSED_SCHEMA), link_dir=link_dir, routes=routes)
+    result = ParsedFiles(df=local_frame(spark, [], PARSED_SCHEMA), link_dir=link_dir, routes=routes)
     parts: list[DataFrame] = []
     fixed = [(r.file_id, None, None, None, None, "unreadable_file", r.message) for r in routes if r.route == "unreadable"]
     jvm = [r for r in routes if r.route == "jvm"]
@@ -409,10 +410,10 @@ def parse_landing_files(
             parts.extend(_jvm_rows(spark, scanned, good, offsets, headers, settings))
     python = [(r.file_id, r.location, r.format, r.compression) for r in routes if r.route == "python"]
     if python:
-        files_df = spark.createDataFrame(python, "file_id INT, location STRING, format STRING, compression STRING")
+        files_df = local_frame(spark, python, "file_id INT, location STRING, format STRING, compression STRING")
         parts.append(files_df.repartition(len(python), "file_id").mapInArrow(python_read_files(settings), PARSED_SCHEMA))
     if fixed:
-        parts.append(spark.createDataFrame(fixed, PARSED_SCHEMA))
+        parts.append(local_frame(spark, fixed, PARSED_SCHEMA))
     if parts:
         df = parts[0]
         for part in parts[1:]:
@@ -425,9 +426,9 @@ def parse_landing_files(
 
 
 def _jvm_rows(spark, scanned, good, offsets, headers, settings) -> list[DataFrame]:
-    offsets_df = spark.createDataFrame(offsets, "file_id INT, _block BIGINT, _first BIGINT, _before BIGINT")
-    headers_df = spark.createDataFrame(
-        headers, "file_id INT, _header ARRAY<STRING>, _header_error STRING, _header_line BIGINT"
+    offsets_df = local_frame(spark, offsets, "file_id INT, _block BIGINT, _first BIGINT, _before BIGINT")
+    headers_df = local_frame(
+        spark, headers, "file_id INT, _header ARRAY<STRING>, _header_error STRING, _header_line BIGINT"
     )
     lines = (
         scanned.where(F.col("file_id").isin(good) & ~F.col("_blank"))

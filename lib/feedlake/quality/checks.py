@@ -59,6 +59,7 @@ from feedlake.quality.suites import (
     load_quality,
 )
 from feedlake.settings.config import ALL_TENANTS, ConfigError, FeedlakeConfig, StreamSpec, TableSpec
+from feedlake.settings.session import local_frame
 
 log = logging.getLogger("feedlake.quality.checks")
 
@@ -398,7 +399,7 @@ class QualityChecks:
         self.run.results_path = results_location(self.warehouse, self.run.run_id)
         if self.run.outcomes:
             table = self.config.table(RESULTS_TABLE)
-            rows = self.spark.createDataFrame(self.run.rows(), table.ddl)
+            rows = local_frame(self.spark, self.run.rows(), table.ddl)
             self.engine.merge(table, rows, results_plan(table, sorted({o.tenant_id for o in self.run.outcomes}),
                                                         self.run.run_id))
         write_text(self.run.results_path, self.run.to_json(), S3Settings.from_job(self.config.job))
