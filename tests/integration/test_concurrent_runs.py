@@ -20,6 +20,9 @@ from feedlake.ingest.lease import tenant_leases
 from tests.conftest import jsonl, run_cli, write_files
 from tests.integration.same_tables import DATA_TABLES, assert_same_tables
 
+# Process boundary (concurrent runs in their own processes): the second pytest call (issue 14).
+pytestmark = pytest.mark.system
+
 REPO = Path(__file__).resolve().parents[2]
 
 FIRST = {

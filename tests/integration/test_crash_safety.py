@@ -23,6 +23,9 @@ import pytest
 from tests.conftest import run_cli
 from tests.integration.same_tables import DATA_TABLES, assert_same_tables
 
+# Process boundary (runs killed with SIGKILL in subprocesses): the second pytest call (issue 14).
+pytestmark = pytest.mark.system
+
 REPO = Path(__file__).resolve().parents[2]
 TABLES = (*DATA_TABLES, "ingest_files", "metric_records", "account_metrics", "account_metrics_weekly", "activity_weekly")
 RUN_TIMEOUT_S = 900

@@ -51,6 +51,7 @@ def local_run(tmp_path_factory) -> tuple[Path, str]:
     return work / "warehouse", done.stdout
 
 
+@pytest.mark.system  # a notebook subprocess (process boundary, issue 14)
 def test_notebooks_run_locally_with_a_session_from_the_factory(local_run):
     warehouse, out = local_run
     assert "feedlake run" in out and (warehouse / "contacts" / "_delta_log").is_dir()
@@ -90,6 +91,7 @@ def run_databricks_style(spark, name: str, widgets: Mapping[str, str]) -> dict[s
     return {"shown": shown, "namespace": namespace}
 
 
+@pytest.mark.system  # a notebook subprocess (process boundary, issue 14)
 def test_notebooks_run_databricks_style_with_predefined_spark_and_widgets(spark, local_run, tmp_path, capsys):
     warehouse = tmp_path / "warehouse"
     shutil.copytree(local_run[0], warehouse)
@@ -115,6 +117,7 @@ def test_notebooks_run_databricks_style_with_predefined_spark_and_widgets(spark,
     assert results.count() > 0 and {r["table_name"] for r in results.collect()} == {"contacts"}
 
 
+@pytest.mark.system  # a notebook subprocess (process boundary, issue 14)
 def test_explore_says_when_weekly_tables_do_not_exist_yet(spark, local_run, tmp_path, capsys):
     warehouse = tmp_path / "warehouse"
     shutil.copytree(local_run[0], warehouse)

@@ -213,6 +213,7 @@ def test_credentials_from_a_profile(spark, config, s3_env, s3_prefix, tmp_path, 
     assert DeltaTable(f"{warehouse}/contacts", storage_options=s3_env.delta_options()).version() == 0
 
 
+@pytest.mark.system  # a fresh process with its own Spark (process boundary, issue 14)
 def test_direct_reads_in_the_tasks_with_the_endpoint_from_conf_only(spark, s3_env, s3_prefix):
     """A fresh process (its own Spark): tasks stream the objects; AWS_ENDPOINT_URL is unset,
     so boto3 on the driver, boto3 in the tasks and delta-rs all get the endpoint from conf."""
