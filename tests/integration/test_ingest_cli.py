@@ -1,12 +1,11 @@
 """`feedlake ingest` end to end on landing zones in a tmp dir, with the seed's own records."""
 
-import json
 from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
 
-from tests.conftest import jsonl, read_table, run_cli, write_files
+from tests.conftest import ingest_report, jsonl, read_table, run_cli, write_files
 
 BUSINESS_TABLES = ["contacts", "contact_events", "contact_accounts", "accounts", "quarantine"]
 
@@ -35,9 +34,7 @@ SEED_000 = {
 
 
 def ingest(landing: Path, warehouse: Path, *extra: str) -> dict:
-    assert run_cli("ingest", "--landing", str(landing), "--warehouse", str(warehouse), "--engine", "delta-rs", *extra) == 0
-    reports = sorted((warehouse / "_reports").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(reports[-1].read_text())
+    return ingest_report(landing, warehouse, *extra)
 
 
 def by_stream(report: dict) -> dict:

@@ -11,15 +11,13 @@ import json
 import os
 from pathlib import Path
 
-from tests.conftest import jsonl, read_table, run_cli, write_files
+from tests.conftest import ingest_report, jsonl, read_table, write_files
 
 EVENT = '{{"event_text":"{text}", "event_timestamp":1700000000, "contact_key":"{key}"}}'
 
 
 def ingest(landing: Path, warehouse: Path, *extra: str) -> dict:
-    assert run_cli("ingest", "--landing", str(landing), "--warehouse", str(warehouse), "--engine", "delta-rs", *extra) == 0
-    reports = sorted((warehouse / "_reports").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(reports[-1].read_text())
+    return ingest_report(landing, warehouse, *extra, quality=False)  # quality is not under test here
 
 
 def rows(spark, warehouse: Path, table: str, columns: list[str]) -> set[tuple]:

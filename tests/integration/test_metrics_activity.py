@@ -6,7 +6,7 @@ from pathlib import Path
 
 from chispa import assert_df_equality
 
-from tests.conftest import jsonl, read_table, run_cli, write_files
+from tests.conftest import ingest_report, jsonl, read_table, write_files
 
 COLUMNS = ["tenant_id", "account_key", "contact_key", "event_text", "week_start", "iso_week", "event_count", "active_days"]
 
@@ -40,9 +40,7 @@ SECOND = {
 
 
 def ingest(landing: Path, warehouse: Path) -> dict:
-    assert run_cli("ingest", "--landing", str(landing), "--warehouse", str(warehouse), "--engine", "delta-rs") == 0
-    reports = sorted((warehouse / "_reports").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(reports[-1].read_text())
+    return ingest_report(landing, warehouse, quality=False)  # quality is not under test here
 
 
 def test_activity_is_right_in_any_batch_order_with_resent_events_and_reruns(spark, tmp_path):

@@ -14,7 +14,7 @@ import yaml
 from chispa import assert_df_equality
 
 from feedlake.settings.config import default_conf_dir, load_config
-from tests.conftest import jsonl, read_table, run_cli, write_files
+from tests.conftest import ingest_report, jsonl, read_table, write_files
 
 COLUMNS = ["tenant_id", "account_key", "metric", "metric_date", "value", "sources"]
 SCHEMA = "tenant_id STRING, account_key STRING, metric STRING, metric_date DATE, value DOUBLE, sources BIGINT"
@@ -26,10 +26,7 @@ def mapping(system: str, source_id: str, account: str) -> str:
 
 
 def ingest(landing: Path, warehouse: Path, conf: Path) -> dict:
-    args = ["ingest", "--landing", str(landing), "--warehouse", str(warehouse), "--engine", "delta-rs", "--conf", str(conf)]
-    assert run_cli(*args) == 0
-    reports = sorted((warehouse / "_reports").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(reports[-1].read_text())
+    return ingest_report(landing, warehouse, "--conf", str(conf), quality=False)  # quality is not under test here
 
 
 @pytest.mark.skipif("entity_map" not in load_config().streams, reason="needs the entity_map stream (issue #3)")

@@ -5,7 +5,6 @@ Tenant ``acme`` uses the packaged conf/metrics.yaml: ``Total Journeys`` is cumul
 """
 
 import datetime as dt
-import json
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import yaml
 from chispa import assert_df_equality
 
 from feedlake.settings.config import default_conf_dir
-from tests.conftest import read_table, run_cli, write_files
+from tests.conftest import ingest_report, read_table, write_files
 
 HEADER = "account_id,account_name,metric_date,Total Journeys,active users\n"
 # Two batches (dt= folders); the second restates 2024-03-07 for a1 without "active users".
@@ -32,9 +31,7 @@ DAILY_COLUMNS = ["tenant_id", "account_key", "metric", "metric_date", "value", "
 
 
 def ingest(landing: Path, warehouse: Path, *extra: str) -> dict:
-    assert run_cli("ingest", "--landing", str(landing), "--warehouse", str(warehouse), "--engine", "delta-rs", *extra) == 0
-    reports = sorted((warehouse / "_reports").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(reports[-1].read_text())
+    return ingest_report(landing, warehouse, *extra, quality=False)  # quality is not under test here
 
 
 def d(day: int) -> dt.date:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from chispa import assert_df_equality
 
-from tests.conftest import jsonl, read_table, run_cli, write_files
+from tests.conftest import ingest_report, jsonl, read_table, run_cli, write_files
 
 BOTH_LAYOUTS = "landing_layout=[tenant_stream, objects]"
 RUN_COLUMNS = {"_batch_id", "batch_id"}
@@ -18,11 +18,7 @@ RUN_COLUMNS = {"_batch_id", "batch_id"}
 
 def ingest(landing: Path, warehouse: Path, *extra: str) -> dict:
     """Run ``feedlake ingest`` with both layouts and return the run's JSON report."""
-    code = run_cli("ingest", "--landing", str(landing), "--warehouse", str(warehouse), "--engine", "delta-rs",
-                   "--set", BOTH_LAYOUTS, *extra)
-    assert code == 0
-    reports = sorted((warehouse / "_reports").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(reports[-1].read_text())
+    return ingest_report(landing, warehouse, "--set", BOTH_LAYOUTS, *extra, quality=False)  # quality not under test
 
 
 def counts(report: dict) -> dict:
