@@ -1,5 +1,7 @@
 """MERGE plans (declared once) applied through the embedded delta-rs engine on real tables."""
 
+import datetime as dt
+
 import pytest
 from chispa import assert_df_equality
 
@@ -17,6 +19,11 @@ TABLES = {
         "key": ["tenant_id", "f", "line"],
         "policy": "replace",
         "columns": {"tenant_id": "string", "f": "string", "line": "bigint", "msg": "string"},
+    },
+    "daily": {
+        "key": ["tenant_id", "d"],
+        "policy": "replace",
+        "columns": {"tenant_id": "string", "d": "date", "n": "bigint"},
     },
 }
 EVENTS = "tenant_id STRING, k STRING, v STRING, _seq STRING"
@@ -100,7 +107,6 @@ TYPED_DDL = "tenant_id STRING, k STRING, n BIGINT, i INT, x DOUBLE, b BOOLEAN, d
 
 @pytest.mark.parametrize("staged", [True, False], ids=["parquet-staging", "arrow-collect"])
 def test_every_column_type_crosses_to_delta_rs_unchanged_and_staging_is_removed(spark, tmp_path, monkeypatch, staged):
-    import datetime as dt
     import tempfile
 
     spool = tmp_path / "spool"
@@ -136,7 +142,14 @@ SPLITS = {
         [("a", "f", None, "y"), ("a", "f", 4, "y"), ("b", "g", None, "y")],
         {"a": (1, 1), "b": (1, 0)},
     ),
+    # replace policy on a date key (e.g. the weekly tables): a null date matches only a null date.
+    "daily": (
+        [("a", dt.date(2024, 3, 4), 1), ("a", None, 1)],
+        [("a", dt.date(2024, 3, 4), 2), ("a", None, 2), ("a", dt.date(2024, 3, 11), 2), ("b", None, 2)],
+        {"a": (1, 2), "b": (1, 0)},
+    ),
 }
+DDL = {"events": EVENTS, "log": LOG, "daily": "tenant_id STRING, d DATE, n BIGINT"}
 
 
 @pytest.mark.parametrize("table_name", sorted(SPLITS))
@@ -146,7 +159,7 @@ def test_a_multi_tenant_merge_splits_its_counts_per_tenant(spark, tmp_path, monk
     from feedlake.delta.merge import split_frame
 
     table = tables[table_name]
-    ddl = EVENTS if table_name == "events" else LOG
+    ddl = DDL[table_name]
     stored_rows, incoming_rows, expected = SPLITS[table_name]
     if engine_kind == "delta-spark":
         engine = engines.DeltaSparkEngine(spark, str(tmp_path / "wh"))

@@ -308,14 +308,15 @@ def split_arrow(plan: MergePlan, source: pa.Table, stored: pa.Table) -> TenantCo
 
     def keyed(data: pa.Table, prefix: str) -> tuple[pa.Table, list[str]]:
         # Arrow's hash join never matches nulls: under null_safe, a null becomes a flag
-        # column plus the type's default, so null matches null as in the MERGE.
+        # column plus an empty text (every key type casts to text), so null matches null
+        # as in the MERGE and never a stored empty string (their flags differ).
         out, keys = {}, []
         for c in plan.on:
             col = data.column(c)
             if plan.null_safe:
                 out[f"n:{c}"] = pc.is_null(col)
                 keys.append(f"n:{c}")
-                col = pc.fill_null(col, pa.scalar("" if pa.types.is_string(col.type) else 0).cast(col.type))
+                col = pc.fill_null(pc.cast(col, pa.string()), "")
             out[c] = col
             keys.append(c)
         if "_seq" in columns:
