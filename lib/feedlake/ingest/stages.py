@@ -288,8 +288,8 @@ def count_stage(ctx: RunContext, stream: StreamSpec, counts: DataFrame) -> list[
 # --- merge ---------------------------------------------------------------------------
 
 
-def merge_source(engine: DeltaEngine, table: TableSpec, ranked: DataFrame) -> tuple[DataFrame, DataFrame | None]:
-    """The rows to MERGE into ``table`` and, for the ``attribute`` policy, the stored rows of their keys.
+def merge_source(engine: DeltaEngine, table: TableSpec, ranked: DataFrame) -> DataFrame:
+    """The rows to MERGE into ``table``.
 
     ``row``/``replace``: the batch's winners. ``attribute``: every record of the batch
     resolved attribute by attribute against the stored rows of the batch's keys only
@@ -298,11 +298,10 @@ def merge_source(engine: DeltaEngine, table: TableSpec, ranked: DataFrame) -> tu
     if table.policy == "attribute":
         incoming = ranked.drop("_rank")
         stored = engine.read_matching(table, incoming, table.key)
-        source = resolve_attributes(
+        return resolve_attributes(
             incoming, stored, table.key, table.attributes, table.column_names, derive=profile_columns(table)
         )
-        return source, stored
-    return ranked.where(F.col("_rank") == 1).select(*table.column_names), None
+    return ranked.where(F.col("_rank") == 1).select(*table.column_names)
 
 
 def merge_table(
@@ -310,8 +309,7 @@ def merge_table(
 ) -> tuple[DataFrame, dict[str, TableCounts]]:
     """One MERGE of all ``tenants``' rows of one stream into table ``name``; the source and per-tenant counts."""
     table = ctx.config.table(name)
-    source, _ = merge_source(ctx.engine, table, ranked)
-    source = source.persist(StorageLevel.MEMORY_AND_DISK)
+    source = merge_source(ctx.engine, table, ranked).persist(StorageLevel.MEMORY_AND_DISK)
     # One MERGE for every tenant; the report's per-tenant counts are its split (feedlake.delta.merge.split_frame).
     result: MergeResult = ctx.engine.merge(table, source, plan_for(table, tenants), split=len(tenants) > 1)
     if len(tenants) == 1:
