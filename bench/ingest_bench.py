@@ -122,7 +122,7 @@ def main() -> None:
         injected = generate(data, args.events)
         print(f"generated {args.events:,} events ({data.stat().st_size / 1e6:.1f} MB gz) in {time.perf_counter() - started:.1f}s: {injected}")
     config = load_config(None)
-    spark = build_session(config.job["spark"])
+    spark = build_session(config.settings.spark)
     spark.range(1000).selectExpr("sum(id)").collect()  # JVM warm-up, not measured
     timings: dict[str, float | None] = {}
 

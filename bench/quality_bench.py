@@ -128,7 +128,7 @@ def main() -> None:
         generate(small, 2, 200)
     config = load_config(None, {"engine": "delta-rs"})
     quality = load_quality(None, config)
-    spark = build_session(config.job["spark"])
+    spark = build_session(config.settings.spark)
 
     started = time.perf_counter()
     import great_expectations  # noqa: F401  (the CLI imports it in the background while Spark starts)

@@ -45,7 +45,7 @@ def measure(stage: str, spread: bool, work: Path) -> float:
 
     landing = work / "landing"
     data = next(landing.rglob("*.jsonl.gz"))
-    spark = build_session(load_config(None, {"engine": "delta-rs"}).job["spark"])
+    spark = build_session(load_config(None, {"engine": "delta-rs"}).settings.spark)
     fmt, compression = detect_format(data.name)
     files = [(0, str(data), fmt, compression)]
     # JVM and Python workers started, feedlake imported in them: not measured.

@@ -277,7 +277,7 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="feedlake-weekly-bench-"))
     config = load_config(None, {"engine": "delta-rs"})
     engines = args.engine or ["delta-rs"]
-    spark = build_session(config.job["spark"], with_delta_jar="delta-spark" in engines)
+    spark = build_session(config.settings.spark, with_delta_jar="delta-spark" in engines)
     spark.range(1000).selectExpr("sum(id)").collect()  # JVM warm-up, not measured
 
     scales = (1, 10)

@@ -23,8 +23,8 @@ MARCH_2024 = 1709251200
 def test_gx_project_of_an_s3_warehouse_is_private_and_removed(tmp_path: Path, monkeypatch):
     """Issue #13, item 7: a new owner-only folder per run, never a predictable shared path."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    first = QualityContext.for_warehouse("s3://lake/warehouse", {})
-    second = QualityContext.for_warehouse("s3://lake/warehouse", {})
+    first = QualityContext.for_warehouse("s3://lake/warehouse")
+    second = QualityContext.for_warehouse("s3://lake/warehouse")
     assert first.root != second.root
     for context in (first, second):
         info = os.stat(context.root)
@@ -37,7 +37,7 @@ def test_gx_project_of_an_s3_warehouse_is_private_and_removed(tmp_path: Path, mo
     second.close()
     assert not Path(first.root).exists() and not Path(second.root).exists()
     # A local warehouse keeps its project in the warehouse, absolute even when given relative.
-    local = QualityContext.for_warehouse("./warehouse", {})
+    local = QualityContext.for_warehouse("./warehouse")
     assert local.root == os.path.abspath("warehouse/_quality") and not local.temporary
 
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from feedlake.settings.config import ConfigError, load_config, parse_set_option
+from feedlake.settings.job import DEFAULT_HOOKS as DEFAULT_HOOKS  # a conf without ``hooks:`` runs these
 
 log = logging.getLogger("feedlake")
 
@@ -102,15 +103,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def load_job_config(args: argparse.Namespace):
-    from feedlake.landing.storage import S3Settings
-
+    """The run's config (conf folder, profile, ``--engine``, ``--set``): every setting checked here, before Spark starts."""
     overrides = parse_set_option(args.settings)
     if args.engine:
         overrides["engine"] = args.engine
     if args.profile:
         overrides["profile"] = args.profile
     config = load_config(args.conf, overrides)
-    S3Settings.from_job(config.job).export_to_environment()  # conf's S3 endpoint/region for every AWS client
+    config.settings.s3.export_to_environment()  # conf's S3 endpoint/region for every AWS client
     return config
 
 
@@ -122,17 +122,8 @@ def session_for(config) :
 
     active = SparkSession.getActiveSession()
     if active is not None:
-        return prepare_session(active, (config.job.get("spark") or {}).get("session_conf"))
-    return build_session(config.job.get("spark") or {}, with_delta_jar=wants_jvm_packages(config.job))
-
-
-# The hooks of a conf folder whose ingest.yaml has no ``hooks:`` (as conf/ingest.yaml declares them).
-DEFAULT_HOOKS = (
-    "feedlake.derived.remaps:EntityMapHook",
-    "feedlake.derived.metric_rollup:MetricsHook",
-    "feedlake.derived.activity:ActivityHook",
-    "feedlake.quality.checks:QualityGate",
-)
+        return prepare_session(active, config.settings.spark.session_conf)
+    return build_session(config.settings.spark, with_delta_jar=wants_jvm_packages(config.settings))
 
 
 def ingest_hooks(args: argparse.Namespace, config):
@@ -145,12 +136,10 @@ def ingest_hooks(args: argparse.Namespace, config):
     from feedlake.quality.checks import QualityGate
     from feedlake.settings.config import ConfigError, load_object
 
-    # A conf folder written before hooks were declared (no ``hooks:`` key) keeps the former fixed list.
-    refs = config.job.get("hooks", list(DEFAULT_HOOKS)) or []
-    if not isinstance(refs, list) or not all(isinstance(ref, str) for ref in refs):
-        raise ConfigError(f"hooks: expected a list of 'package.module:Class', got {refs!r}")
+    # conf's ``hooks:`` (checked when loaded); a conf folder written before hooks were declared
+    # (no ``hooks:`` key) keeps the former fixed list, DEFAULT_HOOKS.
     hooks = []
-    for ref in refs:
+    for ref in config.settings.hooks:
         hook_class = load_object(ref, "hook")
         if not (isinstance(hook_class, type) and issubclass(hook_class, IngestHook)):
             raise ConfigError(f"hook {ref!r}: not a subclass of feedlake.ingest.hooks.IngestHook")
@@ -241,14 +230,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from feedlake.ingest.report_html import write_index
-    from feedlake.landing.storage import S3Settings
     from feedlake.settings.locations import is_remote
 
     config = load_job_config(args)
     remote = is_remote(args.warehouse)
     if not remote and not os.path.isdir(args.warehouse.removeprefix("file://")):
         raise ConfigError(f"--warehouse {args.warehouse!r}: no such folder")
-    path = write_index(args.warehouse, S3Settings.from_job(config.job))
+    path = write_index(args.warehouse, config.settings.s3)
     print(path)
     if args.open and not remote:
         webbrowser.open(Path(path).as_uri())
@@ -271,9 +259,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if args.rewrite_landing and not args.landing:
         raise ConfigError("--rewrite-landing needs --landing PATH")
     if args.requests:
-        from feedlake.landing.storage import S3Settings
-
-        requests = read_requests_file(args.requests, S3Settings.from_job(config.job))
+        requests = read_requests_file(args.requests, config.settings.s3)
     else:
         requests = [erasure_request("email", args.email) if args.email is not None else erasure_request("contact_key", args.contact_key)]
     spark = session_for(config)

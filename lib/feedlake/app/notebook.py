@@ -50,9 +50,9 @@ def notebook_spark(namespace: MutableMapping[str, Any], config: FeedlakeConfig) 
 
     spark = namespace.get("spark")
     if spark is not None:
-        spark = prepare_session(spark, (config.job.get("spark") or {}).get("session_conf"))
+        spark = prepare_session(spark, config.settings.spark.session_conf)
     else:
-        spark = build_session(config.job.get("spark") or {})
+        spark = build_session(config.settings.spark)
     namespace["spark"] = spark
     return spark
 

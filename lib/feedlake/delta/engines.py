@@ -842,7 +842,7 @@ def engine_for(spark: SparkSession, warehouse: str, config: FeedlakeConfig) -> D
     delta-rs options: conf's ``s3`` endpoint/region, then ``storage_options`` (never secrets:
     credentials come from the AWS chain). The one way every command and notebook opens a warehouse.
     """
-    from feedlake.landing.storage import S3Settings, delta_rs_options
+    from feedlake.landing.storage import delta_rs_options
 
-    options = {**delta_rs_options(S3Settings.from_job(config.job)), **(config.job.get("storage_options") or {})}
-    return make_engine(spark, warehouse, str(config.job.get("engine", "auto")), options)
+    options = {**delta_rs_options(config.settings.s3), **config.settings.storage_options}
+    return make_engine(spark, warehouse, config.settings.engine, options)

@@ -63,9 +63,9 @@ from pyspark.sql import functions as F
 
 from feedlake.delta.engines import DeltaEngine, open_delta_rs
 from feedlake.delta.merge import delete_plan, plan_for
-from feedlake.landing.layouts import TENANT_ID, LandingFile, discover, is_object_store, landing_layouts
+from feedlake.landing.layouts import TENANT_ID, LandingFile, discover, is_object_store
 from feedlake.quality.suites import TENANT_SEPARATOR
-from feedlake.settings.config import ALL_TENANTS, ConfigError, FeedlakeConfig, TableSpec
+from feedlake.settings.config import ALL_TENANTS, FeedlakeConfig, TableSpec
 from feedlake.settings.session import local_frame
 from feedlake.streams.subjects import (
     KINDS,
@@ -86,7 +86,6 @@ log = logging.getLogger("feedlake.erasure.forget")
 
 REQUESTS_TABLE = "privacy_requests"
 PRIVACY_TABLES = (REQUESTS_TABLE, SUPPRESSED_TABLE)
-DEFAULT_RETENTION_HOURS = 168
 EXIT_INCOMPLETE = 4  # `feedlake forget`: something that holds the person could not be removed
 
 
@@ -364,8 +363,6 @@ def forget(
         raise PrivacyRequestError(f"unknown tenant {tenant_id!r}: no landing file of it was ever ingested into this warehouse")
     hours = retention_hours(config)
     s3 = s3_settings(config)
-    if landing is not None:
-        landing_layouts(config.job.get("landing_layout"))  # a bad layout is a config error before anything changes
     salt = warehouse_salt(engine.warehouse, s3, create=True)
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     outcomes = [RequestOutcome(f"{stamp}-{i + 1}", r) for i, r in enumerate(requests)]
@@ -421,10 +418,7 @@ def forget(
 
 def retention_hours(config: FeedlakeConfig) -> int:
     """``privacy.vacuum_retention_hours`` (default 168 = 7 days), a whole number >= 0."""
-    value = (config.job.get("privacy") or {}).get("vacuum_retention_hours", DEFAULT_RETENTION_HOURS)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"privacy.vacuum_retention_hours: expected a whole number of hours >= 0, got {value!r}")
-    return value
+    return config.settings.privacy.vacuum_retention_hours
 
 
 def _suppress(spark, config, engine, tenant_id, outcomes, salt, now) -> None:
@@ -735,8 +729,8 @@ def landing_holdings(
     landing: str, tenant_id: str, identifiers: Sequence[ErasureRequest], config: FeedlakeConfig, s3=None
 ) -> list[tuple[LandingFile, int]]:
     """The tenant's readable landing files with lines naming the person, and how many (local or S3)."""
-    layouts = landing_layouts(config.job.get("landing_layout"))
-    files = [f for f in discover(landing, [tenant_id], None, layouts, s3=s3) if f.refusal is None and f.location and f.format]
+    found = discover(landing, [tenant_id], None, config.settings.landing_layout, s3=s3)
+    files = [f for f in found if f.refusal is None and f.location and f.format]
     out = []
     for f in files:
         lines = file_names_subject(f, identifiers)
@@ -796,7 +790,6 @@ def _landing(spark, config, engine, tenant_id, landing, outcomes, rewrite, s3) -
     """List (and with ``rewrite`` rewrite) the landing files naming each person; update their manifest rows."""
     from feedlake.ingest.file_plan import read_manifest, with_hash
 
-    layouts = landing_layouts(config.job.get("landing_layout"))
     rewritten: list[LandingFile] = []
     for o in outcomes:
         for f, lines in landing_holdings(landing, tenant_id, o.identifiers, config, s3):
@@ -814,7 +807,7 @@ def _landing(spark, config, engine, tenant_id, landing, outcomes, rewrite, s3) -
     if not rewritten:
         return
     manifest = read_manifest(engine, config, [tenant_id])
-    fresh = {f.source_file: f for f in discover(landing, [tenant_id], None, layouts, s3=s3)}
+    fresh = {f.source_file: f for f in discover(landing, [tenant_id], None, config.settings.landing_layout, s3=s3)}
     table = config.table("ingest_files")
     rows = []
     for old in rewritten:

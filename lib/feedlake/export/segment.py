@@ -57,6 +57,7 @@ from pyspark.sql import functions as F
 from feedlake.delta.merge import plan_for
 from feedlake.derived.moments import MomentsConf, MomentsUpdate, as_of_day, update_moments
 from feedlake.settings.config import ConfigError, FeedlakeConfig
+from feedlake.settings.job import ExportSettings
 from feedlake.settings.session import local_frame
 
 log = logging.getLogger("feedlake.export.segment")
@@ -69,52 +70,6 @@ FAIL_STATE_ENV = "FEEDLAKE_TEST_FAIL_STATE_WRITE_ONCE"
 _TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 _STATS_SCHEMA = "tenant_id string, type string, messages long, batches long, retries long, files long, skipped long"
 _CHANGE_ORDER = {"update_preimage": 0, "delete": 1, "insert": 2, "update_postimage": 3}
-
-
-@dataclass(frozen=True)
-class ExportSettings:
-    """The ``export:`` section of conf/ingest.yaml (no secret: the write key comes from the environment)."""
-
-    segment_url: str = "https://api.segment.io/v1/batch"
-    write_key_env: str = "SEGMENT_WRITE_KEY"
-    max_batch_bytes: int = 500_000
-    max_message_bytes: int = 32_000
-    max_attempts: int = 6
-    backoff_seconds: float = 1.0
-    max_backoff_seconds: float = 60.0
-    timeout_seconds: float = 30.0
-    outbox_messages_per_file: int = 100_000
-    as_of: str = "today"
-    traits: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-
-    @classmethod
-    def from_job(cls, job: Mapping[str, Any], config: FeedlakeConfig) -> ExportSettings:
-        raw = dict(job.get("export") or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"export: unknown setting(s) {unknown}; known: {sorted(known)}")
-        if any(h in k.lower() for k in raw for h in ("secret", "password", "token")) or "write_key" in raw:
-            raise ConfigError("export: the Segment write key is never read from conf (environment variable only)")
-        url = str(raw.get("segment_url", cls.segment_url))
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"export.segment_url: expected an http(s) URL, got {url!r}")
-        traits = raw.get("traits") or {}
-        for table, mapping in traits.items():
-            if table not in ("contacts", "accounts") or not isinstance(mapping, Mapping):
-                raise ConfigError(f"export.traits: {table!r}: expected contacts/accounts -> {{trait: column}}")
-            columns = set(config.table(table).column_names)
-            for trait, column in mapping.items():
-                if column not in columns or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(trait)):
-                    raise ConfigError(f"export.traits.{table}.{trait}: {column!r} is not a column of {table}")
-        values = {k: raw[k] for k in known if k in raw}
-        values["traits"] = {t: dict(m) for t, m in traits.items()}
-        values["segment_url"] = url
-        settings = cls(**values)
-        for name in ("max_batch_bytes", "max_message_bytes", "max_attempts", "outbox_messages_per_file"):
-            if not isinstance(getattr(settings, name), int) or getattr(settings, name) < 1:
-                raise ConfigError(f"export.{name}: expected a whole number >= 1")
-        return settings
 
 
 @dataclass(frozen=True)
@@ -609,7 +564,7 @@ def run_export(
     """One export run (module doc): moments, pending state, messages to the destination, state."""
     if bool(request.outbox) == bool(request.segment):
         raise ConfigError("export needs exactly one destination: --outbox PATH or --segment")
-    settings = ExportSettings.from_job(config.job, config)
+    settings = config.settings.export
     now = now or datetime.now(timezone.utc)
     destination = destination_id(request, settings)
     report = ExportReport(run_id, getattr(engine, "name", "?"), destination, request.dry_run)
@@ -656,8 +611,6 @@ def run_export(
             ordered = messages.repartition(partitions, "tenant_id", "message_id").sortWithinPartitions("tenant_id", "message_id")
             staging = None
             if request.outbox:
-                from feedlake.landing.storage import S3Settings
-
                 root = request.outbox if "://" in request.outbox else os.path.abspath(request.outbox)
                 folder = "dt=" + now.astimezone(timezone.utc).strftime("%Y-%m-%d-%H-%M")
                 if root.startswith("s3://") and (spark.sparkContext.master or "").startswith("local"):
@@ -665,7 +618,7 @@ def run_export(
                     # settings may have been set, and share its disk: they write the files to a local
                     # staging folder, put whole to S3 below (file by file, streamed from disk).
                     staging = tempfile.mkdtemp(prefix="feedlake-outbox-")
-                fn = outbox_writer(staging or root, folder, run_id, S3Settings.from_job(config.job))
+                fn = outbox_writer(staging or root, folder, run_id, config.settings.s3)
             else:
                 sent_at = now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
                 fn = segment_sender(settings.segment_url, keys, settings, sent_at)
@@ -673,7 +626,7 @@ def run_export(
                 *[F.sum(c).alias(c) for c in ("messages", "batches", "retries", "files", "skipped")]
             ).collect()
             if staging is not None:
-                _upload_staged(staging, root, S3Settings.from_job(config.job))
+                _upload_staged(staging, root, config.settings.s3)
             for r in stats:
                 report.add(r["tenant_id"], r["type"], **{k: r[k] for k in ("messages", "batches", "retries", "files", "skipped")})
         _fail_once_for_tests()

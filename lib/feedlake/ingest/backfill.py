@@ -33,32 +33,13 @@ from feedlake.ingest.file_plan import plan_files, read_manifest
 from feedlake.ingest.hooks import IngestHook
 from feedlake.ingest.pipeline import IngestRequest, run_ingest
 from feedlake.ingest.report import RunReport
-from feedlake.landing.layouts import LandingFile, discover, landing_layouts, landing_time_from_parts
-from feedlake.landing.storage import S3Settings
+from feedlake.landing.layouts import LandingFile, discover, landing_time_from_parts
 from feedlake.settings.config import ConfigError, FeedlakeConfig
+from feedlake.settings.job import ChunkLimits
 
 # Manifest statuses after which a file needs nothing more from a backfill. ``blocked``
 # (a quality gate held the MERGE back) is not settled: the chunk is run again.
 SETTLED = ("processed", "rejected", "unreadable")
-
-
-@dataclass(frozen=True)
-class ChunkLimits:
-    """How big one chunk may get (``backfill:`` in conf/ingest.yaml)."""
-
-    files: int
-    bytes: int
-
-    @classmethod
-    def from_job(cls, job: Mapping) -> ChunkLimits:
-        raw = job.get("backfill") or {}
-        limits = {}
-        for key in ("chunk_files", "chunk_bytes"):
-            value = raw.get(key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"backfill.{key}: expected a whole number >= 1, got {value!r}")
-            limits[key] = value
-        return cls(files=limits["chunk_files"], bytes=limits["chunk_bytes"])
 
 
 @dataclass(frozen=True)
@@ -242,9 +223,8 @@ def run_backfill(
     ``hooks`` makes the hooks of one chunk's run, called once per chunk: hooks keep
     per-run state (the quality gate collects one run's results).
     """
-    limits = ChunkLimits.from_job(config.job)
-    layouts = landing_layouts(config.job.get("landing_layout"))
-    found = discover(request.landing, request.tenants, request.streams, layouts, s3=S3Settings.from_job(config.job))
+    limits = config.settings.backfill
+    found = discover(request.landing, request.tenants, request.streams, config.settings.landing_layout, s3=config.settings.s3)
     selected = files_in_range(found, request.start, request.end)
     chunks = plan_chunks(selected, limits)
     result = BackfillResult(chunks_total=len(chunks), files_in_range=len(selected))

@@ -28,8 +28,8 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 
+from feedlake.settings.job import LeaseSettings
 from feedlake.settings.locations import is_remote
 
 log = logging.getLogger("feedlake.ingest.lease")
@@ -39,24 +39,6 @@ LEASES = "_leases"
 
 class LeaseTimeout(RuntimeError):
     """Another run kept a tenant leased for longer than this run was willing to wait."""
-
-
-@dataclass(frozen=True)
-class LeaseSettings:
-    """``concurrency:`` in conf/ingest.yaml."""
-
-    wait_seconds: float = 900.0  # how long a run waits for a leased tenant
-    ttl_seconds: float = 120.0  # an S3 lease not renewed for this long is expired
-    poll_seconds: float = 1.0
-
-    @classmethod
-    def from_job(cls, job) -> LeaseSettings:
-        raw = job.get("concurrency") or {}
-        return cls(
-            wait_seconds=float(raw.get("lease_wait_seconds", cls.wait_seconds)),
-            ttl_seconds=float(raw.get("lease_ttl_seconds", cls.ttl_seconds)),
-            poll_seconds=float(raw.get("lease_poll_seconds", cls.poll_seconds)),
-        )
 
 
 def _lease_name(tenant: str) -> str:

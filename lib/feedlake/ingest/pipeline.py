@@ -28,14 +28,13 @@ from feedlake.delta.engines import DeltaEngine, batch_fingerprint, idempotent_wr
 from feedlake.delta.merge import delete_plan, plan_for
 from feedlake.ingest.file_plan import FilePlan, ReadableCopies, plan_files, read_manifest, reverified_rows
 from feedlake.ingest.hooks import HookContext, IngestHook
-from feedlake.ingest.lease import LeaseSettings, tenant_leases
+from feedlake.ingest.lease import tenant_leases
 from feedlake.ingest.report import RunReport, report_location, write_report
 from feedlake.ingest.report_html import write_run_page
 from feedlake.ingest.stages import RunContext, check_invariant, manifest_counts, process_stream
 from feedlake.landing.jvm_parse import parse_landing_files
-from feedlake.landing.layouts import REFUSAL_CODES, LandingFile, discover, landing_layouts
-from feedlake.landing.parsing import ParseSettings
-from feedlake.landing.storage import S3Access, S3Settings
+from feedlake.landing.layouts import REFUSAL_CODES, LandingFile, discover
+from feedlake.landing.storage import S3Access
 from feedlake.settings.config import FeedlakeConfig
 from feedlake.settings.session import local_frame
 
@@ -114,7 +113,7 @@ class Ingest:
         self.file_counts = self.ctx.file_counts
         self.file_status = self.ctx.file_status
         self.blocked = self.ctx.blocked
-        self.s3 = S3Settings.from_job(config.job)
+        self.s3 = config.settings.s3
         self.s3_access = S3Access(spark, self.s3)
         self.local_copies = ReadableCopies()  # non-UTF-8 local names (feedlake.ingest.file_plan, issue 13)
 
@@ -124,7 +123,7 @@ class Ingest:
             return self._run()
 
     def _run(self) -> RunReport:
-        layouts = landing_layouts(self.config.job.get("landing_layout"))
+        layouts = self.config.settings.landing_layout
         files = discover(self.request.landing, self.request.tenants, self.request.streams, layouts, s3=self.s3)
         if self.request.only_files is not None:
             files = [f for f in files if f.source_file in self.request.only_files]
@@ -135,7 +134,7 @@ class Ingest:
         tenants = sorted({f.tenant_id for f in files})
         # One writer per tenant: a concurrent run on the same tenants waits here (feedlake.ingest.lease);
         # held from the manifest read to the manifest commit, so the plan and the writes agree.
-        with tenant_leases(self.request.warehouse, tenants, LeaseSettings.from_job(self.config.job), s3=self.s3):
+        with tenant_leases(self.request.warehouse, tenants, self.config.settings.concurrency, s3=self.s3):
             return self._run_leased(files, tenants)
 
     def _run_leased(self, files: list[LandingFile], tenants: list[str]) -> RunReport:
@@ -210,7 +209,7 @@ class Ingest:
         locations = [f.location for f in self.s3_access.readable(self.local_copies.readable(files))]
         # Parsed on the JVM (feedlake.landing.jvm_parse); its scan cache is released once records are cached.
         parsing = parse_landing_files(
-            self.spark, [(i, locations[i], f.format, f.compression) for i, f in indexed], ParseSettings.from_job(self.config.job)
+            self.spark, [(i, locations[i], f.format, f.compression) for i, f in indexed], self.config.settings.parsing
         )
         parsed = parsing.df
         meta = local_frame(

@@ -37,6 +37,7 @@ from typing import Any
 
 from feedlake.delta.engines import open_delta_rs
 from feedlake.landing.storage import StorageError, list_objects, parse_s3_uri, read_text, s3_client, write_text
+from feedlake.settings.job import QualitySettings
 from feedlake.settings.locations import docs_location, is_remote
 
 log = logging.getLogger("feedlake.ingest.report_html")
@@ -484,10 +485,10 @@ def render_run_page(report: Mapping[str, Any], *, kind: str = "ingest", examples
     )
 
 
-def _docs_link(warehouse: str, job: Mapping[str, Any] | None) -> str | None:
+def _docs_link(warehouse: str, quality: QualitySettings | None) -> str | None:
     """The Data Docs index as seen from ``_reports/`` (relative when it is inside the warehouse)."""
 
-    location = docs_location(warehouse, job or {})
+    location = docs_location(warehouse, quality)
     if is_remote(warehouse) and location.startswith(warehouse.rstrip("/")):
         return "../_quality/data_docs/index.html"
     if is_remote(warehouse):
@@ -522,7 +523,7 @@ def write_run_page(report, config, engine, s3=None) -> str | None:
         examples=quarantine_examples(engine, config, report.run_id, data),
         trend=activity_trend(engine, config, data),
         quality=quality_results(warehouse, report.run_id, s3),
-        docs_link=_docs_link(warehouse, config.job),
+        docs_link=_docs_link(warehouse, config.settings.quality),
     )
     location = page_location(warehouse, report.run_id)
     write_text(location, html, s3)
@@ -530,16 +531,16 @@ def write_run_page(report, config, engine, s3=None) -> str | None:
     return location
 
 
-def write_quality_page(run, warehouse: str, job: Mapping[str, Any] | None = None, s3=None) -> str | None:
+def write_quality_page(run, warehouse: str, quality: QualitySettings | None = None, s3=None) -> str | None:
     """Write ``_reports/<run_id>.html`` for a ``feedlake quality`` run (:class:`feedlake.quality.checks.QualityRun`)."""
     if not templates_available():
         log.error("run page not written: feedlake/html/templates is missing from the installed package")
         return None
-    quality = json.loads(run.to_json())
+    results = json.loads(run.to_json())
     checked = run.checked_at.isoformat(timespec="seconds")
     data = {"run_id": run.run_id, "engine": "-", "landing": "-", "warehouse": warehouse, "started_at": checked,
             "finished_at": checked, "streams": [], "extras": {"quality": run.summary()}, "totals": {}}
-    html = render_run_page(data, kind="quality", quality=quality, docs_link=_docs_link(warehouse, job))
+    html = render_run_page(data, kind="quality", quality=results, docs_link=_docs_link(warehouse, quality))
     location = page_location(warehouse, run.run_id)
     write_text(location, html, s3)
     write_index(warehouse, s3)

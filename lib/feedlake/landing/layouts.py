@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
-from feedlake.settings.config import ConfigError
+from feedlake.settings.job import DEFAULT_LANDING_LAYOUTS, LANDING_LAYOUTS, parse_landing_layout
 
 # \Z, not $: "$" also matches before a trailing newline, so "acme\n" passed as a tenant id
 # (issue 13, item 3). Used with fullmatch; the anchors keep .match() callers exact too.
@@ -59,8 +59,8 @@ REFUSAL_CODES = (UNATTRIBUTED_CODE, SYMLINK_CODE, NOT_REGULAR_CODE)
 # dt=2024-03-01, dt=2024-03-01-14-30 (seed 001 file_key) or dt=20240301
 DT_FOLDER = re.compile(r"^dt=(\d{4})-?(\d{2})-?(\d{2})(?:[-T_ ](\d{2})[-:](\d{2}))?$")
 
-LAYOUTS = ("tenant_stream", "objects")
-DEFAULT_LAYOUTS = ("tenant_stream",)
+LAYOUTS = LANDING_LAYOUTS  # the names conf's landing_layout accepts (feedlake.settings.job)
+DEFAULT_LAYOUTS = DEFAULT_LANDING_LAYOUTS
 
 FORMATS = {".json": "json", ".jsonl": "json", ".ndjson": "json", ".csv": "csv"}
 COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip"}
@@ -364,14 +364,8 @@ def selected_owner(
 
 
 def landing_layouts(setting: str | Iterable[str] | None) -> tuple[str, ...]:
-    """The ``landing_layout`` job setting (one name or a list) as a checked tuple."""
-    if setting is None:
-        return DEFAULT_LAYOUTS
-    names = (setting,) if isinstance(setting, str) else tuple(setting)
-    unknown = [n for n in names if n not in LAYOUTS]
-    if unknown or not names:
-        raise ConfigError(f"landing_layout {list(names)} must name layouts among {list(LAYOUTS)}")
-    return names
+    """The ``landing_layout`` job setting (one name or a list) as a checked tuple (``config.settings.landing_layout``)."""
+    return parse_landing_layout(setting if setting is None or isinstance(setting, str) else list(setting))
 
 
 def discover_local(

@@ -50,7 +50,6 @@ import math
 import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -58,14 +57,13 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from feedlake.landing.storage import open_binary
+from feedlake.settings.job import ParseSettings
 
 GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"
 # Arrow batches built in Python are bounded in rows AND bytes (issue 13).
 BATCH_ROWS = 10_000
 BATCH_BYTES = 32 << 20
-DEFAULT_MAX_RECORD_BYTES = 16 << 20
-DEFAULT_RAW_RECORD_MAX_CHARS = 65_536
 TRUNCATED_MARKER = "…[feedlake: raw_record truncated; the line has "
 
 KIND_JSON, KIND_CSV, KIND_ERROR = "json", "csv", "error"
@@ -88,24 +86,6 @@ _PARSED_ARROW = pa.schema(
         ("error_message", pa.string()),
     ]
 )
-
-
-@dataclass(frozen=True)
-class ParseSettings:
-    """The ``parsing:`` section of conf/ingest.yaml."""
-
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
-    raw_record_max_chars: int = DEFAULT_RAW_RECORD_MAX_CHARS
-    spread_lines: bool = True
-
-    @classmethod
-    def from_job(cls, job: dict | None) -> ParseSettings:
-        raw = (job or {}).get("parsing") or {}
-        return cls(
-            max_record_bytes=int(raw.get("max_record_bytes", DEFAULT_MAX_RECORD_BYTES)),
-            raw_record_max_chars=int(raw.get("raw_record_max_chars", DEFAULT_RAW_RECORD_MAX_CHARS)),
-            spread_lines=bool(raw.get("spread_lines", True)),
-        )
 
 
 class UnreadableFile(Exception):

@@ -73,13 +73,15 @@ from feedlake.landing.layouts import (
     with_location,
 )
 from feedlake.settings.config import ConfigError
+from feedlake.settings.job import S3_READ_MODES, S3_SETTING_KEYS, S3Settings
 from feedlake.settings.session import hadoop_configuration, jvm
 
 log = logging.getLogger(__name__)
 
 SCHEMES = ("s3", "s3a")
-READ_MODES = ("auto", "direct", "spool")
-SETTING_KEYS = ("endpoint_url", "region", "read_mode", "download_threads", "spool_dir")
+# The ``s3:`` settings (S3Settings, checked when conf is loaded: feedlake.settings.job).
+READ_MODES = S3_READ_MODES
+SETTING_KEYS = S3_SETTING_KEYS
 # Spark local properties that carry the non-secret client settings from the driver to its tasks.
 TASK_PROPERTY_PREFIX = "feedlake.s3."
 TASK_PROPERTIES = ("endpoint_url", "region")
@@ -88,7 +90,6 @@ S3_FILESYSTEM_SCHEMES = ("s3a", "s3")
 BUCKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 LIST_PAGE_SIZE = 1000
 COPY_CHUNK = 1 << 20
-_SECRET_HINTS = ("secret", "access_key", "session_token", "password", "token")
 
 
 class StorageError(RuntimeError):
@@ -141,62 +142,6 @@ def parse_s3_uri(uri: str) -> S3Location:
     if not BUCKET_NAME.match(bucket):
         raise ConfigError(f"{uri!r}: {bucket!r} is not a bucket name (expected {scheme}://<bucket>/<prefix>)")
     return S3Location(scheme.lower(), bucket, key)
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """The ``s3:`` section of conf/ingest.yaml (never credentials: those come from the AWS chain)."""
-
-    endpoint_url: str | None = None
-    region: str | None = None
-    read_mode: str = "auto"
-    download_threads: int = 8
-    spool_dir: str | None = None
-
-    @classmethod
-    def from_job(cls, job: Mapping[str, Any]) -> S3Settings:
-        """Read and check ``job["s3"]``; unknown keys and anything credential-like are refused."""
-        raw = job.get("s3") or {}
-        if not isinstance(raw, Mapping):
-            raise ConfigError("s3: expected a mapping (endpoint_url, region, read_mode, download_threads, spool_dir)")
-        secretish = [k for k in raw if any(h in str(k).lower() for h in _SECRET_HINTS)]
-        if secretish:
-            raise ConfigError(
-                f"s3.{secretish[0]}: credentials are not read from conf; use the AWS credential chain "
-                "(environment variables, AWS_PROFILE, instance or container roles)"
-            )
-        unknown = sorted(str(k) for k in raw if k not in SETTING_KEYS)
-        if unknown:
-            raise ConfigError(f"s3: unknown setting(s) {unknown}; known: {list(SETTING_KEYS)}")
-        mode = str(raw.get("read_mode") or "auto")
-        if mode not in READ_MODES:
-            raise ConfigError(f"s3.read_mode: {mode!r} not in {READ_MODES}")
-        threads = raw.get("download_threads", 8)
-        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-            raise ConfigError(f"s3.download_threads: expected a whole number >= 1, got {threads!r}")
-        endpoint = raw.get("endpoint_url") or None
-        if endpoint is not None and not str(endpoint).startswith(("http://", "https://")):
-            raise ConfigError(f"s3.endpoint_url: expected an http:// or https:// URL, got {endpoint!r}")
-        return cls(
-            endpoint_url=str(endpoint) if endpoint else None,
-            region=str(raw["region"]) if raw.get("region") else None,
-            read_mode=mode,
-            download_threads=threads,
-            spool_dir=str(raw["spool_dir"]) if raw.get("spool_dir") else None,
-        )
-
-    def export_to_environment(self) -> None:
-        """Make conf's endpoint and region this process's AWS settings (``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``).
-
-        Every AWS client of a run — boto3 here, in the quality checks or a notebook, and
-        delta-rs — reads its endpoint and region from the environment; exporting conf's
-        values once at the entry point is how they all agree with conf. Non-secret values
-        only; a local Spark session built afterwards hands them to its Python workers too.
-        """
-        if self.endpoint_url:
-            os.environ["AWS_ENDPOINT_URL_S3"] = self.endpoint_url
-        if self.region:
-            os.environ["AWS_REGION"] = self.region
 
 
 def s3_client(settings: S3Settings | None = None):

@@ -47,7 +47,7 @@ from feedlake.delta.engines import DeltaEngine
 from feedlake.delta.merge import MergePlan, plan_for
 from feedlake.ingest.hooks import HookContext, IngestHook
 from feedlake.ingest.report import RunReport
-from feedlake.landing.storage import S3Settings, write_text
+from feedlake.landing.storage import write_text
 from feedlake.quality.context import ROW_COUNTS, QualityContext, preload_gx
 from feedlake.quality.suites import (
     GATE,
@@ -251,7 +251,7 @@ class QualityChecks:
         self.engine = engine
         self.quality = quality
         self.warehouse = warehouse
-        self.context = QualityContext.for_warehouse(warehouse, config.job)
+        self.context = QualityContext.for_warehouse(warehouse, config.settings.quality)
         self.run = QualityRun(run_id, datetime.now(timezone.utc))
         self.parameters = run_parameters(self.run.checked_at)
 
@@ -394,7 +394,7 @@ class QualityChecks:
         """
         self.run.docs_path = self.context.build_docs()
         if self.context.temporary:
-            self.run.docs_path = self.context.publish(self.warehouse, S3Settings.from_job(self.config.job))
+            self.run.docs_path = self.context.publish(self.warehouse, self.config.settings.s3)
             self.context.close()
         self.run.results_path = results_location(self.warehouse, self.run.run_id)
         if self.run.outcomes:
@@ -402,7 +402,7 @@ class QualityChecks:
             rows = local_frame(self.spark, self.run.rows(), table.ddl)
             self.engine.merge(table, rows, results_plan(table, sorted({o.tenant_id for o in self.run.outcomes}),
                                                         self.run.run_id))
-        write_text(self.run.results_path, self.run.to_json(), S3Settings.from_job(self.config.job))
+        write_text(self.run.results_path, self.run.to_json(), self.config.settings.s3)
         return self.run
 
 
@@ -474,5 +474,5 @@ def check_tables(spark: SparkSession, config: FeedlakeConfig, engine: DeltaEngin
     from feedlake.ingest.report_html import write_quality_page
 
     # The run's page beside the ingest runs' pages, and the run history (issue #16).
-    run.page_path = write_quality_page(run, warehouse, config.job, S3Settings.from_job(config.job))
+    run.page_path = write_quality_page(run, warehouse, config.settings.quality, config.settings.s3)
     return run

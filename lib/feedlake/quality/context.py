@@ -57,6 +57,7 @@ from datetime import datetime
 from typing import Any
 
 from feedlake.quality.suites import gx_suite
+from feedlake.settings.job import QualitySettings
 from feedlake.settings.locations import quality_root
 
 DATA_SOURCE = "feedlake"
@@ -126,10 +127,10 @@ class QualityContext:
                 self._lock_file = None
 
     @classmethod
-    def for_warehouse(cls, warehouse: str, job: Mapping[str, Any]) -> QualityContext:
+    def for_warehouse(cls, warehouse: str, quality: QualitySettings | None = None) -> QualityContext:
         """The project of ``warehouse``: its ``_quality`` folder, ``quality.project_dir``, or
         for a remote warehouse a new private temporary folder (issue #13, item 7)."""
-        root = quality_root(warehouse, job)
+        root = quality_root(warehouse, quality)
         if root is not None:
             return cls(root)
         # mkdtemp: an unpredictable name created atomically with mode 0700 (never an existing

@@ -3,6 +3,8 @@
 Stream contracts (``streams.yaml``), table definitions (``tables.yaml``) and job
 settings (``ingest.yaml``) live in ``conf/``; the same files are installed as the
 package ``feedlake.conf`` so a wheel shipped to a cluster carries its defaults.
+Job settings are typed and checked when the config is built
+(:class:`~feedlake.settings.job.JobSettings`, ``config.settings``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 
 import yaml
 
+from feedlake.settings.errors import ConfigError
+from feedlake.settings.job import JobSettings, parse_job_settings
+
 log = logging.getLogger("feedlake.settings.config")
 
 FIELD_TYPES = ("string", "unix_seconds", "number", "boolean", "date", "timestamp", "object")
@@ -28,10 +33,6 @@ SUBJECT_KINDS = ("email", "contact_key", "raw")
 
 # The tenant id of rows about all tenants at once (quality_results of table checks).
 ALL_TENANTS = "*"
-
-
-class ConfigError(ValueError):
-    """Raised when a configuration file does not follow its documented shape."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +105,21 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class FeedlakeConfig:
-    """Everything a run needs to know, built once by :func:`load_config`."""
+    """Everything a run needs to know, built once by :func:`load_config`.
+
+    ``job`` is the merged ingest.yaml mapping as read; ``settings`` its typed, checked
+    form (:class:`~feedlake.settings.job.JobSettings`), built from ``job`` and the tables
+    whenever a config is made, so a bad setting fails here, never half-way through a run
+    (``dataclasses.replace(config, job=...)`` builds the settings of the new mapping).
+    """
 
     streams: Mapping[str, StreamSpec]
     tables: Mapping[str, TableSpec]
     job: Mapping[str, Any]
+    settings: JobSettings = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", parse_job_settings(self.job, self.tables))
 
     def stream(self, name: str) -> StreamSpec:
         return self.streams[name]

@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -29,8 +28,9 @@ from feedlake.delta.engines import DeltaEngine
 from feedlake.landing.layouts import is_object_store
 from feedlake.landing.storage import S3Settings
 from feedlake.settings.config import ConfigError, FeedlakeConfig, StreamSpec
+from feedlake.settings.job import FIELD_PATH, STREAM_SUBJECT_KINDS
 
-KINDS = ("email", "contact_key")
+KINDS = STREAM_SUBJECT_KINDS
 
 
 SUPPRESSED_TABLE = "suppressed_subjects"
@@ -47,7 +47,7 @@ _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 _TOKEN_SPLIT = r"[^A-Za-z0-9_.@+-]+"
 
 
-_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+_FIELD_PATH = FIELD_PATH
 
 
 class PrivacyRequestError(ConfigError):
@@ -246,9 +246,9 @@ def stream_subject_fields(config: FeedlakeConfig, stream: StreamSpec) -> dict[st
     Without an entry for the stream: its declared fields named like a subject column of
     one of its target tables (``identify``: email, contact_key; ``crm``: email).
     """
-    declared = ((config.job.get("privacy") or {}).get("stream_subjects") or {}).get(stream.name)
+    declared = config.settings.privacy.stream_subjects.get(stream.name)
     if declared is not None:
-        out = {str(k): tuple([v] if isinstance(v, str) else v) for k, v in declared.items()}
+        out = dict(declared)
     else:
         names = {f.name for f in stream.fields}
         found: dict[str, list[str]] = defaultdict(list)
@@ -378,7 +378,7 @@ def without_suppressed(
 
 def s3_settings(config: FeedlakeConfig) -> S3Settings:
     """The S3 settings of ``config`` (where the salt of an object-store warehouse is read)."""
-    return S3Settings.from_job(config.job)
+    return config.settings.s3
 
 
 _names_udf = F.udf(lambda text, kind, value: names_identifier(text, kind, value), BooleanType())

@@ -1,0 +1,215 @@
+"""Job settings (conf/ingest.yaml) are typed and checked once, when the config is built (feedlake.settings.job)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from datetime import date
+
+import pytest
+
+from feedlake.app.cli import main
+from feedlake.ingest.backfill import ChunkLimits as BackfillChunkLimits
+from feedlake.ingest.lease import LeaseSettings as LeaseLeaseSettings
+from feedlake.landing.parsing import ParseSettings as ParsingParseSettings
+from feedlake.landing.storage import S3Settings as StorageS3Settings
+from feedlake.settings.config import ConfigError, build_config, load_config, parse_set_option
+from feedlake.settings.job import (
+    DEFAULT_HOOKS,
+    ChunkLimits,
+    ExportSettings,
+    JobSettings,
+    LeaseSettings,
+    ParseSettings,
+    PrivacySettings,
+    QualitySettings,
+    S3Settings,
+    SparkSettings,
+    parse_job_settings,
+)
+from feedlake.settings.locations import docs_location, quality_root
+from feedlake.settings.session import wants_jvm_packages
+
+TABLES = {
+    "contacts": {"key": ["tenant_id", "contact_key"], "columns": {"tenant_id": "string", "contact_key": "string", "email": "string"}},
+}
+
+
+def test_the_packaged_conf_parses_to_its_documented_defaults():
+    settings = load_config(None).settings
+    assert settings.engine == "auto"
+    assert settings.landing_layout == ("tenant_stream",)
+    assert settings.hooks == DEFAULT_HOOKS
+    assert settings.spark.master == "local[2]" and settings.spark.app_name == "feedlake-ingest"
+    assert settings.spark.conf["spark.sql.shuffle.partitions"] == "4" and settings.spark.resolve_packages == "auto"
+    assert settings.s3 == S3Settings()
+    assert settings.backfill == ChunkLimits(files=500, bytes=2 << 30)
+    assert settings.parsing == ParseSettings(max_record_bytes=16 << 20, raw_record_max_chars=65_536, spread_lines=True)
+    assert settings.concurrency == LeaseSettings(wait_seconds=900, ttl_seconds=120, poll_seconds=1)
+    assert settings.privacy.vacuum_retention_hours == 168
+    assert settings.privacy.stream_subjects["segment"] == {"email": ("traits.email",), "contact_key": ("userId", "anonymousId")}
+    assert settings.quality == QualitySettings(project_dir=None)
+    assert replace(settings.export, traits={}) == ExportSettings()
+    assert sorted(settings.export.traits) == ["accounts", "contacts"]
+    assert settings.export.traits["contacts"]["email"] == "email"
+    assert settings.storage_options == {}
+
+
+def test_the_old_homes_of_the_settings_classes_still_work():
+    assert (StorageS3Settings, ParsingParseSettings, BackfillChunkLimits, LeaseLeaseSettings) == (
+        S3Settings, ParseSettings, ChunkLimits, LeaseSettings,
+    )
+    assert ChunkLimits.from_job({}) == ChunkLimits(500, 2 << 30)
+    assert ChunkLimits.from_job({"backfill": {"chunk_files": 7}}) == ChunkLimits(7, 2 << 30)
+    assert ParseSettings.from_job(None) == ParseSettings()
+    assert LeaseSettings.from_job({"concurrency": {"lease_wait_seconds": 5}}).wait_seconds == 5.0
+
+
+def test_a_plain_dict_from_a_test_works():
+    assert parse_job_settings({}) == parse_job_settings(None) == JobSettings()
+    settings = parse_job_settings({"engine": "delta-rs", "landing_layout": ["tenant_stream", "objects"], "hooks": None,
+                                   "spark": {"master": "local[1]", "conf": {"spark.ui.enabled": False}},
+                                   "storage_options": {"AWS_ALLOW_HTTP": True}})
+    assert settings.engine == "delta-rs" and settings.landing_layout == ("tenant_stream", "objects") and settings.hooks == ()
+    assert settings.spark == SparkSettings(master="local[1]", conf={"spark.ui.enabled": "false"})
+    assert settings.storage_options == {"AWS_ALLOW_HTTP": "true"}
+    config = build_config({}, TABLES, {"export": {"traits": {"contacts": {"email": "email"}}}})
+    assert config.settings.export.traits == {"contacts": {"email": "email"}}
+    assert build_config({}, TABLES).settings == JobSettings()
+
+
+def test_unknown_top_level_keys_are_accepted_as_before():
+    assert parse_job_settings({"profile": "local", "owner": "data-team"}).profile == "local"
+
+
+def test_unknown_keys_of_a_lenient_section_are_logged(caplog):
+    with caplog.at_level(logging.WARNING, logger="feedlake.settings.job"):
+        assert parse_job_settings({"parsing": {"max_record_byte": 10}}).parsing == ParseSettings()
+    assert "parsing: unknown setting(s) ['max_record_byte']" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("job", "message"),
+    [
+        ({"engine": "duckdb"}, "engine 'duckdb' not in"),
+        ({"landing_layout": "file_key"}, "landing_layout"),
+        ({"landing_layout": []}, "landing_layout"),
+        ({"landing_layout": 3}, "landing_layout"),
+        ({"hooks": "feedlake.derived.activity:ActivityHook"}, "hooks: expected a list"),
+        ({"hooks": [1]}, "hooks: expected a list"),
+        ({"spark": ["local"]}, "spark: expected a mapping"),
+        ({"spark": {"conf": "x=1"}}, "spark.conf: expected a mapping"),
+        ({"spark": {"session_conf": ["x"]}}, "spark.session_conf: expected a mapping"),
+        ({"spark": {"resolve_packages": "yes"}}, "spark.resolve_packages"),
+        ({"spark": {"extra_packages": "io.x:y:1"}}, "spark.extra_packages"),
+        ({"spark": {"s3a": "http://x"}}, "spark.s3a"),
+        ({"s3": {"read_mode": "stream"}}, "s3.read_mode"),
+        ({"s3": {"download_threads": 0}}, "s3.download_threads"),
+        ({"s3": {"aws_secret_access_key": "x"}}, "credentials are not read from conf"),
+        ({"s3": {"endpoint": "http://x"}}, "s3: unknown setting"),
+        ({"parsing": {"max_record_bytes": 0}}, "parsing.max_record_bytes"),
+        ({"parsing": {"max_record_bytes": "16MB"}}, "parsing.max_record_bytes"),
+        ({"parsing": {"raw_record_max_chars": 1.5}}, "parsing.raw_record_max_chars"),
+        ({"parsing": {"raw_record_max_chars": True}}, "parsing.raw_record_max_chars"),
+        ({"parsing": {"spread_lines": "yes"}}, "parsing.spread_lines"),
+        ({"parsing": 5}, "parsing: expected a mapping"),
+        ({"backfill": {"chunk_files": 0}}, "backfill.chunk_files"),
+        ({"backfill": {"chunk_bytes": "1GB"}}, "backfill.chunk_bytes"),
+        ({"backfill": {"chunk_files": True}}, "backfill.chunk_files"),
+        ({"concurrency": {"lease_wait_seconds": -1}}, "concurrency.lease_wait_seconds"),
+        ({"concurrency": {"lease_ttl_seconds": 0}}, "concurrency.lease_ttl_seconds"),
+        ({"concurrency": {"lease_poll_seconds": "1s"}}, "concurrency.lease_poll_seconds"),
+        ({"privacy": {"vacuum_retention_hours": -1}}, "privacy.vacuum_retention_hours"),
+        ({"privacy": {"vacuum_retention_hours": 1.5}}, "privacy.vacuum_retention_hours"),
+        ({"privacy": {"stream_subjects": {"identify": {"phone": ["phone"]}}}}, "privacy.stream_subjects.identify"),
+        ({"privacy": {"stream_subjects": {"identify": {"email": ["a.b.c"]}}}}, "privacy.stream_subjects.identify"),
+        ({"privacy": {"stream_subjects": ["identify"]}}, "privacy.stream_subjects"),
+        ({"quality": "warehouse/_gx"}, "quality: expected a mapping"),
+        ({"export": {"segment_url": "api.segment.io"}}, "export.segment_url"),
+        ({"export": {"write_key": "abc"}}, "write key is never read from conf"),
+        ({"export": {"batch_bytes": 5}}, "export: unknown setting"),
+        ({"export": {"max_batch_bytes": 0}}, "export.max_batch_bytes"),
+        ({"export": {"max_attempts": "6"}}, "export.max_attempts"),
+        ({"export": {"backoff_seconds": -1}}, "export.backoff_seconds"),
+        ({"export": {"timeout_seconds": 0}}, "export.timeout_seconds"),
+        ({"export": {"as_of": "yesterday"}}, "export.as_of"),
+        ({"export": {"traits": {"events": {"x": "y"}}}}, "export.traits"),
+        ({"storage_options": ["AWS_REGION"]}, "storage_options"),
+    ],
+)
+def test_a_bad_setting_is_a_config_error_naming_it(job, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_job_settings(job)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_config({}, TABLES, job)  # the config is never built with it
+
+
+def test_export_traits_are_checked_against_the_tables():
+    job = {"export": {"traits": {"contacts": {"mk_phone": "phone"}}}}
+    assert parse_job_settings(job).export.traits == {"contacts": {"mk_phone": "phone"}}  # no tables: columns unchecked
+    with pytest.raises(ConfigError, match="export.traits.contacts.mk_phone: 'phone' is not a column of contacts"):
+        build_config({}, TABLES, job)
+    with pytest.raises(ConfigError, match="'accounts' is not a table"):
+        build_config({}, TABLES, {"export": {"traits": {"accounts": {"name": "name"}}}})
+
+
+def test_export_as_of_takes_a_day():
+    assert parse_job_settings({"export": {"as_of": date(2024, 5, 6)}}).export.as_of == date(2024, 5, 6)
+    assert parse_job_settings({"export": {"as_of": "2024-05-06"}}).export.as_of == "2024-05-06"
+
+
+def test_load_config_checks_at_load_time():
+    with pytest.raises(ConfigError, match="parsing.max_record_bytes"):
+        load_config(None, parse_set_option(["parsing.max_record_bytes=0"]))
+    assert load_config(None, parse_set_option(["parsing.max_record_bytes=100"])).settings.parsing.max_record_bytes == 100
+
+
+def test_a_bad_set_fails_before_any_spark_work(monkeypatch, capsys, tmp_path):
+    import feedlake.app.cli as cli
+
+    def no_spark(config):
+        raise AssertionError("a session was asked for")
+
+    monkeypatch.setattr(cli, "session_for", no_spark)
+    code = main(["ingest", "--landing", str(tmp_path), "--warehouse", str(tmp_path / "w"),
+                 "--set", "parsing.max_record_bytes=0"])
+    assert code == 2
+    assert "parsing.max_record_bytes: expected a whole number >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_replacing_the_job_mapping_rebuilds_the_settings():
+    config = load_config(None)
+    older = replace(config, job={k: v for k, v in config.job.items() if k not in ("hooks", "backfill")})
+    assert older.settings.hooks == DEFAULT_HOOKS and older.settings.backfill == ChunkLimits()
+    spooled = replace(config, job={**config.job, "s3": {"read_mode": "spool"}})
+    assert spooled.settings.s3.read_mode == "spool" and config.settings.s3.read_mode == "auto"
+
+
+@pytest.mark.parametrize(
+    ("job", "wanted"),
+    [
+        ({}, True),  # engine auto, no master: a cluster may use delta-spark
+        ({"spark": {"master": "local[2]"}}, False),
+        ({"spark": {"master": "local[2]"}, "engine": "delta-spark"}, True),
+        ({"spark": {"master": "local[2]"}, "s3": {"read_mode": "direct"}}, True),
+        ({"spark": {"master": "yarn", "resolve_packages": False}}, False),
+        ({"spark": {"master": "local[2]", "resolve_packages": True}}, True),
+    ],
+)
+def test_wants_jvm_packages_reads_the_typed_settings(job, wanted):
+    assert wants_jvm_packages(parse_job_settings(job)) is wanted
+
+
+def test_quality_locations_read_the_quality_settings(tmp_path):
+    assert quality_root(str(tmp_path)) == os.path.join(str(tmp_path), "_quality")
+    assert quality_root("s3://lake/w") is None
+    configured = QualitySettings(project_dir=str(tmp_path / "gx"))
+    assert quality_root("s3://lake/w", configured) == str(tmp_path / "gx")
+    assert docs_location("s3://lake/w", QualitySettings()) == "s3://lake/w/_quality/data_docs/index.html"
+    assert docs_location("s3://lake/w", configured) == str(tmp_path / "gx" / "data_docs" / "index.html")
+
+
+def test_privacy_defaults():
+    assert parse_job_settings({"privacy": None}).privacy == PrivacySettings()
