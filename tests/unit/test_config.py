@@ -68,3 +68,48 @@ def test_a_conf_reference_of_the_flat_package_still_loads_with_a_warning(old, ne
     assert [r.getMessage() for r in caplog.records] == [
         f"mapper {old!r}: feedlake's modules moved into layers (0.2); write {new!r} in conf"
     ]
+
+
+PRIMARY_TABLES = {
+    "a": {"key": ["tenant_id"], "columns": {"tenant_id": "string"}},
+    "b": {"key": ["tenant_id"], "columns": {"tenant_id": "string"}},
+}
+
+
+def test_the_packaged_streams_declare_their_primary_table(caplog):
+    with caplog.at_level(logging.WARNING, logger="feedlake.settings.config"):
+        config = load_config()
+    assert "primary" not in caplog.text  # every stream with several targets declares it
+    assert config.stream("group").primary_table == "contact_accounts"
+    assert config.stream("segment").primary_table == "segment_messages"
+    assert config.stream("metrics").primary_table == "metric_records"
+    assert config.stream("identify").primary_table == "contacts"  # a single target is its own primary
+
+
+def test_a_declared_primary_table_need_not_be_the_first_target(caplog):
+    with caplog.at_level(logging.WARNING, logger="feedlake.settings.config"):
+        config = build_config({"s": {"mapper": "m", "targets": ["a", "b"], "primary": "b"}}, PRIMARY_TABLES)
+    assert config.stream("s").primary_table == "b" and caplog.text == ""
+
+
+def test_a_single_target_is_the_primary_table(caplog):
+    with caplog.at_level(logging.WARNING, logger="feedlake.settings.config"):
+        config = build_config({"s": {"mapper": "m", "targets": ["b"]}}, PRIMARY_TABLES)
+    assert config.stream("s").primary_table == "b" and caplog.text == ""
+
+
+@pytest.mark.parametrize("primary", ["c", ["a"], ""])
+def test_the_primary_table_must_be_a_target(primary):
+    with pytest.raises(ConfigError, match=r"stream 's': primary .* must be one of its targets \['a', 'b'\]"):
+        build_config({"s": {"mapper": "m", "targets": ["a", "b"], "primary": primary}}, PRIMARY_TABLES)
+
+
+def test_several_targets_without_primary_still_load_with_a_warning(caplog):
+    """Conf written before ``primary:`` existed: the first target, as before, and a warning asking to declare it."""
+    with caplog.at_level(logging.WARNING, logger="feedlake.settings.config"):
+        config = build_config({"s": {"mapper": "m", "targets": ["a", "b"]}}, PRIMARY_TABLES)
+    assert config.stream("s").primary_table == "a"
+    assert [r.getMessage() for r in caplog.records] == [
+        "stream 's': 2 targets ['a', 'b'] and no 'primary:'; using the first, 'a', as before. "
+        "Declare 'primary: <table>' for the stream in streams.yaml"
+    ]

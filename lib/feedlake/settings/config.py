@@ -62,6 +62,9 @@ class StreamSpec:
     reads: tuple[str, ...] = ()
     # The TableSpec of each target, attached by build_config (mappers read profiles).
     tables: Mapping[str, TableSpec] = field(default_factory=dict)
+    # The target whose key decides which records of a batch are duplicates (``primary:``,
+    # see conf/streams.yaml and feedlake.ingest.stages.record_outcomes); set by parse_streams.
+    primary: str = ""
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -69,7 +72,8 @@ class StreamSpec:
 
     @property
     def primary_table(self) -> str:
-        return self.targets[0]
+        """The declared ``primary`` target (a spec built without one: its only, or first, target)."""
+        return self.primary or self.targets[0]
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,7 @@ def parse_streams(raw: Mapping[str, Any]) -> dict[str, StreamSpec]:
         targets = tuple(body.get("targets") or ())
         if not targets or "mapper" not in body:
             raise ConfigError(f"stream {name!r}: 'mapper' and 'targets' are required")
+        primary = _parse_primary(name, body.get("primary"), targets)
         streams[name] = StreamSpec(
             name=name,
             mapper=body["mapper"],
@@ -207,8 +212,28 @@ def parse_streams(raw: Mapping[str, Any]) -> dict[str, StreamSpec]:
             spec=str(body.get("spec", "")),
             options=dict(body.get("options") or {}),
             reads=tuple(body.get("reads") or ()),
+            primary=primary,
         )
     return streams
+
+
+def _parse_primary(stream: str, declared: Any, targets: tuple[str, ...]) -> str:
+    """A stream's ``primary:`` table: one of its targets; a single target is its own primary.
+
+    Conf written before ``primary:`` existed (several targets, none declared) keeps
+    working with the first target, as then, and a warning asking to declare it.
+    """
+    if declared is not None:
+        if declared not in targets:
+            raise ConfigError(f"stream {stream!r}: primary {declared!r} must be one of its targets {list(targets)}")
+        return str(declared)
+    if len(targets) > 1:
+        log.warning(
+            "stream %r: %d targets %s and no 'primary:'; using the first, %r, as before. "
+            "Declare 'primary: <table>' for the stream in streams.yaml",
+            stream, len(targets), list(targets), targets[0],
+        )
+    return targets[0]
 
 
 def parse_tables(raw: Mapping[str, Any]) -> dict[str, TableSpec]:
