@@ -27,10 +27,11 @@ from pyspark.sql import functions as F
 from feedlake.derived.slices import Slices, iso_week, monday, replace_slices, upsert_rows, utc_day
 from feedlake.ingest.hooks import HookContext, IngestHook, batch_tenants
 from feedlake.settings.config import FeedlakeConfig, StreamSpec
+from feedlake.settings.tables import ACTIVITY_WEEKLY, CONTACT_ACCOUNTS, CONTACT_EVENTS
 
 log = logging.getLogger("feedlake.derived.activity")
 
-TABLE = "activity_weekly"
+TABLE = ACTIVITY_WEEKLY
 
 
 def activity_weekly(events: DataFrame, links: DataFrame) -> DataFrame:
@@ -80,7 +81,7 @@ class ActivityHook(IngestHook):
     """Keeps ``activity_weekly`` in step with ``contact_events`` and ``contact_accounts``."""
 
     def __init__(self, config: FeedlakeConfig):
-        self.enabled = all(t in config.tables for t in (TABLE, "contact_events", "contact_accounts"))
+        self.enabled = all(t in config.tables for t in (TABLE, CONTACT_EVENTS, CONTACT_ACCOUNTS))
 
     @classmethod
     def from_conf(cls, config: FeedlakeConfig, conf_dir: str | None) -> ActivityHook:
@@ -89,9 +90,9 @@ class ActivityHook(IngestHook):
     def after_merge(self, context: HookContext, stream: StreamSpec, table: str, source: DataFrame) -> None:
         if not self.enabled:
             return
-        if table == "contact_events":
+        if table == CONTACT_EVENTS:
             self.refresh(context, tenant_event_weeks(source))
-        elif table == "contact_accounts":
+        elif table == CONTACT_ACCOUNTS:
             self._repoint(context, source.select("tenant_id", "contact_key").distinct())
 
     def refresh(self, context: HookContext, weeks_by_tenant: dict[str, list[date]]) -> None:
@@ -102,10 +103,10 @@ class ActivityHook(IngestHook):
         tenants = sorted(weeks_by_tenant)
         weeks = sorted({w for ws in weeks_by_tenant.values() for w in ws})
         events = engine.read(
-            config.table("contact_events"), tenants, within=Slices.of_weeks("event_timestamp", weeks, unix_seconds=True),
+            config.table(CONTACT_EVENTS), tenants, within=Slices.of_weeks("event_timestamp", weeks, unix_seconds=True),
         )
         # Only the links of the contacts active in those weeks (a semi-join, not the tenants' whole table).
-        links = engine.read_matching(config.table("contact_accounts"), events.select("tenant_id", "contact_key"),
+        links = engine.read_matching(config.table(CONTACT_ACCOUNTS), events.select("tenant_id", "contact_key"),
                                      ["tenant_id", "contact_key"])
         write = replace_slices(
             engine, config.table(TABLE), tenants, activity_weekly(events, links), Slices.of_weeks("week_start", weeks)
@@ -124,7 +125,7 @@ class ActivityHook(IngestHook):
         stored = engine.read_matching(table, contacts, on).persist()
         tenants = batch_tenants(stored)
         if tenants:
-            links = engine.read_matching(config.table("contact_accounts"), contacts, on)
+            links = engine.read_matching(config.table(CONTACT_ACCOUNTS), contacts, on)
             write = upsert_rows(engine, table, tenants, reassigned(stored, links), stored)
             if write.updated:
                 for tenant in tenants:

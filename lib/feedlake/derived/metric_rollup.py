@@ -35,12 +35,12 @@ from pyspark.sql import functions as F
 from feedlake.derived.slices import Slices, around, monday, replace_slices
 from feedlake.ingest.hooks import HookContext, IngestHook
 from feedlake.settings.config import ConfigError, FeedlakeConfig, StreamSpec
+from feedlake.settings.tables import ACCOUNT_METRICS, ACCOUNT_METRICS_WEEKLY, ENTITY_MAP, METRIC_FILES, METRIC_RECORDS
 from feedlake.streams.metrics import DEFAULT_KIND, MetricsSettings, TenantMetrics, parse_settings, per_tenant
 
 log = logging.getLogger("feedlake.streams.metrics")
 
 STREAM = "metrics"
-ENTITY_MAP = "entity_map"
 ENTITY_MAP_COLUMNS = ("source_system", "source_id", "account_key")
 
 
@@ -170,7 +170,7 @@ class MetricsHook(IngestHook):
         stream: StreamSpec | None = config.streams.get(STREAM)
         self.settings: MetricsSettings | None = parse_settings(stream.options) if stream else None
         self.enabled = self.settings is not None and all(
-            t in config.tables for t in ("metric_records", "metric_files", "account_metrics", "account_metrics_weekly")
+            t in config.tables for t in (METRIC_RECORDS, METRIC_FILES, ACCOUNT_METRICS, ACCOUNT_METRICS_WEEKLY)
         )
 
     @classmethod
@@ -180,9 +180,9 @@ class MetricsHook(IngestHook):
     def after_merge(self, context: HookContext, stream: StreamSpec, table: str, source: DataFrame) -> None:
         if not self.enabled:
             return
-        if table == "metric_records":
+        if table == METRIC_RECORDS:
             self.refresh(context, self._batch_weeks(context, source))
-        elif table == "metric_files":
+        elif table == METRIC_FILES:
             self._drift(context, source)
         elif table == ENTITY_MAP:
             self._remapped(context, source)
@@ -236,14 +236,14 @@ class MetricsHook(IngestHook):
         tenants = sorted(weeks_by_tenant)
         weeks = sorted({w for ws in weeks_by_tenant.values() for w in ws})
         read = Slices.of_weeks("metric_date", around(weeks, before=1, after=1))
-        records = engine.read(config.table("metric_records"), tenants, within=read)
+        records = engine.read(config.table(METRIC_RECORDS), tenants, within=read)
         daily = daily_metrics(with_accounts(records, self._rules, self._mapping(context, records)), self._rules).persist()
         day_slices = Slices.of_weeks("metric_date", weeks)
         week_slices = Slices.of_weeks("week_start", around(weeks, after=1))
         writes = [
-            replace_slices(engine, config.table("account_metrics"), tenants, daily.where(day_slices.condition()), day_slices),
+            replace_slices(engine, config.table(ACCOUNT_METRICS), tenants, daily.where(day_slices.condition()), day_slices),
             replace_slices(
-                engine, config.table("account_metrics_weekly"), tenants,
+                engine, config.table(ACCOUNT_METRICS_WEEKLY), tenants,
                 weekly_metrics(daily).where(week_slices.condition()), week_slices,
             ),
         ]
@@ -261,7 +261,7 @@ class MetricsHook(IngestHook):
             sent.setdefault(r["tenant_id"], {})[r["source_file"]] = json.loads(r["columns"])
         if not sent:
             return
-        files = context.engine.read(context.config.table("metric_files"), sorted(sent))
+        files = context.engine.read(context.config.table(METRIC_FILES), sorted(sent))
         drift: dict[str, list[dict[str, Any]]] = {}
         for r in column_drift(files).orderBy("tenant_id", "file_date", "source_file").collect():
             if r["source_file"] not in sent.get(r["tenant_id"], {}) or not (r["new_columns"] or r["missing_columns"]):
@@ -293,7 +293,7 @@ class MetricsHook(IngestHook):
         system = per_tenant(self._rules, lambda r: F.lit(r.entity_map_source).cast("string"))
         ids = source.where(F.col("source_system") == system).select("tenant_id", "source_id").distinct()
         # The records of the remapped ids, matched by a semi-join (no id is rendered as SQL text).
-        records = context.engine.read_matching(context.config.table("metric_records"), ids, ["tenant_id", "source_id"])
+        records = context.engine.read_matching(context.config.table(METRIC_RECORDS), ids, ["tenant_id", "source_id"])
         weeks: dict[str, list[date]] = {}
         for r in records.select("tenant_id", monday(F.col("metric_date")).alias("w")).distinct().collect():
             if r["w"]:

@@ -34,10 +34,11 @@ from pyspark.sql import functions as F
 from feedlake.delta.merge import plan_for
 from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec
 from feedlake.settings.session import local_frame
+from feedlake.settings.tables import ACCOUNT_METRICS_WEEKLY, ACCOUNTS, ACTIVITY_WEEKLY, CONTACT_ACCOUNTS, CONTACTS, MOMENTS
 
 SPEC = "seed 002"
-PROFILE_TABLES = ("contacts", "accounts")
-WEEKLY_TABLES = ("activity_weekly", "account_metrics_weekly")
+PROFILE_TABLES = (CONTACTS, ACCOUNTS)
+WEEKLY_TABLES = (ACTIVITY_WEEKLY, ACCOUNT_METRICS_WEEKLY)
 TABLES = PROFILE_TABLES + WEEKLY_TABLES
 WEEKLY_AGGREGATES = ("sum", "max", "min", "avg", "count")
 PROFILE_AGGREGATES = ("value", "days_until", "days_since")
@@ -237,7 +238,7 @@ def condition_value(condition: Condition, subjects: DataFrame, tables: Mapping[s
     """
     table = condition.table
     if table in PROFILE_TABLES:
-        key = "contact_key" if table == "contacts" else "account_key"
+        key = "contact_key" if table == CONTACTS else "account_key"
         value = F.col(condition.column)
         if condition.aggregate == "days_until":
             value = F.datediff(F.to_date(value), F.lit(as_of))
@@ -245,7 +246,7 @@ def condition_value(condition: Condition, subjects: DataFrame, tables: Mapping[s
             value = F.datediff(F.lit(as_of), F.to_date(value))
         values = _filtered(tables[table], condition).select("tenant_id", key, value.alias("_v"))
     else:
-        key = "contact_key" if table == "activity_weekly" else "account_key"
+        key = "contact_key" if table == ACTIVITY_WEEKLY else "account_key"
         first, last = week_window(as_of, condition.weeks)
         rows = _filtered(tables[table], condition).where(F.col("week_start").between(F.lit(first), F.lit(last)))
         values = rows.groupBy("tenant_id", key).agg(_aggregate(condition).alias("_v"))
@@ -264,8 +265,8 @@ def membership(
     moments), with their account from ``contact_accounts``. Each tenant gets its own
     moment set (``tenants.<id>``) or the default one.
     """
-    contacts = tables["contacts"].where(~F.coalesce(F.col("is_anonymous"), F.lit(False)))
-    links = tables["contact_accounts"].select("tenant_id", "contact_key", "account_key")
+    contacts = tables[CONTACTS].where(~F.coalesce(F.col("is_anonymous"), F.lit(False)))
+    links = tables[CONTACT_ACCOUNTS].select("tenant_id", "contact_key", "account_key")
     subjects = contacts.select("tenant_id", "contact_key").join(links, on=["tenant_id", "contact_key"], how="left")
     overridden = [t for t in tenants if t in moments.tenants]
     groups: list[tuple[list[str], tuple[Moment, ...]]] = [([t], moments.tenants[t]) for t in overridden]
@@ -324,9 +325,9 @@ def update_moments(
     """Evaluate the moments of ``tenants`` and MERGE entries and exits into ``moments``."""
     if not tenants:
         return MomentsUpdate()
-    tables = {name: engine.read(config.table(name), list(tenants)) for name in (*TABLES, "contact_accounts")}
+    tables = {name: engine.read(config.table(name), list(tenants)) for name in (*TABLES, CONTACT_ACCOUNTS)}
     current = membership(moments, tenants, tables, as_of)
-    spec = config.table("moments")
+    spec = config.table(MOMENTS)
     changes = moment_changes(current, engine.read(spec, list(tenants)), now).persist()
     try:
         # (tenant, entering/leaving) counts: tenants × 2 rows

@@ -22,6 +22,7 @@ from feedlake.rules.contracts import parse_properties
 from feedlake.rules.dedupe import COLUMN_PREFIX, PROPERTY_PREFIX, latest_per_key, resolve_attributes
 from feedlake.rules.profiles import profile_columns
 from feedlake.settings.config import StreamSpec, TableSpec
+from feedlake.settings.tables import ACCOUNT_EVENTS, ACCOUNTS, ENTITY_MAP
 from feedlake.streams.entity_map import MAP_KEY
 
 log = logging.getLogger("feedlake.streams.entity_map")
@@ -83,31 +84,31 @@ class EntityMapHook(IngestHook):
     """
 
     def after_merge(self, context: HookContext, stream: StreamSpec, table: str, source: DataFrame) -> None:
-        if table != "entity_map":
+        if table != ENTITY_MAP:
             return
         # The mappings now stored for the keys of this batch (a batch row older than the stored one lost its MERGE).
         keys = source.select(*MAP_KEY).distinct()
-        mappings = context.engine.read_matching(context.config.table("entity_map"), keys, list(MAP_KEY)).select(
+        mappings = context.engine.read_matching(context.config.table(ENTITY_MAP), keys, list(MAP_KEY)).select(
             *MAP_KEY, "account_key"
         ).persist()
         tenants = batch_tenants(mappings)
         moved: dict[str, dict[str, int]] = {}
-        if tenants and "account_events" in context.config.tables:
+        if tenants and ACCOUNT_EVENTS in context.config.tables:
             for tenant, count in self.move_events(context, tenants, mappings).items():
-                moved.setdefault(tenant, {})["account_events"] = count
-        if tenants and "accounts" in context.config.tables:
+                moved.setdefault(tenant, {})[ACCOUNT_EVENTS] = count
+        if tenants and ACCOUNTS in context.config.tables:
             for tenant, count in self.move_accounts(context, tenants, mappings).items():
-                moved.setdefault(tenant, {})["accounts"] = count
+                moved.setdefault(tenant, {})[ACCOUNTS] = count
         mappings.unpersist()
         for tenant, counts in sorted(moved.items()):
-            entry = {name: counts.get(name, 0) for name in ("account_events", "accounts") if name in context.config.tables}
+            entry = {name: counts.get(name, 0) for name in (ACCOUNT_EVENTS, ACCOUNTS) if name in context.config.tables}
             if any(entry.values()):
                 context.extras.setdefault("entity_map_moved", {})[tenant] = entry
                 log.info("entity_map %s: rows moved to canonical accounts: %s", tenant, entry)
 
     def move_events(self, context: HookContext, tenants: Sequence[str], mappings: DataFrame) -> dict[str, int]:
         """``account_events`` of a mapped ``(source_system, source_account_id)`` → the canonical key; moves per tenant."""
-        table = context.config.table("account_events")
+        table = context.config.table(ACCOUNT_EVENTS)
         on = ["tenant_id", "source_system", "source_account_id"]
         stored = context.engine.read_matching(table, mappings.withColumnRenamed("source_id", "source_account_id"), on)
         affected = _under_source_ids(stored, mappings, "source_account_id").persist()
@@ -125,7 +126,7 @@ class EntityMapHook(IngestHook):
 
     def move_accounts(self, context: HookContext, tenants: Sequence[str], mappings: DataFrame) -> dict[str, int]:
         """``accounts`` rows keyed by a mapped source id (of that source system) → merged into the canonical one."""
-        table = context.config.table("accounts")
+        table = context.config.table(ACCOUNTS)
         under_source = mappings.select("tenant_id", F.col("source_id").alias("account_key"))
         stored = context.engine.read_matching(table, under_source, ["tenant_id", "account_key"])
         affected = _under_source_ids(stored, mappings, "account_key").persist()

@@ -67,6 +67,7 @@ from feedlake.landing.layouts import TENANT_ID, LandingFile, discover, is_object
 from feedlake.quality.suites import TENANT_SEPARATOR
 from feedlake.settings.config import ALL_TENANTS, FeedlakeConfig, TableSpec
 from feedlake.settings.session import local_frame
+from feedlake.settings.tables import ACTIVITY_WEEKLY, CONTACT_ACCOUNTS, CONTACT_EVENTS, CONTACTS, INGEST_FILES, PRIVACY_REQUESTS
 from feedlake.streams.subjects import (
     KINDS,
     SUPPRESSED_TABLE,
@@ -84,7 +85,7 @@ from feedlake.streams.subjects import (
 
 log = logging.getLogger("feedlake.erasure.forget")
 
-REQUESTS_TABLE = "privacy_requests"
+REQUESTS_TABLE = PRIVACY_REQUESTS
 PRIVACY_TABLES = (REQUESTS_TABLE, SUPPRESSED_TABLE)
 EXIT_INCOMPLETE = 4  # `feedlake forget`: something that holds the person could not be removed
 
@@ -284,9 +285,9 @@ def resolve(engine: DeltaEngine, config: FeedlakeConfig, spark: SparkSession, te
     A contact row holding one of the person's emails, keys or anonymous ids gives its
     email, contact key and anonymous id; repeated until nothing new is found (three rounds at most).
     """
-    if "contacts" not in config.tables:
+    if CONTACTS not in config.tables:
         return
-    contacts = config.table("contacts")
+    contacts = config.table(CONTACTS)
     for o in outcomes:
         o.keys |= {o.request.normalized} if o.request.kind == "contact_key" else set()
         o.emails |= {o.request.normalized} if o.request.kind == "email" else set()
@@ -315,8 +316,8 @@ def recompute_activity(engine: DeltaEngine, config: FeedlakeConfig, tenant_id: s
 
     if not weeks or TABLE not in config.tables:
         return 0
-    stored = engine.read(config.table("contact_events"), [tenant_id], within=Slices.of_weeks("event_timestamp", weeks, unix_seconds=True))
-    links = engine.read_matching(config.table("contact_accounts"), stored.select("tenant_id", "contact_key"), ["tenant_id", "contact_key"])
+    stored = engine.read(config.table(CONTACT_EVENTS), [tenant_id], within=Slices.of_weeks("event_timestamp", weeks, unix_seconds=True))
+    links = engine.read_matching(config.table(CONTACT_ACCOUNTS), stored.select("tenant_id", "contact_key"), ["tenant_id", "contact_key"])
     write = replace_slices(engine, config.table(TABLE), tenant_id, activity_weekly(stored, links), Slices.of_weeks("week_start", weeks))
     log.info("forget %s: activity weeks %s recomputed: %s", tenant_id, [w.isoformat() for w in weeks], write)
     return write.deleted + write.updated + write.inserted
@@ -324,13 +325,13 @@ def recompute_activity(engine: DeltaEngine, config: FeedlakeConfig, tenant_id: s
 
 # Derived tables recomputed (for the slices the removed rows touched) before their own
 # subject rows are deleted; the subject delete then removes whatever is left.
-DERIVED = {"activity_weekly": recompute_activity}
+DERIVED = {ACTIVITY_WEEKLY: recompute_activity}
 
 
 def _known_tenant(engine: DeltaEngine, config: FeedlakeConfig, tenant_id: str) -> bool:
     if not TENANT_ID.fullmatch(tenant_id or ""):
         return False
-    manifest = config.table("ingest_files")
+    manifest = config.table(INGEST_FILES)
     return engine.version(manifest) is not None and not engine.read(manifest, [tenant_id]).limit(1).isEmpty()
 
 
@@ -380,7 +381,7 @@ def forget(
         cached.append(found)
         for request_id, count in _counts(found).items():
             by_id[request_id].rows_removed[table.name] = count
-        if table.name == "contact_events":
+        if table.name == CONTACT_EVENTS:
             from feedlake.derived.activity import event_weeks
 
             weeks = event_weeks(found)  # the person's own weeks (small), before their events go
@@ -808,7 +809,7 @@ def _landing(spark, config, engine, tenant_id, landing, outcomes, rewrite, s3) -
         return
     manifest = read_manifest(engine, config, [tenant_id])
     fresh = {f.source_file: f for f in discover(landing, [tenant_id], None, config.settings.landing_layout, s3=s3)}
-    table = config.table("ingest_files")
+    table = config.table(INGEST_FILES)
     rows = []
     for old in rewritten:
         row = manifest.get((tenant_id, old.source_file))

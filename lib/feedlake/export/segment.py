@@ -59,11 +59,12 @@ from feedlake.derived.moments import MomentsConf, MomentsUpdate, as_of_day, upda
 from feedlake.settings.config import ConfigError, FeedlakeConfig
 from feedlake.settings.job import ExportSettings
 from feedlake.settings.session import local_frame
+from feedlake.settings.tables import ACCOUNTS, CONTACT_ACCOUNTS, CONTACTS, EXPORT_STATE, MOMENTS
 
 log = logging.getLogger("feedlake.export.segment")
 
 SPEC = "seed 002"
-SOURCES = ("contacts", "accounts", "moments")
+SOURCES = (CONTACTS, ACCOUNTS, MOMENTS)
 # Tests only: path of a marker file; when it does not exist yet, the final export_state
 # write creates it and fails (a crash between sending and recording, exactly once).
 FAIL_STATE_ENV = "FEEDLAKE_TEST_FAIL_STATE_WRITE_ONCE"
@@ -205,8 +206,8 @@ def changed_traits(frame: DataFrame, traits: Mapping[str, str], types: Mapping[s
 
 def identify_messages(changes: DataFrame, settings: ExportSettings, config: FeedlakeConfig) -> DataFrame:
     """contacts' changes → ``identify`` calls (``userId``, or ``anonymousId`` for an anonymous contact)."""
-    spec = config.table("contacts")
-    traits = settings.traits.get("contacts") or {"email": "email"}
+    spec = config.table(CONTACTS)
+    traits = settings.traits.get(CONTACTS) or {"email": "email"}
     columns = sorted({*traits.values(), "is_anonymous"})
     states = changed_traits(_before_after(changes, ["tenant_id", "contact_key"], columns), traits, dict(spec.columns), ["email"])
     changed = states.where(F.col("_changed"))
@@ -228,8 +229,8 @@ def group_messages(changes: DataFrame, members: DataFrame, settings: ExportSetti
     A Segment group call needs a user (seed 002 / Segment spec); an account no contact
     belongs to yet is sent when its first contact links to it and it changes again.
     """
-    spec = config.table("accounts")
-    traits = settings.traits.get("accounts") or {}
+    spec = config.table(ACCOUNTS)
+    traits = settings.traits.get(ACCOUNTS) or {}
     if not traits:
         return local_frame(changes.sparkSession, [], "tenant_id string, type string, message_id string, json string")
     states = changed_traits(_before_after(changes, ["tenant_id", "account_key"], sorted(set(traits.values()))),
@@ -293,11 +294,11 @@ def destination_id(request: ExportRequest, settings: ExportSettings) -> str:
 
 def _tenants_of(engine, config: FeedlakeConfig) -> list[str]:
     """Every tenant with a contacts or accounts partition (Delta metadata / one distinct column)."""
-    return sorted({t for name in ("contacts", "accounts") for t in engine.tenants(config.table(name))})
+    return sorted({t for name in (CONTACTS, ACCOUNTS) for t in engine.tenants(config.table(name))})
 
 
 def _state_rows(engine, config: FeedlakeConfig, destination: str, tenants: Sequence[str]) -> dict[tuple[str, str], Any]:
-    spec = config.table("export_state")
+    spec = config.table(EXPORT_STATE)
     frame = engine.read(spec, list(tenants)).where(F.col("destination") == F.lit(destination))
     # One row per tenant and source table: tenants × 3, whatever the warehouse size.
     return {(r["tenant_id"], r["table_name"]): r for r in frame.collect()}
@@ -307,7 +308,7 @@ def _write_state(engine, config: FeedlakeConfig, rows: list[tuple]) -> None:
     """MERGE a few export_state rows (tenants × sources, built in Python: no Spark job)."""
     if not rows:
         return
-    spec = config.table("export_state")
+    spec = config.table(EXPORT_STATE)
     engine.ensure(spec)
     engine.merge_rows(spec, rows, plan_for(spec, sorted({r[0] for r in rows})))
 
@@ -372,15 +373,15 @@ def build_messages(spark: SparkSession, engine, config: FeedlakeConfig, settings
     """Every message of the spans: (tenant_id, type, message_id, json, contact_key, email)."""
     empty = local_frame(spark, [], "tenant_id string, type string, message_id string, json string")
     parts = []
-    contacts = _changes_in(spark, engine, config, "contacts", spans)
+    contacts = _changes_in(spark, engine, config, CONTACTS, spans)
     if contacts is not None:
         parts.append(identify_messages(contacts, settings, config))
-    accounts = _changes_in(spark, engine, config, "accounts", spans)
+    accounts = _changes_in(spark, engine, config, ACCOUNTS, spans)
     if accounts is not None:
         changed_keys = accounts.select("tenant_id", "account_key").distinct()
-        members = engine.read_matching(config.table("contact_accounts"), changed_keys, ["tenant_id", "account_key"])
+        members = engine.read_matching(config.table(CONTACT_ACCOUNTS), changed_keys, ["tenant_id", "account_key"])
         parts.append(group_messages(accounts, members.select("tenant_id", "account_key", "contact_key"), settings, config))
-    moments = _changes_in(spark, engine, config, "moments", spans)
+    moments = _changes_in(spark, engine, config, MOMENTS, spans)
     if moments is not None:
         parts.append(track_messages(moments))
     out = empty
@@ -568,7 +569,7 @@ def run_export(
     now = now or datetime.now(timezone.utc)
     destination = destination_id(request, settings)
     report = ExportReport(run_id, getattr(engine, "name", "?"), destination, request.dry_run)
-    for name in ("export_state", "moments"):
+    for name in (EXPORT_STATE, MOMENTS):
         engine.ensure(config.table(name))
     tenants = list(request.tenants) or _tenants_of(engine, config)
     if request.outbox is None and not request.dry_run:

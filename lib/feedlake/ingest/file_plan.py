@@ -42,6 +42,7 @@ from types import TracebackType
 from feedlake.delta.engines import DeltaEngine
 from feedlake.landing.layouts import LandingFile, is_object_store
 from feedlake.settings.config import FeedlakeConfig
+from feedlake.settings.tables import INGEST_FILES
 
 HASH_CHUNK = 1 << 20
 
@@ -177,7 +178,7 @@ def _settled(f: LandingFile, previous: Mapping | None, status: str) -> bool:
 
 def read_manifest(engine: DeltaEngine, config: FeedlakeConfig, tenants: Sequence[str]) -> dict[tuple[str, str], dict]:
     """The ``ingest_files`` rows of these tenants (all when empty), by (tenant_id, source_file)."""
-    rows = engine.read(config.table("ingest_files"), tenants or None).collect()
+    rows = engine.read(config.table(INGEST_FILES), tenants or None).collect()
     return {(r["tenant_id"], r["source_file"]): r.asDict() for r in rows}
 
 

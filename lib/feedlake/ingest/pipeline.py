@@ -37,6 +37,7 @@ from feedlake.landing.layouts import REFUSAL_CODES, LandingFile, discover
 from feedlake.landing.storage import S3Access
 from feedlake.settings.config import FeedlakeConfig
 from feedlake.settings.session import local_frame
+from feedlake.settings.tables import INGEST_FILES, QUARANTINE
 
 FILE_META_SCHEMA = (
     "file_id INT, tenant_id STRING, stream STRING, source_file STRING, landing_time TIMESTAMP, batch_id STRING, "
@@ -144,7 +145,7 @@ class Ingest:
         # files: a rerun after a crash skips the commits that had landed (issue 13).
         # The manifest's version is part of it: a deliberate reprocess (manifest rows removed)
         # is a new batch, while a crashed run never committed the manifest.
-        manifest_version = self.engine.version(self.config.table("ingest_files"))
+        manifest_version = self.engine.version(self.config.table(INGEST_FILES))
         with idempotent_writes(self.engine, plan_fingerprint(plan, manifest_version)) as ids:
             log.info("run %s: batch %s", self.report.run_id, ids.batch[:24])
             return self._run_batch(plan)
@@ -200,7 +201,7 @@ class Ingest:
             if len(refused) > len(shown):
                 shown.append(f"... and {len(refused) - len(shown)} more (quarantine error_code {', '.join(REFUSAL_CODES)})")
             self.report.extras["files_refused"] = shown
-        schema = self.config.table("quarantine").ddl
+        schema = self.config.table(QUARANTINE).ddl
         return local_frame(self.spark, rows, schema)
 
     def _read(self, files: list[LandingFile], batches: Mapping[tuple[str, str], str]) -> DataFrame:
@@ -234,7 +235,7 @@ class Ingest:
 
     def _write_quarantine(self, parts: list[DataFrame], plan: FilePlan) -> None:
         """Replace the quarantine rows of changed files, then add this run's: one commit each for all tenants."""
-        table = self.config.table("quarantine")
+        table = self.config.table(QUARANTINE)
         if plan.changed:
             # The changed files as rows of a keys DataFrame, matched by a MERGE ... DELETE (no path in SQL text).
             keys = local_frame(
@@ -254,7 +255,7 @@ class Ingest:
             df.unpersist()
 
     def _write_manifest(self, plan: FilePlan, batches: Mapping[tuple[str, str], str]) -> None:
-        table = self.config.table("ingest_files")
+        table = self.config.table(INGEST_FILES)
         now = datetime.now(timezone.utc)
         rows = []
         for f in plan.to_read + [r[0] for r in plan.rejected]:

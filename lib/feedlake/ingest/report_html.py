@@ -39,6 +39,7 @@ from feedlake.delta.engines import open_delta_rs
 from feedlake.landing.storage import StorageError, list_objects, parse_s3_uri, read_text, s3_client, write_text
 from feedlake.settings.job import QualitySettings
 from feedlake.settings.locations import docs_location, is_remote
+from feedlake.settings.tables import ACTIVITY_WEEKLY, INGEST_FILES, QUARANTINE
 
 log = logging.getLogger("feedlake.ingest.report_html")
 
@@ -138,7 +139,7 @@ def run_batches(engine, config, run_id: str, tenants: Sequence[str]) -> set[str]
     """Batch ids of this run, from its ``ingest_files`` rows (one row per file of the run)."""
     if not tenants:
         return set()
-    table = config.table("ingest_files")
+    table = config.table(INGEST_FILES)
     if engine.name == "delta-rs":
         import pyarrow.dataset as ds
 
@@ -176,7 +177,7 @@ def quarantine_examples(engine, config, run_id: str, report: Mapping[str, Any],
     batches = run_batches(engine, config, run_id, tenants)
     if not batches:
         return {}
-    table = config.table("quarantine")
+    table = config.table(QUARANTINE)
     columns = ["tenant_id", "stream", "source_file", "line_number", "raw_record", "error_code", "error_message"]
     found: dict[str, list[dict]] = defaultdict(list)
     if engine.name == "delta-rs":
@@ -250,7 +251,7 @@ def activity_trend(engine, config, report: Mapping[str, Any]) -> dict[str, list[
     Aggregated while scanning (delta-rs: batch by batch; delta-spark: a Spark
     aggregation), so the driver holds at most tenants × :data:`TREND_WEEKS` numbers.
     """
-    if "activity_weekly" not in config.tables:
+    if ACTIVITY_WEEKLY not in config.tables:
         return {}
     tenants = _tenants(report)
     if not tenants:
@@ -258,7 +259,7 @@ def activity_trend(engine, config, report: Mapping[str, Any]) -> dict[str, list[
     windows = {t: trend_window(report, t) for t in tenants}
     first = min(w[0] for w in windows.values())
     last = max(w[1] for w in windows.values())
-    table = config.table("activity_weekly")
+    table = config.table(ACTIVITY_WEEKLY)
     sums: dict[tuple[str, date], int] = defaultdict(int)
     if engine.name == "delta-rs":
         import pyarrow as pa

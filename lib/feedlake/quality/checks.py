@@ -60,10 +60,11 @@ from feedlake.quality.suites import (
 )
 from feedlake.settings.config import ALL_TENANTS, ConfigError, FeedlakeConfig, StreamSpec, TableSpec
 from feedlake.settings.session import local_frame
+from feedlake.settings.tables import QUALITY_RESULTS
 
 log = logging.getLogger("feedlake.quality.checks")
 
-RESULTS_TABLE = "quality_results"
+RESULTS_TABLE = QUALITY_RESULTS
 ROW_COUNT_CHECK = "row_count_never_shrinks"
 EXIT_QUALITY = 3
 FAIL_ON = ("critical", "warning")

@@ -24,6 +24,7 @@ from datetime import date
 from typing import Any
 
 from feedlake.settings.errors import ConfigError
+from feedlake.settings.tables import ACCOUNTS, CONTACTS
 
 log = logging.getLogger("feedlake.settings.job")
 
@@ -55,7 +56,7 @@ DEFAULT_RETENTION_HOURS = 168
 STREAM_SUBJECT_KINDS = ("email", "contact_key")
 FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 # The tables whose changes ``feedlake export`` sends with traits (identify, group).
-EXPORT_TRAIT_TABLES = ("contacts", "accounts")
+EXPORT_TRAIT_TABLES = (CONTACTS, ACCOUNTS)
 _TRAIT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

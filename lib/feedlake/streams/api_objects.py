@@ -37,6 +37,7 @@ from pyspark.sql import functions as F
 from feedlake.rules.contracts import apply_checks, extra_props, field_text, render_properties, timestamp_value
 from feedlake.rules.profiles import checked_attributes, object_members, profile_checks, trait_check
 from feedlake.settings.config import StreamSpec
+from feedlake.settings.tables import ACCOUNT_EVENTS, ACCOUNTS, CONTACT_EVENTS, CONTACTS
 from feedlake.streams.entity_map import resolve_account, stored_entity_map
 from feedlake.streams.mappers import QUARANTINE_COLUMNS, REJECTED, lineage, source_system
 
@@ -133,7 +134,7 @@ def contact_rows(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame]
         F.lit(None).cast("string").alias("anonymous_id"),
         *lineage(),
     )
-    return {"contacts": contacts, REJECTED: rejected}
+    return {CONTACTS: contacts, REJECTED: rejected}
 
 
 def account_rows(records: DataFrame, stream: StreamSpec, stored: Mapping[str, DataFrame]) -> dict[str, DataFrame]:
@@ -147,7 +148,7 @@ def account_rows(records: DataFrame, stream: StreamSpec, stored: Mapping[str, Da
         "source_system",
         *lineage(),
     )
-    return {"accounts": accounts, REJECTED: rejected}
+    return {ACCOUNTS: accounts, REJECTED: rejected}
 
 
 def contact_event_rows(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame]:
@@ -167,7 +168,7 @@ def contact_event_rows(records: DataFrame, stream: StreamSpec) -> dict[str, Data
         F.lit(False).alias("is_anonymous"),
         *lineage(),
     )
-    return {"contact_events": events, REJECTED: rejected}
+    return {CONTACT_EVENTS: events, REJECTED: rejected}
 
 
 def account_event_rows(records: DataFrame, stream: StreamSpec, stored: Mapping[str, DataFrame]) -> dict[str, DataFrame]:
@@ -187,4 +188,4 @@ def account_event_rows(records: DataFrame, stream: StreamSpec, stored: Mapping[s
         field_text("account_id").alias("source_account_id"),
         *lineage(),
     )
-    return {"account_events": events, REJECTED: rejected}
+    return {ACCOUNT_EVENTS: events, REJECTED: rejected}

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from feedlake.rules.contracts import extra_props, render_properties, typed
 from feedlake.settings.config import StreamSpec
+from feedlake.settings.tables import CRM_LEADS
 from feedlake.streams.mappers import lineage
 
 
@@ -43,4 +44,4 @@ def crm_lead_rows(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame
         render_properties(extra_props(declared)).alias("properties"),
         *lineage(),
     )
-    return {"crm_leads": leads}
+    return {CRM_LEADS: leads}

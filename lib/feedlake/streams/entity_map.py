@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 
 from feedlake.rules.contracts import field_text
 from feedlake.settings.config import StreamSpec
+from feedlake.settings.tables import ENTITY_MAP
 from feedlake.streams.mappers import StoredTables, lineage
 
 
@@ -47,7 +48,7 @@ def entity_map_rows(records: DataFrame, stream: StreamSpec) -> dict[str, DataFra
         field_text("account_key").alias("account_key"),
         *lineage(),
     )
-    return {"entity_map": rows}
+    return {ENTITY_MAP: rows}
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,10 @@ def resolve_account(frame: DataFrame, source_id: Column, entity_map: DataFrame |
 def stored_entity_map(stored: Mapping[str, DataFrame]) -> DataFrame | KeyedTable:
     """The ``entity_map`` table a resolving stream was given (see ``reads`` in conf/streams.yaml):
     keyed (read at the batch's ids by :func:`resolve_account`) when the pipeline gave it."""
-    if "entity_map" not in stored:
+    if ENTITY_MAP not in stored:
         raise KeyError("a stream resolving account ids must declare `reads: [entity_map]` in conf/streams.yaml")
     if isinstance(stored, StoredTables):
-        return KeyedTable(stored, "entity_map")
-    return stored["entity_map"]
+        return KeyedTable(stored, ENTITY_MAP)
+    return stored[ENTITY_MAP]
 
 

@@ -22,6 +22,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.settings.config import FeedlakeConfig, StreamSpec, load_object
+from feedlake.settings.tables import ACCOUNTS, CONTACT_ACCOUNTS, CONTACT_EVENTS, CONTACTS
 
 if TYPE_CHECKING:
     from feedlake.delta.engines import DeltaEngine
@@ -118,7 +119,7 @@ def contact_profile(records: DataFrame, stream: StreamSpec) -> dict[str, DataFra
         F.lit(None).cast("string").alias("anonymous_id"),
         *lineage(),
     )
-    return {"contacts": contacts}
+    return {CONTACTS: contacts}
 
 
 def derived_key(stream: StreamSpec, name: str) -> Column:
@@ -148,7 +149,7 @@ def contact_event(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame
         F.lit(False).alias("is_anonymous"),
         *lineage(),
     )
-    return {"contact_events": events}
+    return {CONTACT_EVENTS: events}
 
 
 def contact_group(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame]:
@@ -171,7 +172,7 @@ def contact_group(records: DataFrame, stream: StreamSpec) -> dict[str, DataFrame
         source_system(records, stream).alias("source_system"),
         *lineage(),
     )
-    return {"contact_accounts": links, "accounts": accounts}
+    return {CONTACT_ACCOUNTS: links, ACCOUNTS: accounts}
 
 
 MAPPERS: Mapping[str, Mapper] = {

@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 
 from feedlake.rules.contracts import NUMBER, field_text, render_properties
 from feedlake.settings.config import ConfigError, StreamSpec
+from feedlake.settings.tables import METRIC_FILES, METRIC_RECORDS
 from feedlake.streams.mappers import QUARANTINE_COLUMNS, REJECTED, lineage
 
 KINDS = ("cumulative", "stock")
@@ -245,4 +246,4 @@ def metric_records(records: DataFrame, stream: StreamSpec) -> dict[str, DataFram
         F.min("batch_id").alias("batch_id"),
         F.max("_seq").alias("_seq"),
     ).select("tenant_id", "source_file", "file_date", "columns", "batch_id", "_seq")
-    return {"metric_records": rows, "metric_files": files, REJECTED: rejected}
+    return {METRIC_RECORDS: rows, METRIC_FILES: files, REJECTED: rejected}

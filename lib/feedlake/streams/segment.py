@@ -42,6 +42,7 @@ from feedlake.rules.contracts import apply_checks, field_checks, field_text, ren
 from feedlake.rules.dedupe import rank_by_seq
 from feedlake.rules.profiles import checked_attributes, object_members, plain_text, profile_checks, trait_check
 from feedlake.settings.config import FieldSpec, StreamSpec
+from feedlake.settings.tables import ACCOUNTS, CONTACT_ACCOUNTS, CONTACT_EVENTS, CONTACTS, SEGMENT_MESSAGES
 from feedlake.streams.api_objects import split, with_source_system
 from feedlake.streams.entity_map import resolve_account, stored_entity_map
 from feedlake.streams.mappers import DUPLICATES, REJECTED, lineage, stored_matching
@@ -87,7 +88,7 @@ def message_checks() -> list[Check]:
 def attribute_checks(stream: StreamSpec) -> list[Check]:
     """Trait rules on traits/properties, and profile types for identify (contacts) and group (accounts)."""
     checks = [trait_check(F.col("json_values"))]
-    for call, table in (("identify", "contacts"), ("group", "accounts")):
+    for call, table in (("identify", CONTACTS), ("group", ACCOUNTS)):
         is_call = F.col("_type") == call
         extra = field_checks(FieldSpec("email", "string"), SPEC) if call == "identify" else []
         for failed, code, message in [*extra, *profile_checks(stream.tables[table])]:
@@ -134,7 +135,7 @@ def segment_rows(records: DataFrame, stream: StreamSpec, stored: Mapping[str, Da
     ok = with_source_system(ok, stream)
     # Only the stored ledger rows of this batch's message ids (a key-matched read, not the tenants' whole ledger).
     ids = ok.select("tenant_id", F.col("_message_id").alias("message_id"))
-    repeated = repeated_messages(ok, stored_matching(stored, "segment_messages", ids, ["tenant_id", "message_id"]))
+    repeated = repeated_messages(ok, stored_matching(stored, SEGMENT_MESSAGES, ids, ["tenant_id", "message_id"]))
 
     messages = ok.select(
         "tenant_id",
@@ -183,11 +184,11 @@ def segment_rows(records: DataFrame, stream: StreamSpec, stored: Mapping[str, Da
         *lineage(),
     )
     return {
-        "segment_messages": messages,
-        "contacts": contacts,
-        "contact_events": events,
-        "contact_accounts": links,
-        "accounts": accounts,
+        SEGMENT_MESSAGES: messages,
+        CONTACTS: contacts,
+        CONTACT_EVENTS: events,
+        CONTACT_ACCOUNTS: links,
+        ACCOUNTS: accounts,
         REJECTED: rejected,
         DUPLICATES: repeated,
     }

@@ -29,11 +29,12 @@ from feedlake.landing.layouts import is_object_store
 from feedlake.landing.storage import S3Settings
 from feedlake.settings.config import ConfigError, FeedlakeConfig, StreamSpec
 from feedlake.settings.job import FIELD_PATH, STREAM_SUBJECT_KINDS
+from feedlake.settings.tables import SUPPRESSED_SUBJECTS
 
 KINDS = STREAM_SUBJECT_KINDS
 
 
-SUPPRESSED_TABLE = "suppressed_subjects"
+SUPPRESSED_TABLE = SUPPRESSED_SUBJECTS
 
 
 SALT_PATH = "_privacy/salt"
