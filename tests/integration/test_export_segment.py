@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.conftest import run_cli, write_files
+from tests.conftest import run_cli, without_quality, write_files
 from tests.integration.conftest import BUCKET
 from tests.integration.test_export import AS_OF, FIRST
 
@@ -65,7 +65,8 @@ def warehouse_of(request, tmp_path_factory):
     engine = request.param
     base = tmp_path_factory.mktemp(f"export-segment-{engine}")
     landing = write_files(base / "landing", FIRST)
-    assert run_cli("ingest", "--landing", str(landing), "--warehouse", str(base / "wh"), "--engine", engine) == 0
+    assert run_cli("ingest", "--landing", str(landing), "--warehouse", str(base / "wh"), "--engine", engine,
+                   *without_quality()) == 0
     return engine, base / "wh"
 
 
