@@ -33,8 +33,9 @@ SEED_000 = {
 }
 
 
-def ingest(landing: Path, warehouse: Path, *extra: str) -> dict:
-    return ingest_report(landing, warehouse, *extra)
+def ingest(landing: Path, warehouse: Path, *extra: str, quality: bool = False) -> dict:
+    """One run; without the quality gate (tested in test_quality_cli) unless ``quality``."""
+    return ingest_report(landing, warehouse, *extra, quality=quality)
 
 
 def by_stream(report: dict) -> dict:
@@ -42,7 +43,7 @@ def by_stream(report: dict) -> dict:
 
 
 def test_seed_examples_land_in_their_tables(spark, landing, warehouse):
-    report = ingest(landing(SEED_000), warehouse)
+    report = ingest(landing(SEED_000), warehouse, quality=True)  # the packaged conf whole, quality gate included
     contacts = read_table(spark, warehouse, "contacts", ["tenant_id", "contact_key", "email", "properties"])
     expected_contacts = spark.createDataFrame(
         [

@@ -20,7 +20,7 @@ from feedlake.delta.engines import DeltaRsEngine
 from feedlake.ingest.pipeline import IngestRequest, run_ingest
 from feedlake.ingest.report import ReportInvariantError
 from feedlake.streams import mappers
-from tests.conftest import jsonl, read_table, run_cli, write_files
+from tests.conftest import jsonl, read_table, run_cli, without_quality, write_files
 
 MARCH_2024 = 1709251200
 YEAR_2100 = 4102444800
@@ -68,7 +68,7 @@ def test_segment_messages_collapsing_onto_one_event_are_duplicates(spark, tmp_pa
         ),
     })
     warehouse = tmp_path / "warehouse"
-    assert run_cli("ingest", "--landing", str(landing), "--warehouse", str(warehouse)) == 0
+    assert run_cli("ingest", "--landing", str(landing), "--warehouse", str(warehouse), *without_quality()) == 0
     assert read_table(spark, warehouse, "contact_events").count() == 2
     segment = _streams(_reports(warehouse)[0])[("acme", "segment")]
     assert (segment["records_read"], segment["accepted"], segment["duplicates_dropped"]) == (3, 2, 1)
@@ -103,7 +103,7 @@ def test_rejected_and_unreadable_files_are_not_reread_until_they_change(spark, t
     corrupt.parent.mkdir(parents=True)
     corrupt.write_bytes(b"\x1f\x8b\x08\x00garbage, not deflate")
     warehouse = tmp_path / "warehouse"
-    args = ("ingest", "--landing", str(landing), "--warehouse", str(warehouse))
+    args = ("ingest", "--landing", str(landing), "--warehouse", str(warehouse), *without_quality())
     assert run_cli(*args) == 0
     first = _reports(warehouse)[-1]
     codes = {k: v for s in first["streams"] for k, v in s["quarantined_by_code"].items()}

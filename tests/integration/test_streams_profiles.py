@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 from chispa import assert_df_equality
 
-from tests.conftest import jsonl, read_table, run_cli
+from tests.conftest import jsonl, read_table, run_cli, without_quality
 
 
 def obj(stream: str, dt: str, name: str = "part.jsonl") -> str:
@@ -45,7 +45,7 @@ def test_profile_fields_across_batches(spark, landing, warehouse):
         "tenant=acme/group/g.jsonl": jsonl('{"contact_key":"c-2","account_key":"initech","name":"Initech","is_trial":"maybe"}'),
     })
     assert run_cli("ingest", "--landing", str(root), "--warehouse", str(warehouse), "--engine", "delta-rs",
-                   "--set", "landing_layout=[tenant_stream, objects]") == 0
+                   "--set", "landing_layout=[tenant_stream, objects]", *without_quality()) == 0
 
     utc = timezone.utc
     accounts = read_table(spark, warehouse, "accounts", [
