@@ -94,10 +94,20 @@ class Ranges:
     def of_weeks(cls, column: str, weeks: Iterable[date], unix_seconds: bool = False) -> Ranges:
         return cls(column, tuple(week_ranges(weeks)), unix_seconds)
 
+    def _value(self, day: date) -> date | int:
+        return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) if self.unix_seconds else day
+
+    def bounds(self) -> list[tuple[date | int, date | int]]:
+        """Each ``[lo, hi)`` as values of the column: dates, or Unix seconds of UTC midnights.
+
+        >>> Ranges("ts", ((date(2024, 3, 4), date(2024, 3, 11)),), unix_seconds=True).bounds()
+        [(1709510400, 1710115200)]
+        """
+        return [(self._value(lo), self._value(hi)) for lo, hi in self.ranges]
+
     def _bound(self, day: date) -> str:
-        if self.unix_seconds:
-            return str(int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()))
-        return f"DATE '{day.isoformat()}'"
+        value = self._value(day)
+        return str(value) if self.unix_seconds else f"DATE '{value.isoformat()}'"
 
     def sql(self, alias: str = "") -> str:
         parts = [
@@ -110,12 +120,8 @@ class Ranges:
         """The same ranges as a Column expression (delta-spark, DataFrame filters)."""
         column = F.col(f"{alias}{self.column}")
         out = F.lit(False)
-        for lo, hi in self.ranges:
-            if self.unix_seconds:
-                low, high = F.lit(int(self._bound(lo))), F.lit(int(self._bound(hi)))
-            else:
-                low, high = F.lit(lo), F.lit(hi)
-            out = out | ((column >= low) & (column < high))
+        for low, high in self.bounds():
+            out = out | ((column >= F.lit(low)) & (column < F.lit(high)))
         return out
 
 
