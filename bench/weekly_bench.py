@@ -222,8 +222,8 @@ def slice_rows(spark, config, history: Path, weeks: int) -> int:
     new_week = FIRST_MONDAY + timedelta(weeks=weeks)
     events = Slices.of_weeks("event_timestamp", [new_week - timedelta(weeks=1), new_week], unix_seconds=True)
     records = Slices.of_weeks("metric_date", around([new_week], before=1, after=1))
-    return (engine.read_arrow(config.table("contact_events"), [TENANT], events).num_rows
-            + engine.read_arrow(config.table("metric_records"), [TENANT], records).num_rows)
+    return (engine.read(config.table("contact_events"), [TENANT], events).count()
+            + engine.read(config.table("metric_records"), [TENANT], records).count())
 
 
 def report(spark, args, engine: str, scales, histories, landings, counts, work: Path) -> None:

@@ -325,17 +325,6 @@ class DeltaRsEngine:
         # Fragments carry their partition values and min/max statistics: filters skip files.
         return dt.to_pyarrow_dataset(partitions=partitions)
 
-    def read_arrow(self, table: TableSpec, tenants: Sequence[str] | None = None, within: Ranges | None = None) -> pa.Table:
-        """Rows of ``table`` as Arrow (optionally of ``tenants`` only and inside ``within``)."""
-        schema = arrow_schema(table)
-        if tenants is not None and not tenants:
-            return schema.empty_table()
-        data = self._dataset(table, tenants)
-        if data is None:
-            return schema.empty_table()
-        found = data.to_table(filter=arrow_filter(within) if within is not None else None)
-        return found.select(schema.names).cast(schema)
-
     def read(self, table: TableSpec, tenants: Sequence[str] | None = None, within: Ranges | None = None) -> DataFrame:
         """Rows of ``table`` scanned by Spark's Parquet source on the executors (issue 12, item 4).
 
@@ -827,18 +816,6 @@ def file_predicate(tenants: Sequence[str] | None, within: Ranges | None) -> list
     if within is None:
         return [scope] if scope else None
     return [[*scope, (within.column, ">=", low), (within.column, "<", high)] for low, high in within.bounds()]
-
-
-def arrow_filter(ranges: Ranges):
-    """:class:`feedlake.delta.merge.Ranges` as a pyarrow dataset expression (bound values, no SQL text)."""
-    import pyarrow.compute as pc
-
-    column = pc.field(ranges.column)
-    kind = pa.int64() if ranges.unix_seconds else pa.date32()
-    out = pc.scalar(False)
-    for low, high in ranges.bounds():
-        out = out | ((column >= pa.scalar(low, kind)) & (column < pa.scalar(high, kind)))
-    return out
 
 
 def make_engine(

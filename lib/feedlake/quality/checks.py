@@ -19,7 +19,8 @@ GX project (:mod:`feedlake.quality.context`).
   table's ``<table>.table`` checkpoint on the stored rows of the tenants in scope
   (primary-key uniqueness, one account per contact, references), and one
   ``row_counts`` checkpoint: per tenant and table, the row count is not below the one
-  the previous quality run recorded.
+  the previous quality run recorded. Stored rows are validated by GX's Spark data source
+  on the executors; only counts and samples reach the driver (issue 12).
 * **Results** (:class:`QualityRun`): every outcome goes to the ``quality_results``
   Delta table (through the pipeline's Delta engine), to
   ``WAREHOUSE/_quality/results/<run_id>.json``, to GX's validation store, and Data
@@ -39,7 +40,6 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -48,7 +48,7 @@ from feedlake.delta.merge import MergePlan, plan_for
 from feedlake.ingest.hooks import HookContext, IngestHook
 from feedlake.ingest.report import RunReport
 from feedlake.landing.storage import write_text
-from feedlake.quality.context import ROW_COUNTS, QualityContext, preload_gx
+from feedlake.quality.context import ROW_COUNTS, SPARK_SOURCE, QualityContext, preload_gx
 from feedlake.quality.suites import (
     GATE,
     TABLE,
@@ -166,11 +166,39 @@ def outcomes_of(result, kind: str, table: str, tenant_id: str, stream: str | Non
     return sorted(outcomes, key=lambda o: o.expectation)
 
 
-def read_columns(engine: DeltaEngine, table: TableSpec, tenants: Sequence[str] | None, columns: Sequence[str]) -> pa.Table:
-    """Stored columns of a table as Arrow; delta-rs reads them without a Spark job."""
-    reader = getattr(engine, "read_arrow", None)
-    data = reader(table, tenants) if reader is not None else engine.read(table, tenants).select(*columns).toArrow()
-    return data.select(list(columns))
+def tenant_counts(frame: DataFrame) -> dict[str, int]:
+    """Rows per tenant: one Spark aggregation, one row per tenant to the driver."""
+    return {r["tenant_id"]: r["rows"] for r in frame.groupBy("tenant_id").agg(F.count(F.lit(1)).alias("rows")).collect()}
+
+
+def table_check_frame(engine: DeltaEngine, config: FeedlakeConfig, quality: TableQuality, stored: DataFrame,
+                      tenants: Sequence[str] | None) -> DataFrame:
+    """The frame a ``<table>.table`` suite validates: ``stored``'s check columns and, per reference,
+    the tenant-qualified reference and the same value where the referenced table has it.
+
+    Keys are unique per tenant only, so a reference is ``tenant/value``
+    (:attr:`feedlake.quality.suites.ReferenceSpec.frame_column`); its twin
+    (:attr:`~feedlake.quality.suites.ReferenceSpec.known_column`) is null when no row of
+    the referenced table of that tenant has the key: a left join against the referenced
+    table's distinct keys, on the executors.
+    """
+    frame = stored
+    for ref in quality.references:
+        known = (
+            engine.read(config.table(ref.table), tenants)
+            .select("tenant_id", F.col(ref.key).alias(ref.column), F.lit(True).alias("_known"))
+            .where(F.col(ref.column).isNotNull())
+            .distinct()
+        )
+        qualified = F.concat(F.col("tenant_id"), F.lit(TENANT_SEPARATOR), F.col(ref.column))
+        frame = (
+            frame.join(known, on=["tenant_id", ref.column], how="left")
+            .withColumn(ref.frame_column, qualified)
+            .withColumn(ref.known_column, F.when(F.col("_known"), qualified))
+            .drop("_known")
+        )
+    extra = [c for r in quality.references for c in (r.frame_column, r.known_column)]
+    return frame.select(*(F.col(f"`{c}`") for c in (*quality.table_columns, *extra)))
 
 
 @dataclass
@@ -311,48 +339,54 @@ class QualityChecks:
         return {tenant: "; ".join(found) for tenant, found in sorted(reasons.items())}
 
     def tables(self, tenants: Sequence[str] | None, names: Sequence[str] | None = None) -> None:
-        """Table checks on the stored rows of ``tenants`` (``None``: all) of the chosen tables."""
+        """Table checks on the stored rows of ``tenants`` (``None``: all) of the chosen tables.
+
+        The stored rows never cross the driver (issue 12): each table's check frame is a
+        Spark DataFrame (:func:`table_check_frame`) validated by GX's Spark data source,
+        and the per-tenant row counts are one Spark aggregation per table.
+        """
         chosen = self.quality.checked(names)
-        known: dict[tuple[str, str], set[str]] = {}
-        counts: dict[str, Any] = {}
+        counts: dict[str, dict[str, int]] = {}
         for quality in chosen:
-            frame = read_columns(self.engine, quality.table, tenants, quality.table_columns).to_pandas()
-            if quality.row_count_never_shrinks:
-                counts[quality.table.name] = frame.groupby("tenant_id").size()
-            checks = quality.table_expectations
-            # No stored rows in scope: nothing to be unique or to reference (a table that
-            # lost all its rows is caught by the row counts below).
-            if not checks or frame.empty:
-                continue
-            for ref in quality.references:
-                if (ref.table, ref.key) not in known:
-                    keys = read_columns(self.engine, self.config.table(ref.table), tenants, ["tenant_id", ref.key])
-                    known[(ref.table, ref.key)] = set(_qualified(keys.to_pandas(), ref.key).dropna())
-                qualified = _qualified(frame, ref.column)
-                frame[ref.frame_column] = qualified
-                frame[ref.known_column] = qualified.where(qualified.isin(known[(ref.table, ref.key)]), None)
-            name = quality.table.name
-            checkpoint = self.context.checkpoint(f"{name}.{TABLE}", name, checks, TABLE_RESULT_FORMAT)
-            result = self.context.run(checkpoint, frame, self.parameters, self.run.run_id, datetime.now(timezone.utc))
-            self.run.outcomes.extend(outcomes_of(result, TABLE, name, ALL_TENANTS, None))
+            stored = self.engine.read(quality.table, tenants).select(*quality.table_columns).persist()
+            try:
+                rows = tenant_counts(stored)
+                if quality.row_count_never_shrinks:
+                    counts[quality.table.name] = rows
+                checks = quality.table_expectations
+                # No stored rows in scope: nothing to be unique or to reference (a table that
+                # lost all its rows is caught by the row counts below).
+                if not checks or not rows:
+                    continue
+                frame = table_check_frame(self.engine, self.config, quality, stored, tenants)
+                name = quality.table.name
+                checkpoint = self.context.checkpoint(f"{name}.{TABLE}", name, checks, TABLE_RESULT_FORMAT, SPARK_SOURCE)
+                result = self.context.run(checkpoint, frame, self.parameters, self.run.run_id, datetime.now(timezone.utc))
+                self.run.outcomes.extend(outcomes_of(result, TABLE, name, ALL_TENANTS, None))
+            finally:
+                stored.unpersist()
         self._row_counts([q for q in chosen if q.row_count_never_shrinks], counts, tenants)
 
-    def _row_counts(self, chosen: Sequence[TableQuality], counts: Mapping[str, Any], tenants: Sequence[str] | None) -> None:
-        """One ``row_counts`` validation: per tenant and table, rows now ≥ rows at the last check."""
+    def _row_counts(self, chosen: Sequence[TableQuality], counts: Mapping[str, Mapping[str, int]],
+                    tenants: Sequence[str] | None) -> None:
+        """One ``row_counts`` validation: per tenant and table, rows now ≥ rows at the last check.
+
+        Its frame has one row per tenant in scope (not per stored row), so GX validates it
+        in pandas.
+        """
         if not chosen:
             return
         import pandas as pd
 
         previous = self._previous_counts(tenants)
-        scope = sorted(set(tenants or ()) | {t for c in counts.values() for t in c.index} | {t for _, t in previous})
+        scope = sorted(set(tenants or ()) | {t for c in counts.values() for t in c} | {t for _, t in previous})
         if not scope:
             return
         frame = pd.DataFrame({"tenant_id": scope})
         specs = []
         for quality in chosen:
             name = quality.table.name
-            now = counts[name].reindex(scope, fill_value=0)
-            frame[f"{name}.rows"] = pd.array(now.to_list(), dtype="Int64")
+            frame[f"{name}.rows"] = pd.array([counts[name].get(t, 0) for t in scope], dtype="Int64")
             frame[f"{name}.previous_rows"] = pd.array([previous.get((name, t)) for t in scope], dtype="Int64")
             specs.append(ExpectationSpec(
                 "expect_column_pair_values_a_to_be_greater_than_b",
@@ -380,12 +414,18 @@ class QualityChecks:
                 ))
 
     def _previous_counts(self, tenants: Sequence[str] | None) -> dict[tuple[str, str], int]:
-        """(table, tenant) → the row count recorded by the latest quality run that counted it."""
-        columns = ["tenant_id", "table_name", "expectation", "observed_value", "checked_at", "run_id"]
-        data = read_columns(self.engine, self.config.table(RESULTS_TABLE), tenants, columns).to_pandas()
-        data = data[data["expectation"] == ROW_COUNT_CHECK].sort_values(["checked_at", "run_id"])
-        latest = data.groupby(["table_name", "tenant_id"]).last()
-        return {key: int(value) for key, value in latest["observed_value"].items()}
+        """(table, tenant) → the row count recorded by the latest quality run that counted it.
+
+        Spark picks the latest count per table and tenant; one row each reaches the driver,
+        however many runs ``quality_results`` holds.
+        """
+        stored = self.engine.read(self.config.table(RESULTS_TABLE), tenants)
+        latest = (
+            stored.where(F.col("expectation") == ROW_COUNT_CHECK)
+            .groupBy("table_name", "tenant_id")
+            .agg(F.max_by("observed_value", F.struct("checked_at", "run_id")).alias("observed_value"))
+        )
+        return {(r["table_name"], r["tenant_id"]): int(r["observed_value"]) for r in latest.collect()}
 
     def finish(self) -> QualityRun:
         """Persist every outcome (Delta table, JSON) and build the Data Docs.
@@ -424,12 +464,6 @@ def results_plan(table: TableSpec, tenants: Sequence[str], run_id: str) -> Merge
     plan = plan_for(table, tenants)
     return MergePlan(plan.table, plan.on, plan.tenants, plan.null_safe, plan.matched, plan.insert,
                      target_equals=(("run_id", run_id),))
-
-
-def _qualified(frame, column: str):
-    """``tenant/value`` texts (null stays null): keys are unique per tenant only."""
-    qualified = frame["tenant_id"].astype("string").str.cat(frame[column].astype("string"), sep=TENANT_SEPARATOR)
-    return qualified.astype(object).where(qualified.notna(), None)
 
 
 class QualityGate(IngestHook):

@@ -3,8 +3,8 @@
 Layout (issue #5), for a local warehouse:
 
 * ``WAREHOUSE/_quality/gx/``: a GX 1.x *file* data context: the suites built from
-  ``conf/quality`` (:mod:`feedlake.quality.suites`), one pandas data source
-  ``feedlake`` with one dataframe asset per table, validation definitions and
+  ``conf/quality`` (:mod:`feedlake.quality.suites`), a pandas data source ``feedlake``
+  and a Spark one ``feedlake_spark`` with dataframe assets, validation definitions and
   checkpoints (``<table>.gate``, ``<table>.table``, ``row_counts``) and GX's own
   store of validation results (JSON, under ``gx/uncommitted/validations``);
 * ``WAREHOUSE/_quality/data_docs/index.html``: the Data Docs site.
@@ -28,11 +28,15 @@ Data Docs are made to render offline (issue #16): after each build the pages'
 CDN styles and scripts are rewritten to copies vendored in the package
 (:mod:`feedlake.quality.docs_offline`).
 
-Why pandas and not GX on Spark: GX on Spark runs Spark jobs per metric; the gate
-validates one tenant's deduplicated batch, which crosses to pandas through Arrow in
-one Spark job (``toArrow``), and GX validates the whole suite in memory. The table
-checks read only the key and reference columns through Arrow (delta-rs reads them
-without Spark at all). ``bench/quality_bench.py`` measures the overhead.
+Two GX data sources, one per engine, chosen by what a validation reads (issue 12):
+
+* the batch gate validates one stream's deduplicated batch, batch-sized by nature: it
+  crosses to pandas through Arrow in one Spark job (``toArrow``) and GX validates the
+  whole suite in memory (``feedlake``, pandas), ~8x faster than GX on Spark for a
+  20,000-event batch (``bench/quality_bench.py``);
+* the table checks validate stored rows, which grow with the warehouse: GX's Spark
+  data source (``feedlake_spark``) computes their metrics on the executors, and only
+  counts and a sample of unexpected values reach the driver.
 
 Why Data Docs are built once per run and not by an ``UpdateDataDocsAction`` on each
 checkpoint: the action re-renders the site index after every validation (measured
@@ -60,7 +64,8 @@ from feedlake.quality.suites import gx_suite
 from feedlake.settings.job import QualitySettings
 from feedlake.settings.locations import quality_root
 
-DATA_SOURCE = "feedlake"
+DATA_SOURCE = "feedlake"  # pandas: batch-sized frames
+SPARK_SOURCE = "feedlake_spark"  # Spark DataFrames: stored rows, any size
 SITE = "feedlake"
 ROW_COUNTS = "row_counts"
 # The site index loads every validation result it lists: list the latest ones only, so
@@ -92,7 +97,7 @@ class QualityContext:
         self.temporary = temporary
         self._context = None
         self._checkpoints: dict[str, Any] = {}
-        self._definitions: dict[str, tuple[str, Sequence, Mapping[str, Any]]] = {}  # name -> what _register was given
+        self._definitions: dict[str, tuple[str, Sequence, Mapping[str, Any], str]] = {}  # name -> what _register was given
         self.identifiers: list[Any] = []
         # A private project folder goes away with the run, even when the run dies before
         # close() (an exception in a hook, the interpreter exiting).
@@ -179,10 +184,15 @@ class QualityContext:
             context.add_data_docs_site(SITE, site)
         context.variables.save()
         context.data_sources.add_or_update_pandas(DATA_SOURCE)
+        # feedlake persists (and releases) the frames it validates itself: GX's own persist
+        # would keep every validated frame cached for the rest of the session.
+        context.data_sources.add_or_update_spark(SPARK_SOURCE, persist=False)
         return context
 
-    def checkpoint(self, name: str, asset: str, specs: Sequence, result_format: Mapping[str, Any]):
-        """The checkpoint ``name`` validating dataframes of ``asset`` against ``specs``.
+    def checkpoint(self, name: str, asset: str, specs: Sequence, result_format: Mapping[str, Any],
+                   source: str = DATA_SOURCE):
+        """The checkpoint ``name`` validating dataframes of ``asset`` (pandas, or Spark for
+        :data:`SPARK_SOURCE`) against ``specs``.
 
         Suite, validation definition and checkpoint are (re)registered once per process
         from conf, so an edited conf/quality file takes effect on the next run.
@@ -190,13 +200,13 @@ class QualityContext:
         if name in self._checkpoints:
             return self._checkpoints[name]
         with self.locked():
-            return self._register(name, asset, specs, result_format)
+            return self._register(name, asset, specs, result_format, source)
 
-    def _register(self, name: str, asset: str, specs: Sequence, result_format: Mapping[str, Any]):
+    def _register(self, name: str, asset: str, specs: Sequence, result_format: Mapping[str, Any], source_name: str):
         import great_expectations as gx
 
         context = self.context
-        source = context.data_sources.get(DATA_SOURCE)
+        source = context.data_sources.get(source_name)
         try:
             data_asset = source.get_asset(asset)
         except LookupError:
@@ -211,11 +221,11 @@ class QualityContext:
             gx.Checkpoint(name=name, validation_definitions=[definition], actions=[], result_format=dict(result_format))
         )
         self._checkpoints[name] = checkpoint
-        self._definitions[name] = (asset, specs, result_format)
+        self._definitions[name] = (asset, specs, result_format, source_name)
         return checkpoint
 
     def run(self, checkpoint, frame, parameters: Mapping[str, Any], run_name: str, run_time: datetime):
-        """Validate one pandas DataFrame; the result is kept for :meth:`build_docs`."""
+        """Validate one DataFrame (pandas or Spark, as the checkpoint's source); the result is kept for :meth:`build_docs`."""
         from great_expectations.core.run_identifier import RunIdentifier
         from great_expectations.exceptions.resource_freshness import ResourceFreshnessAggregateError
 
