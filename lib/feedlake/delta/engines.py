@@ -273,6 +273,10 @@ class DeltaRsEngine:
         self.remote = "://" in warehouse
         self.storage_options = delta_rs_storage_options(storage_options) if self.remote else None
         self.stage_locally = _local_master(spark)
+        # Whether Spark's Parquet source reads the tables' files: a local warehouse on a local
+        # master (one disk); a remote one when the session's S3 file system reaches it, which
+        # the first scan finds out (None until then).
+        self.spark_scans: bool | None = None if self.remote else self.stage_locally
         self.write_ids: WriteIds | None = None
 
     def table_path(self, table: TableSpec) -> str:
@@ -334,6 +338,11 @@ class DeltaRsEngine:
         added as NULLs in older files). No row crosses the driver, however large the
         tables grow. The file list is fixed when the frame is built: a later commit
         only removes files from the log, so the frame keeps reading its snapshot.
+
+        Where Spark cannot reach the files (a session without S3 access to the
+        warehouse's store, a cluster whose executors do not see the driver's disk), the
+        rows are read by delta-rs and cross the driver as Arrow, with a warning: such
+        a warehouse belongs on delta-spark once it grows.
         """
         if (tenants is not None and not tenants) or (within is not None and not within.ranges):
             return local_frame(self.spark, [], table.ddl)
@@ -341,14 +350,41 @@ class DeltaRsEngine:
         files = [] if dt is None else dt.file_uris(file_pruning_predicate=file_predicate(tenants, within))
         if not files:
             return local_frame(self.spark, [], table.ddl)
-        frame = (
-            self.spark.read.schema(table.ddl)
-            .option("basePath", spark_table_path(self.table_path(table)))
-            .parquet(*(spark_table_path(f) for f in files))
-        )
+        frame = self._scan(table, files) if self.spark_scans is not False else None
+        if frame is None:
+            return self._frame(table, self._read_arrow(dt, table, tenants, within))
         if within is not None:
             frame = frame.where(within.condition())
         return frame.select(*table.column_names)
+
+    def _scan(self, table: TableSpec, files: Sequence[str]) -> DataFrame | None:
+        """Spark's Parquet source over ``files``; None (and never again) when the session cannot reach them."""
+        root = spark_table_path(self.table_path(table))
+        try:
+            frame = self.spark.read.schema(table.ddl).option("basePath", root).parquet(*(spark_table_path(f) for f in files))
+        except Exception as exc:  # py4j wraps the file system's refusal (no S3 file system, credentials)
+            if self.spark_scans:
+                raise
+            log.warning("delta-rs: Spark cannot read the warehouse %s (%s); stored rows are read through the driver",
+                        self.warehouse, str(exc).splitlines()[0][:200])
+            self.spark_scans = False
+            return None
+        self.spark_scans = True
+        return frame
+
+    def _read_arrow(self, dt, table: TableSpec, tenants: Sequence[str] | None, within: Ranges | None) -> pa.Table:
+        """The same rows read by delta-rs into the driver (only where Spark cannot read the files)."""
+        import pyarrow.compute as pc
+
+        schema = arrow_schema(table)
+        data = dt.to_pyarrow_dataset(partitions=[("tenant_id", "in", list(tenants))] if tenants else None)
+        narrowing = None
+        if within is not None:
+            column, kind = pc.field(within.column), pa.int64() if within.unix_seconds else pa.date32()
+            narrowing = pc.scalar(False)
+            for low, high in within.bounds():
+                narrowing = narrowing | ((column >= pa.scalar(low, kind)) & (column < pa.scalar(high, kind)))
+        return data.to_table(filter=narrowing).select(schema.names).cast(schema)
 
     def _frame(self, table: TableSpec, data: pa.Table) -> DataFrame:
         if data.num_rows == 0:
