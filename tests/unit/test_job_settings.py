@@ -49,7 +49,7 @@ def test_the_packaged_conf_parses_to_its_documented_defaults():
     assert settings.concurrency == LeaseSettings(wait_seconds=900, ttl_seconds=120, poll_seconds=1)
     assert settings.privacy.vacuum_retention_hours == 168
     assert settings.privacy.stream_subjects["segment"] == {"email": ("traits.email",), "contact_key": ("userId", "anonymousId")}
-    assert settings.quality == QualitySettings(project_dir=None)
+    assert settings.quality == QualitySettings(project_dir=None, driver_max_rows=100_000)
     assert replace(settings.export, traits={}) == ExportSettings()
     assert sorted(settings.export.traits) == ["accounts", "contacts"]
     assert settings.export.traits["contacts"]["email"] == "email"
@@ -126,6 +126,8 @@ def test_unknown_keys_of_a_lenient_section_are_logged(caplog):
         ({"privacy": {"stream_subjects": {"identify": {"email": ["a.b.c"]}}}}, "privacy.stream_subjects.identify"),
         ({"privacy": {"stream_subjects": ["identify"]}}, "privacy.stream_subjects"),
         ({"quality": "warehouse/_gx"}, "quality: expected a mapping"),
+        ({"quality": {"driver_max_rows": -1}}, "quality.driver_max_rows"),
+        ({"quality": {"driver_max_rows": "all"}}, "quality.driver_max_rows"),
         ({"export": {"segment_url": "api.segment.io"}}, "export.segment_url"),
         ({"export": {"write_key": "abc"}}, "write key is never read from conf"),
         ({"export": {"batch_bytes": 5}}, "export: unknown setting"),

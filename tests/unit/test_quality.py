@@ -12,6 +12,7 @@ from feedlake.delta.engines import DeltaRsEngine
 from feedlake.delta.merge import plan_for
 from feedlake.quality.checks import EXIT_QUALITY, Outcome, QualityChecks, QualityRun
 from feedlake.quality.suites import load_quality
+from feedlake.settings.config import load_config
 from tests.conftest import read_table
 
 BATCH_SCHEMA = "tenant_id string, event_key string, contact_key string, event_text string, event_timestamp bigint, _rank int"
@@ -19,8 +20,13 @@ MARCH_2024 = 1709251200
 YEAR_2100 = 4102444800
 
 
-@pytest.fixture
-def checks(spark, config, tmp_path):
+@pytest.fixture(params=[None, 0], ids=["pandas", "gx-on-spark"])
+def checks(request, spark, config, tmp_path):
+    """QualityChecks of one run; table checks validated in pandas (default) or, with
+    ``quality.driver_max_rows: 0``, by GX's Spark data source: the same outcomes either way."""
+    if request.param is not None:
+        config = load_config(None, {"engine": "delta-rs", "quality": {"driver_max_rows": request.param}})
+
     def make(run_id: str) -> QualityChecks:
         engine = DeltaRsEngine(spark, str(tmp_path / "warehouse"))
         return QualityChecks(spark, config, engine, load_quality(None, config), str(tmp_path / "warehouse"), run_id)

@@ -19,8 +19,9 @@ GX project (:mod:`feedlake.quality.context`).
   table's ``<table>.table`` checkpoint on the stored rows of the tenants in scope
   (primary-key uniqueness, one account per contact, references), and one
   ``row_counts`` checkpoint: per tenant and table, the row count is not below the one
-  the previous quality run recorded. Stored rows are validated by GX's Spark data source
-  on the executors; only counts and samples reach the driver (issue 12).
+  the previous quality run recorded. Check frames are built by Spark; past
+  ``quality.driver_max_rows`` rows GX validates them on Spark, so only counts and
+  samples reach the driver (issue 12).
 * **Results** (:class:`QualityRun`): every outcome goes to the ``quality_results``
   Delta table (through the pipeline's Delta engine), to
   ``WAREHOUSE/_quality/results/<run_id>.json``, to GX's validation store, and Data
@@ -48,7 +49,7 @@ from feedlake.delta.merge import MergePlan, plan_for
 from feedlake.ingest.hooks import HookContext, IngestHook
 from feedlake.ingest.report import RunReport
 from feedlake.landing.storage import write_text
-from feedlake.quality.context import ROW_COUNTS, SPARK_SOURCE, QualityContext, preload_gx
+from feedlake.quality.context import DATA_SOURCE, ROW_COUNTS, SPARK_SOURCE, QualityContext, preload_gx
 from feedlake.quality.suites import (
     GATE,
     TABLE,
@@ -169,6 +170,18 @@ def outcomes_of(result, kind: str, table: str, tenant_id: str, stream: str | Non
 def tenant_counts(frame: DataFrame) -> dict[str, int]:
     """Rows per tenant: one Spark aggregation, one row per tenant to the driver."""
     return {r["tenant_id"]: r["rows"] for r in frame.groupBy("tenant_id").agg(F.count(F.lit(1)).alias("rows")).collect()}
+
+
+def driver_frame(frame: DataFrame):
+    """``frame`` as pandas for GX, in one ``toArrow``; a missing text stays ``None``
+    (pandas 3 turns it into NaN, which a sample would record as ``NaN``, not ``null``)."""
+    import pandas as pd
+
+    data = frame.toArrow().to_pandas()
+    for column in data.columns:
+        if pd.api.types.is_string_dtype(data[column]):
+            data[column] = data[column].astype(object).where(data[column].notna(), None)
+    return data
 
 
 def table_check_frame(engine: DeltaEngine, config: FeedlakeConfig, quality: TableQuality, stored: DataFrame,
@@ -303,7 +316,7 @@ class QualityChecks:
             if missing:
                 raise ConfigError(f"quality/{name}.yaml batch: columns {missing} are not in the {stream.name} batch "
                                   f"(it has {sorted(ranked.columns)})")
-            frame = ranked.where(F.col("_rank") == 1).select(*quality.gate_columns).toArrow().to_pandas()
+            frame = driver_frame(ranked.where(F.col("_rank") == 1).select(*quality.gate_columns))
             if frame.empty:
                 continue
             checkpoint = self.context.checkpoint(f"{name}.{GATE}", name, quality.gate, GATE_RESULT_FORMAT)
@@ -341,10 +354,13 @@ class QualityChecks:
     def tables(self, tenants: Sequence[str] | None, names: Sequence[str] | None = None) -> None:
         """Table checks on the stored rows of ``tenants`` (``None``: all) of the chosen tables.
 
-        The stored rows never cross the driver (issue 12): each table's check frame is a
-        Spark DataFrame (:func:`table_check_frame`) validated by GX's Spark data source,
-        and the per-tenant row counts are one Spark aggregation per table.
+        Each table's check frame is built by Spark (:func:`table_check_frame`) and the
+        per-tenant row counts are one Spark aggregation per table. A frame of at most
+        ``quality.driver_max_rows`` rows is validated by GX in pandas (one ``toArrow``);
+        a larger one by GX's Spark data source, so what reaches the driver is bounded
+        by the setting, not by the warehouse (issue 12).
         """
+        driver_max_rows = self.config.settings.quality.driver_max_rows
         chosen = self.quality.checked(names)
         counts: dict[str, dict[str, int]] = {}
         for quality in chosen:
@@ -359,8 +375,12 @@ class QualityChecks:
                 if not checks or not rows:
                     continue
                 frame = table_check_frame(self.engine, self.config, quality, stored, tenants)
+                in_driver = sum(rows.values()) <= driver_max_rows
+                if in_driver:
+                    frame = driver_frame(frame)
                 name = quality.table.name
-                checkpoint = self.context.checkpoint(f"{name}.{TABLE}", name, checks, TABLE_RESULT_FORMAT, SPARK_SOURCE)
+                checkpoint = self.context.checkpoint(f"{name}.{TABLE}", name, checks, TABLE_RESULT_FORMAT,
+                                                     DATA_SOURCE if in_driver else SPARK_SOURCE)
                 result = self.context.run(checkpoint, frame, self.parameters, self.run.run_id, datetime.now(timezone.utc))
                 self.run.outcomes.extend(outcomes_of(result, TABLE, name, ALL_TENANTS, None))
             finally:

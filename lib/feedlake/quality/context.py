@@ -28,15 +28,17 @@ Data Docs are made to render offline (issue #16): after each build the pages'
 CDN styles and scripts are rewritten to copies vendored in the package
 (:mod:`feedlake.quality.docs_offline`).
 
-Two GX data sources, one per engine, chosen by what a validation reads (issue 12):
+Two GX data sources, chosen by how many rows a validation reads (issue 12):
 
 * the batch gate validates one stream's deduplicated batch, batch-sized by nature: it
   crosses to pandas through Arrow in one Spark job (``toArrow``) and GX validates the
   whole suite in memory (``feedlake``, pandas), ~8x faster than GX on Spark for a
   20,000-event batch (``bench/quality_bench.py``);
-* the table checks validate stored rows, which grow with the warehouse: GX's Spark
-  data source (``feedlake_spark``) computes their metrics on the executors, and only
-  counts and a sample of unexpected values reach the driver.
+* the table checks validate stored rows, which grow with the warehouse. Their frame is
+  built by Spark; up to ``quality.driver_max_rows`` rows it crosses to pandas like the
+  gate's, and past that GX's Spark data source (``feedlake_spark``) computes the
+  metrics on the executors, so only counts and a sample of unexpected values reach
+  the driver, whatever the size of the warehouse.
 
 Why Data Docs are built once per run and not by an ``UpdateDataDocsAction`` on each
 checkpoint: the action re-renders the site index after every validation (measured
@@ -197,7 +199,7 @@ class QualityContext:
         Suite, validation definition and checkpoint are (re)registered once per process
         from conf, so an edited conf/quality file takes effect on the next run.
         """
-        if name in self._checkpoints:
+        if name in self._checkpoints and self._definitions[name][3] == source:
             return self._checkpoints[name]
         with self.locked():
             return self._register(name, asset, specs, result_format, source)

@@ -315,18 +315,25 @@ def parse_privacy(job: Mapping[str, Any]) -> PrivacySettings:
     return PrivacySettings(vacuum_retention_hours=hours, stream_subjects=subjects)
 
 
+DEFAULT_QUALITY_DRIVER_MAX_ROWS = 100_000
+
+
 @dataclass(frozen=True)
 class QualitySettings:
     """``quality:`` in conf/ingest.yaml: where the GX project lives (feedlake.settings.locations.quality_root)."""
 
     project_dir: str | None = None  # default: WAREHOUSE/_quality (a private temporary folder for a remote warehouse)
+    # A table check over at most this many stored rows is validated by GX in pandas in the
+    # driver (a bounded copy, ~8x faster for small tables); a larger one by GX on Spark.
+    driver_max_rows: int = DEFAULT_QUALITY_DRIVER_MAX_ROWS
 
 
 def parse_quality(job: Mapping[str, Any]) -> QualitySettings:
     raw = _section(job, "quality")
-    _warn_unknown("quality", raw, ("project_dir",))
+    _warn_unknown("quality", raw, ("project_dir", "driver_max_rows"))
     configured = raw.get("project_dir")
-    return QualitySettings(project_dir=str(configured) if configured else None)
+    rows = _whole("quality", "driver_max_rows", raw.get("driver_max_rows", DEFAULT_QUALITY_DRIVER_MAX_ROWS), minimum=0)
+    return QualitySettings(project_dir=str(configured) if configured else None, driver_max_rows=rows)
 
 
 @dataclass(frozen=True)
