@@ -67,15 +67,32 @@ def test_slice_read_skips_files_outside_the_ranges(spark, table_and_engine):
     assert sorted(r.account_key for r in got.collect()) == ["a", "c"]
 
 
-@pytest.mark.parametrize(("tenants", "folders"), [(["u"], {"tenant_id=u"}), (None, {"tenant_id=t", "tenant_id=u"})])
-def test_read_scans_the_snapshot_files_on_the_executors(spark, table_and_engine, tenants, folders):
-    """No stored row crosses the driver: the frame is a Parquet scan of the tenant's files (issue 12)."""
+@pytest.mark.parametrize(
+    ("tenants", "within", "folders", "expected"),
+    [
+        (["u"], None, {"tenant_id=u"}, [("u", "a", "seats", W2, 9.0)]),
+        (None, [W1], {"tenant_id=t", "tenant_id=u"}, [("t", "a", "seats", W1, 1.0), ("t", "b", "seats", W1, 2.0)]),
+        (["t"], [W3], set(), []),
+    ],
+)
+def test_a_large_read_scans_the_snapshot_files_on_the_executors(spark, table_and_engine, tenants, within, folders,
+                                                                  expected):
+    """Past driver_read_rows no stored row crosses the driver: the frame is a Parquet scan of
+    the tenants' files; below it delta-rs reads the same rows as Arrow (issue 12)."""
+    table, small = table_and_engine
+    large = DeltaRsEngine(spark, small.warehouse, driver_read_rows=0)
+    ranges = Slices.of_weeks("week_start", within) if within else None
+    scanned, read = large.read(table, tenants, ranges), small.read(table, tenants, ranges)
+    assert {f.split("/")[-2] for f in scanned.inputFiles()} <= folders
+    assert read.inputFiles() == []
+    for got in (scanned, read):
+        assert_df_equality(got, spark.createDataFrame(expected, SCHEMA), ignore_row_order=True, ignore_nullable=True)
+
+
+def test_row_counts_come_from_the_log(table_and_engine):
     table, engine = table_and_engine
-    got = engine.read(table, tenants)
-    assert {f.split("/")[-2] for f in got.inputFiles()} == folders
-    stored = engine.read(table)
-    assert_df_equality(got, stored.where(stored.tenant_id.isin(tenants)) if tenants else stored,
-                       ignore_row_order=True)
+    assert engine.row_counts(table) == {"t": 4, "u": 1}
+    assert engine.row_counts(table, ["u", "nobody"]) == {"u": 1}
 
 
 def test_sql_renders_merged_ranges_and_unix_seconds():

@@ -43,6 +43,10 @@ log = logging.getLogger("feedlake.delta.engines")
 ENGINES = ("auto", "delta-rs", "delta-spark")
 # delta-rs MERGE sources up to this many rows are collected (toArrow); larger ones are staged as Parquet.
 ARROW_COLLECT_ROWS = 50_000
+# delta-rs reads of at most this many stored rows (by the Delta log's per-file record
+# counts) come through delta-rs as Arrow, costing no Spark job; larger reads are Spark
+# scans on the executors. The driver never holds more than this of a stored table.
+DRIVER_READ_ROWS = 50_000
 
 _ARROW_TYPES: Mapping[str, pa.DataType] = {
     "string": pa.string(),
@@ -201,6 +205,10 @@ class DeltaEngine(Protocol):
         """The tenants with rows in ``table`` (its ``tenant_id`` partitions), sorted."""
         ...
 
+    def row_counts(self, table: TableSpec, tenants: Sequence[str] | None = None) -> dict[str, int] | None:
+        """Rows per tenant from the table's log alone (no data read), or None where the log cannot tell."""
+        ...
+
     def vacuum(self, table: TableSpec, retention_hours: int, purge: bool = False) -> int | None:
         """Remove data files no version younger than ``retention_hours`` needs; ``purge`` allows 0 hours."""
         ...
@@ -267,8 +275,10 @@ class DeltaRsEngine:
 
     name = "delta-rs"
 
-    def __init__(self, spark: SparkSession, warehouse: str, storage_options: Mapping[str, str] | None = None):
+    def __init__(self, spark: SparkSession, warehouse: str, storage_options: Mapping[str, str] | None = None,
+                 driver_read_rows: int = DRIVER_READ_ROWS):
         self.spark = spark
+        self.driver_read_rows = driver_read_rows
         self.warehouse = warehouse
         self.remote = "://" in warehouse
         self.storage_options = delta_rs_storage_options(storage_options) if self.remote else None
@@ -339,7 +349,9 @@ class DeltaRsEngine:
         tables grow. The file list is fixed when the frame is built: a later commit
         only removes files from the log, so the frame keeps reading its snapshot.
 
-        Where Spark cannot reach the files (a session without S3 access to the
+        A read of at most ``driver_read_rows`` rows (:data:`DRIVER_READ_ROWS`, by the
+        log's record counts) is done by delta-rs as Arrow: a bounded copy that costs no
+        Spark job. Where Spark cannot reach the files (a session without S3 access to the
         warehouse's store, a cluster whose executors do not see the driver's disk), the
         rows are read by delta-rs and cross the driver as Arrow, with a warning: such
         a warehouse belongs on delta-spark once it grows.
@@ -347,7 +359,12 @@ class DeltaRsEngine:
         if (tenants is not None and not tenants) or (within is not None and not within.ranges):
             return local_frame(self.spark, [], table.ddl)
         dt = self._open(table)
-        files = [] if dt is None else dt.file_uris(file_pruning_predicate=file_predicate(tenants, within))
+        if dt is None:
+            return local_frame(self.spark, [], table.ddl)
+        counts = logged_rows(dt, tenants)
+        if counts is not None and sum(counts.values()) <= self.driver_read_rows:
+            return self._frame(table, self._read_arrow(dt, table, tenants, within))
+        files = dt.file_uris(file_pruning_predicate=file_predicate(tenants, within))
         if not files:
             return local_frame(self.spark, [], table.ddl)
         frame = self._scan(table, files) if self.spark_scans is not False else None
@@ -545,6 +562,11 @@ class DeltaRsEngine:
         dt = self._open(table)  # the partition values of the log's add actions: no data read
         return [] if dt is None else sorted({p["tenant_id"] for p in dt.partitions()})
 
+    def row_counts(self, table: TableSpec, tenants: Sequence[str] | None = None) -> dict[str, int] | None:
+        """delta-rs writes every file's record count to the log and no deletion vectors: exact."""
+        dt = self._open(table)
+        return {} if dt is None else logged_rows(dt, tenants)
+
     def vacuum(self, table: TableSpec, retention_hours: int, purge: bool = False) -> int | None:
         dt = self._open(table)
         if dt is None:
@@ -725,6 +747,10 @@ class DeltaSparkEngine:
             return None
         return int(DeltaTable.forPath(self.spark, self.table_path(table)).history(1).collect()[0]["version"])
 
+    def row_counts(self, table: TableSpec, tenants: Sequence[str] | None = None) -> dict[str, int] | None:
+        """None: a delta-spark table may carry deletion vectors, which the files' record counts ignore."""
+        return None
+
     def tenants(self, table: TableSpec) -> list[str]:
         if not self._exists(table):
             return []
@@ -837,6 +863,22 @@ def spark_arrow_schema(frame: DataFrame) -> pa.Schema:
     from pyspark.sql.pandas.types import to_arrow_schema
 
     return to_arrow_schema(frame.schema, timestamp_utc=True)
+
+
+def logged_rows(dt: Any, tenants: Sequence[str] | None) -> dict[str, int] | None:
+    """Rows per tenant partition by the record counts the log keeps per file (None when a file has none)."""
+    import pyarrow.compute as pc
+
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    if actions.num_rows == 0:
+        return {}
+    if tenants:
+        actions = actions.filter(pc.is_in(actions.column("partition.tenant_id"), pa.array(list(tenants), pa.string())))
+    if actions.column("num_records").null_count:
+        return None
+    grouped = actions.group_by("partition.tenant_id").aggregate([("num_records", "sum")])
+    return dict(zip(grouped.column("partition.tenant_id").to_pylist(), grouped.column("num_records_sum").to_pylist(),
+                    strict=True))
 
 
 def file_predicate(tenants: Sequence[str] | None, within: Ranges | None) -> list[list[tuple[str, str, Any]]] | None:

@@ -354,8 +354,10 @@ class QualityChecks:
     def tables(self, tenants: Sequence[str] | None, names: Sequence[str] | None = None) -> None:
         """Table checks on the stored rows of ``tenants`` (``None``: all) of the chosen tables.
 
-        Each table's check frame is built by Spark (:func:`table_check_frame`) and the
-        per-tenant row counts are one Spark aggregation per table. A frame of at most
+        Each table's check frame is built by Spark (:func:`table_check_frame`); the
+        per-tenant row counts come from the Delta log where it has them exactly
+        (:meth:`~feedlake.delta.engines.DeltaEngine.row_counts`), else from one Spark
+        aggregation per table. A frame of at most
         ``quality.driver_max_rows`` rows is validated by GX in pandas (one ``toArrow``);
         a larger one by GX's Spark data source, so what reaches the driver is bounded
         by the setting, not by the warehouse (issue 12).
@@ -364,9 +366,12 @@ class QualityChecks:
         chosen = self.quality.checked(names)
         counts: dict[str, dict[str, int]] = {}
         for quality in chosen:
-            stored = self.engine.read(quality.table, tenants).select(*quality.table_columns).persist()
-            try:
+            stored = self.engine.read(quality.table, tenants).select(*quality.table_columns)
+            rows = self.engine.row_counts(quality.table, tenants)
+            if rows is None:  # the log cannot tell (delta-spark): one aggregation over the cached rows
+                stored = stored.persist()
                 rows = tenant_counts(stored)
+            try:
                 if quality.row_count_never_shrinks:
                     counts[quality.table.name] = rows
                 checks = quality.table_expectations
@@ -384,7 +389,8 @@ class QualityChecks:
                 result = self.context.run(checkpoint, frame, self.parameters, self.run.run_id, datetime.now(timezone.utc))
                 self.run.outcomes.extend(outcomes_of(result, TABLE, name, ALL_TENANTS, None))
             finally:
-                stored.unpersist()
+                if stored.is_cached:
+                    stored.unpersist()
         self._row_counts([q for q in chosen if q.row_count_never_shrinks], counts, tenants)
 
     def _row_counts(self, chosen: Sequence[TableQuality], counts: Mapping[str, Mapping[str, int]],
