@@ -307,9 +307,15 @@ class _FileStats:
 
 
 def file_stats(scanned: DataFrame) -> dict[int, _FileStats]:
-    """Per file: its splits (first id, line count), bytes read, CSV header candidate."""
+    """Per file: its splits (first id, line count), bytes read, CSV header candidate.
+
+    Two streaming passes over the cached scan, no sort: a hash aggregate of fixed-width
+    values per split, then only where a split has a CSV header candidate, that one line
+    fetched by its id (a broadcast join on the ids). Aggregating the line texts themselves
+    (``min_by`` of the text) made Spark sort every line of a file in one task: 2 M lines
+    ran a 1 GiB driver out of memory.
+    """
     candidate_id = F.when(F.col("_csv_candidate"), F.col("_mid"))
-    text = F.coalesce(F.col("_csv_full"), F.col("raw_record"))
     rows = (
         scanned.groupBy("file_id", "_block")
         .agg(
@@ -317,17 +323,26 @@ def file_stats(scanned: DataFrame) -> dict[int, _FileStats]:
             F.count(F.lit(1)).alias("lines"),
             F.sum("_nbytes").alias("nbytes"),
             F.min(candidate_id).alias("header_id"),
-            F.min_by(F.when(F.col("_csv_candidate"), text), candidate_id).alias("header_text"),
         )
         .collect()
     )
+    wanted = [(r["file_id"], r["_block"], r["header_id"]) for r in rows if r["header_id"] is not None]
+    texts: dict[tuple[int, int], str] = {}
+    if wanted:
+        ids = local_frame(scanned.sparkSession, wanted, "file_id INT, _block BIGINT, _mid BIGINT")
+        found = (
+            scanned.join(F.broadcast(ids), on=["file_id", "_block", "_mid"], how="left_semi")
+            .select("file_id", "_block", F.coalesce(F.col("_csv_full"), F.col("raw_record")).alias("text"))
+            .collect()
+        )
+        texts = {(r["file_id"], r["_block"]): r["text"] for r in found}
     stats: dict[int, _FileStats] = defaultdict(_FileStats)
     for r in rows:
         s = stats[r["file_id"]]
         s.blocks.append((r["_block"], r["first"], r["lines"]))
         s.nbytes += r["nbytes"]
         if r["header_id"] is not None and (s.header is None or r["_block"] < s.header[0]):
-            s.header = (r["_block"], r["header_text"], r["header_id"])
+            s.header = (r["_block"], texts.get((r["file_id"], r["_block"])), r["header_id"])
     return stats
 
 
