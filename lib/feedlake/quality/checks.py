@@ -357,10 +357,10 @@ class QualityChecks:
         Each table's check frame is built by Spark (:func:`table_check_frame`); the
         per-tenant row counts come from the Delta log where it has them exactly
         (:meth:`~feedlake.delta.engines.DeltaEngine.row_counts`), else from one Spark
-        aggregation per table. A frame of at most
-        ``quality.driver_max_rows`` rows is validated by GX in pandas (one ``toArrow``);
-        a larger one by GX's Spark data source, so what reaches the driver is bounded
-        by the setting, not by the warehouse (issue 12).
+        aggregation per table. A frame of at most ``quality.driver_max_rows`` rows is
+        validated by GX in pandas (one ``toArrow``); a larger one by GX's Spark data
+        source, so what reaches the driver is bounded by the setting, not by the
+        warehouse (issue 12).
         """
         driver_max_rows = self.config.settings.quality.driver_max_rows
         chosen = self.quality.checked(names)
@@ -377,7 +377,7 @@ class QualityChecks:
                 checks = quality.table_expectations
                 # No stored rows in scope: nothing to be unique or to reference (a table that
                 # lost all its rows is caught by the row counts below).
-                if not checks or not rows:
+                if not checks or not any(rows.values()):
                     continue
                 frame = table_check_frame(self.engine, self.config, quality, stored, tenants)
                 in_driver = sum(rows.values()) <= driver_max_rows
