@@ -331,8 +331,8 @@ class DeltaRsEngine:
             storage_options=self.storage_options,
         )
 
-    def _dataset(self, table: TableSpec, tenants: Sequence[str] | None):
-        dt = self._open(table)
+    def _dataset(self, table: TableSpec, tenants: Sequence[str] | None, dt: Any = None):
+        dt = dt if dt is not None else self._open(table)
         if dt is None:
             return None
         partitions = [("tenant_id", "in", list(tenants))] if tenants else None
@@ -394,7 +394,7 @@ class DeltaRsEngine:
         import pyarrow.compute as pc
 
         schema = arrow_schema(table)
-        data = dt.to_pyarrow_dataset(partitions=[("tenant_id", "in", list(tenants))] if tenants else None)
+        data = self._dataset(table, tenants, dt)
         narrowing = None
         if within is not None:
             column, kind = pc.field(within.column), pa.int64() if within.unix_seconds else pa.date32()
