@@ -390,17 +390,10 @@ class DeltaRsEngine:
         return frame
 
     def _read_arrow(self, dt, table: TableSpec, tenants: Sequence[str] | None, within: Ranges | None) -> pa.Table:
-        """The same rows read by delta-rs into the driver (only where Spark cannot read the files)."""
-        import pyarrow.compute as pc
-
+        """The same rows read by delta-rs into the driver: a small read, or where Spark cannot read the files."""
         schema = arrow_schema(table)
         data = self._dataset(table, tenants, dt)
-        narrowing = None
-        if within is not None:
-            column, kind = pc.field(within.column), pa.int64() if within.unix_seconds else pa.date32()
-            narrowing = pc.scalar(False)
-            for low, high in within.bounds():
-                narrowing = narrowing | ((column >= pa.scalar(low, kind)) & (column < pa.scalar(high, kind)))
+        narrowing = arrow_filter(within) if within is not None else None
         return data.to_table(filter=narrowing).select(schema.names).cast(schema)
 
     def _frame(self, table: TableSpec, data: pa.Table) -> DataFrame:
@@ -863,6 +856,18 @@ def spark_arrow_schema(frame: DataFrame) -> pa.Schema:
     from pyspark.sql.pandas.types import to_arrow_schema
 
     return to_arrow_schema(frame.schema, timestamp_utc=True)
+
+
+def arrow_filter(ranges: Ranges):
+    """:class:`feedlake.delta.merge.Ranges` as a pyarrow dataset expression (bound values, no SQL text)."""
+    import pyarrow.compute as pc
+
+    column = pc.field(ranges.column)
+    kind = pa.int64() if ranges.unix_seconds else pa.date32()
+    out = pc.scalar(False)
+    for low, high in ranges.bounds():
+        out = out | ((column >= pa.scalar(low, kind)) & (column < pa.scalar(high, kind)))
+    return out
 
 
 def logged_rows(dt: Any, tenants: Sequence[str] | None) -> dict[str, int] | None:
