@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -221,7 +220,8 @@ class Ingest:
             ],
             FILE_META_SCHEMA,
         )
-        records = parsed.join(F.broadcast(meta), on="file_id", how="inner").persist(StorageLevel.MEMORY_AND_DISK)
+        self.ctx.storage = parsing.storage
+        records = parsed.join(F.broadcast(meta), on="file_id", how="inner").persist(self.ctx.storage)
         unreadable = [r["file_id"] for r in records.where(F.col("error_code") == "unreadable_file").select("file_id").collect()]
         parsing.release()  # records are cached whole now (the collect above scanned them)
         for i, f in indexed:
@@ -248,7 +248,7 @@ class Ingest:
             rows = rows.unionByName(part)
         tenants = sorted({s.tenant_id for s in self.report.streams if s.quarantined})
         if tenants:
-            rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+            rows = rows.persist(self.ctx.storage)
             self.engine.merge(table, rows, plan_for(table, tenants))
             rows.unpersist()
         for df in self.ctx.cached:

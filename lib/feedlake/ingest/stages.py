@@ -78,6 +78,9 @@ class RunContext:
     file_status: dict[str, str] = field(default_factory=dict)
     blocked: set[tuple[str, str]] = field(default_factory=set)
     cached: list[DataFrame] = field(default_factory=list)
+    # How the run's intermediate frames are cached: set from the batch's size by the read
+    # (feedlake.landing.jvm_parse.cache_level); a large batch's caches live on local disk.
+    storage: StorageLevel = field(default_factory=lambda: StorageLevel.MEMORY_AND_DISK)
 
 
 @dataclass
@@ -309,7 +312,7 @@ def merge_table(
 ) -> tuple[DataFrame, dict[str, TableCounts]]:
     """One MERGE of all ``tenants``' rows of one stream into table ``name``; the source and per-tenant counts."""
     table = ctx.config.table(name)
-    source = merge_source(ctx.engine, table, ranked).persist(StorageLevel.MEMORY_AND_DISK)
+    source = merge_source(ctx.engine, table, ranked).persist(ctx.storage)
     # One MERGE for every tenant; the report's per-tenant counts are its split (feedlake.delta.merge.split_frame).
     result: MergeResult = ctx.engine.merge(table, source, plan_for(table, tenants), split=len(tenants) > 1)
     if len(tenants) == 1:
@@ -344,7 +347,7 @@ def merge_stage(ctx: RunContext, batch: StreamBatch, tenants: Sequence[str], blo
 
 def process_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> DataFrame:
     """validate → suppress → map → rank → gate → count → merge for one stream; its quarantine rows."""
-    validated = validate_stage(stream, records).persist(StorageLevel.MEMORY_AND_DISK)
+    validated = validate_stage(stream, records).persist(ctx.storage)
     ctx.cached.append(validated)  # kept until the quarantine is written from it
     validated, suppressed = suppress_stage(ctx, stream, validated)  # quarantine-bound records too (issue 15)
     accepted = validated.where(F.col("error_code").isNull())
@@ -354,10 +357,10 @@ def process_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> D
     quarantine = quarantine_rows(validated)
     if rejected is not None:
         # Records the mapper refuses (e.g. a message type the stream does not ingest): quarantined too.
-        rejected = rejected.select(*QUARANTINE_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+        rejected = rejected.select(*QUARANTINE_COLUMNS).persist(ctx.storage)
         ctx.cached.append(rejected)
         quarantine = quarantine.unionByName(rejected)
-    ranked = {name: df.persist(StorageLevel.MEMORY_AND_DISK) for name, df in rank_stage(ctx.config, mapped).items()}
+    ranked = {name: df.persist(ctx.storage) for name, df in rank_stage(ctx.config, mapped).items()}
     outcomes = record_outcomes(ctx.config, stream, ranked, repeated)
     reasons = gate_stage(ctx, stream, ranked)
     blocked = blocked_frame(ctx.spark, list(reasons)) if reasons else None

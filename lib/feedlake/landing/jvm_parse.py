@@ -93,6 +93,12 @@ _QUOTED = '"(?:[^"\\r\\x00]|"")*+"'
 _PLAIN = '[^",\\r\\x00]*+'
 CSV_LINE = f"^(?:{_QUOTED}|{_PLAIN})(?:,(?:{_QUOTED}|{_PLAIN}))*+$"
 CSV_FIELD = f',({_QUOTED}|{_PLAIN})'
+# With spread_lines, a scan holding more than SPREAD_MIN_BYTES (uncompressed) is spread over
+# the cores in parts of about SPREAD_PART_BYTES before its projections (see scan()).
+SPREAD_MIN_BYTES = 8 * 2**20
+SPREAD_PART_BYTES = 16 * 2**20
+# Above this many bytes to read (uncompressed), a run's cached frames live on local disk.
+DISK_CACHE_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -122,6 +128,7 @@ class ParsedFiles:
     cached: list[DataFrame] = field(default_factory=list)
     link_dir: str | None = None
     routes: list[FileRoute] = field(default_factory=list)
+    storage: StorageLevel = field(default_factory=lambda: StorageLevel.MEMORY_AND_DISK)  # the scan and what derives from it
 
     def release(self) -> None:
         """Drop the scan cache. The link folder stays until the process exits (atexit): a
@@ -212,12 +219,41 @@ def _unquote(field_text: Column) -> Column:
     return F.when(F.startswith(field_text, F.lit('"')), F.replace(inner, F.lit('""'), F.lit('"'))).otherwise(field_text)
 
 
+def cache_level(routes: Sequence[FileRoute]) -> StorageLevel:
+    """``DISK_ONLY`` for a batch of more than :data:`DISK_CACHE_BYTES`, else ``MEMORY_AND_DISK``.
+
+    A run caches its batch several times over (the scan, the records, each stream's
+    validated and ranked rows, the MERGE source). Spark accounts cached blocks, but not
+    the buffers that build them: with a large batch in the storage memory the builders
+    ran a 1 GiB driver out of heap (issue 12, 2 M events). On local disk the blocks cost
+    no heap and the OS page cache still serves them. Sizes as in :func:`spread_parts`.
+    """
+    total = sum(max(r.expected_bytes or 0, 0) for r in routes)
+    return StorageLevel.DISK_ONLY if total > DISK_CACHE_BYTES else StorageLevel.MEMORY_AND_DISK
+
+
+def spread_parts(spark: SparkSession, routes: Sequence[FileRoute], settings: ParseSettings) -> int:
+    """How many parts the scan's lines are spread over before their projections (0: none).
+
+    A gzip file is one task however big, and the line projections (VARIANT parse, members
+    maps) cost ~10× the read: with ``spread_lines`` and more than :data:`SPREAD_MIN_BYTES`
+    to read, the lines (with their file, split and id, so line numbers stay exact) are
+    hash-partitioned on their id into ``max(cores, bytes / SPREAD_PART_BYTES)`` parts. The
+    cached scan then holds parts of bounded size too: one 2 M-line part of ~1 GiB ran a
+    1 GiB driver out of memory (issue 12). Sizes are the probe's (plain size or gzip ISIZE).
+    """
+    total = sum(max(r.expected_bytes or 0, 0) for r in routes)
+    if not settings.spread_lines or total <= SPREAD_MIN_BYTES:
+        return 0
+    return max(spark.sparkContext.defaultParallelism, -(-total // SPREAD_PART_BYTES))
+
+
 def scan(spark: SparkSession, routes: Sequence[FileRoute], settings: ParseSettings) -> DataFrame:
     """One pass over the JVM-read files: every line with its parse or its flag (cache this).
 
     Built as successive projections so that each costly value (the VARIANT parse, the
     members map) is computed once per line: Spark does not inline a projection's
-    expression that the next one uses twice.
+    expression that the next one uses twice. Large scans are spread first (:func:`spread_parts`).
     """
     paths = local_frame(spark, [(r.spark_path, r.file_id, r.format) for r in routes], "_path STRING, file_id INT, format STRING")
     lines = (
@@ -231,8 +267,11 @@ def scan(spark: SparkSession, routes: Sequence[FileRoute], settings: ParseSettin
             F.col("_metadata.file_block_start").alias("_block"),
             F.monotonically_increasing_id().alias("_mid"),
         )
-        .join(F.broadcast(paths), "_path")
     )
+    parts = spread_parts(spark, routes, settings)
+    if parts:
+        lines = lines.repartition(parts, "_mid")  # hash, not round-robin: no sort before the exchange
+    lines = lines.join(F.broadcast(paths), "_path")
     value, line, size = F.col("_value"), F.col("_text"), F.col("_size")
     max_chars = settings.raw_record_max_chars
     is_json = F.col("format") == "json"
@@ -398,7 +437,8 @@ def parse_landing_files(
     fixed = [(r.file_id, None, None, None, None, "unreadable_file", r.message) for r in routes if r.route == "unreadable"]
     jvm = [r for r in routes if r.route == "jvm"]
     if jvm:
-        scanned = scan(spark, jvm, settings).persist(StorageLevel.MEMORY_AND_DISK)
+        result.storage = cache_level(jvm)
+        scanned = scan(spark, jvm, settings).persist(result.storage)
         result.cached.append(scanned)
         stats = file_stats(scanned)
         good: list[int] = []
@@ -426,16 +466,18 @@ def parse_landing_files(
     python = [(r.file_id, r.location, r.format, r.compression) for r in routes if r.route == "python"]
     if python:
         files_df = local_frame(spark, python, "file_id INT, location STRING, format STRING, compression STRING")
-        parts.append(files_df.repartition(len(python), "file_id").mapInArrow(python_read_files(settings), PARSED_SCHEMA))
+        read = files_df.repartition(len(python), "file_id").mapInArrow(python_read_files(settings), PARSED_SCHEMA)
+        parallelism = spark.sparkContext.defaultParallelism
+        if settings.spread_lines and len(python) < parallelism:
+            # one task per file: spread its lines over the cores for validation and dedupe
+            read = read.repartition(parallelism, "file_id", "line_number")
+        parts.append(read)
     if fixed:
         parts.append(local_frame(spark, fixed, PARSED_SCHEMA))
     if parts:
         df = parts[0]
         for part in parts[1:]:
             df = df.unionByName(part)
-        parallelism = spark.sparkContext.defaultParallelism
-        if settings.spread_lines and len(files) < parallelism:
-            df = df.repartition(parallelism)
         result.df = df.select(*PARSED_COLUMNS)
     return result
 

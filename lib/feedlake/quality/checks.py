@@ -184,6 +184,19 @@ def driver_frame(frame: DataFrame):
     return data
 
 
+def bounded_frame(frame: DataFrame, max_rows: int):
+    """``(pandas frame, True)`` when ``frame`` has at most ``max_rows`` rows, else ``(frame, False)``.
+
+    One Spark job either way: at most ``max_rows + 1`` rows cross to the driver, so a
+    batch of any size never does (issue 12: a 2 M-event batch ran a 1 GiB driver out of
+    memory in ``toArrow``); the caller validates the Spark frame with GX's Spark source.
+    """
+    head = driver_frame(frame.limit(max_rows + 1))
+    if len(head) <= max_rows:
+        return head, True
+    return frame, False
+
+
 def table_check_frame(engine: DeltaEngine, config: FeedlakeConfig, quality: TableQuality, stored: DataFrame,
                       tenants: Sequence[str] | None) -> DataFrame:
     """The frame a ``<table>.table`` suite validates: ``stored``'s check columns and, per reference,
@@ -307,6 +320,7 @@ class QualityChecks:
         blocked and every outcome names its tenant.
         """
         reasons: dict[str, list[str]] = {}
+        driver_max_rows = self.config.settings.quality.driver_max_rows
         for name in stream.targets:
             quality = self.quality.gated(name)
             if quality is None or name not in batch:
@@ -316,12 +330,14 @@ class QualityChecks:
             if missing:
                 raise ConfigError(f"quality/{name}.yaml batch: columns {missing} are not in the {stream.name} batch "
                                   f"(it has {sorted(ranked.columns)})")
-            frame = driver_frame(ranked.where(F.col("_rank") == 1).select(*quality.gate_columns))
-            if frame.empty:
+            rows = ranked.where(F.col("_rank") == 1).select(*quality.gate_columns)
+            frame, in_driver = bounded_frame(rows, driver_max_rows)
+            if in_driver and frame.empty:
                 continue
-            checkpoint = self.context.checkpoint(f"{name}.{GATE}", name, quality.gate, GATE_RESULT_FORMAT)
-            sizes = frame.groupby("tenant_id").size()
-            tenants = [str(t) for t in sizes.index]
+            source = DATA_SOURCE if in_driver else SPARK_SOURCE
+            checkpoint = self.context.checkpoint(f"{name}.{GATE}", name, quality.gate, GATE_RESULT_FORMAT, source)
+            sizes = frame.groupby("tenant_id").size().to_dict() if in_driver else tenant_counts(rows)
+            tenants = sorted(str(t) for t in sizes)
             label = tenants[0] if len(tenants) == 1 else ALL_TENANTS
             result = self.context.run(checkpoint, frame, self.parameters, f"{self.run.run_id}_{label}_{stream.name}",
                                       datetime.now(timezone.utc))
@@ -337,10 +353,14 @@ class QualityChecks:
                 }
             else:
                 per_tenant = {}
-                for tenant, part in frame.groupby("tenant_id", sort=True):
-                    result = self.context.run(checkpoint, part.reset_index(drop=True), self.parameters,
+                for tenant in tenants:
+                    # Only when the batch fails: each tenant's rows again, in pandas when it is
+                    # small (a slice of the driver frame), else on Spark.
+                    part = (frame[frame["tenant_id"] == tenant].reset_index(drop=True) if in_driver
+                            else rows.where(F.col("tenant_id") == F.lit(tenant)))
+                    result = self.context.run(checkpoint, part, self.parameters,
                                               f"{self.run.run_id}_{tenant}_{stream.name}", datetime.now(timezone.utc))
-                    per_tenant[str(tenant)] = outcomes_of(result, GATE, name, str(tenant), stream.name)
+                    per_tenant[tenant] = outcomes_of(result, GATE, name, tenant, stream.name)
             for tenant, outcomes in per_tenant.items():
                 self.run.outcomes.extend(outcomes)
                 critical = [o for o in outcomes if not o.success and o.severity == "critical"]

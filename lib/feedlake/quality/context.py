@@ -30,15 +30,16 @@ CDN styles and scripts are rewritten to copies vendored in the package
 
 Two GX data sources, chosen by how many rows a validation reads (issue 12):
 
-* the batch gate validates one stream's deduplicated batch, batch-sized by nature: it
-  crosses to pandas through Arrow in one Spark job (``toArrow``) and GX validates the
-  whole suite in memory (``feedlake``, pandas), ~8x faster than GX on Spark for a
-  20,000-event batch (``bench/quality_bench.py``);
+* the batch gate validates one stream's deduplicated batch: up to
+  ``quality.driver_max_rows`` rows it crosses to pandas through Arrow in one Spark job
+  (``toArrow`` of at most that many rows + 1) and GX validates the whole suite in memory
+  (``feedlake``, pandas), ~8x faster than GX on Spark for a 20,000-event batch
+  (``bench/quality_bench.py``); a larger batch is validated by GX's Spark data source;
 * the table checks validate stored rows, which grow with the warehouse. Their frame is
   built by Spark; up to ``quality.driver_max_rows`` rows it crosses to pandas like the
   gate's, and past that GX's Spark data source (``feedlake_spark``) computes the
   metrics on the executors, so only counts and a sample of unexpected values reach
-  the driver, whatever the size of the warehouse.
+  the driver, whatever the size of the warehouse or the batch.
 
 Why Data Docs are built once per run and not by an ``UpdateDataDocsAction`` on each
 checkpoint: the action re-renders the site index after every validation (measured
