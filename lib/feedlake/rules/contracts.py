@@ -147,13 +147,19 @@ def apply_checks(df: DataFrame, checks: list[tuple[Column, str, Column]]) -> Dat
 
     The first failing check gives the code, every failure joins the message; records
     that already carry an error keep it. Columns are unchanged.
+
+    Each ``failed`` test is projected once as a column before code and message read it:
+    written inline, Spark evaluated every test in both (and the code twice), ~5x slower
+    on 500,000 track records (issue 12).
     """
     if not checks:
         return df
-    code = F.coalesce(*[F.when(failed, F.lit(c)) for failed, c, _ in checks])
-    message = F.concat_ws("; ", *[F.when(failed, msg) for failed, _, msg in checks])
+    flags = [f"_check_{i}" for i in range(len(checks))]
+    flagged = df.select("*", *[failed.alias(flag) for flag, (failed, _, _) in zip(flags, checks)])
+    code = F.coalesce(*[F.when(F.col(flag), F.lit(c)) for flag, (_, c, _) in zip(flags, checks)])
+    message = F.concat_ws("; ", *[F.when(F.col(flag), msg) for flag, (_, _, msg) in zip(flags, checks)])
     ok = F.col("error_code").isNull()
-    return df.select(
+    return flagged.select(
         *[c for c in df.columns if c not in ("error_code", "error_message")],
         F.when(ok, code).otherwise(F.col("error_code")).alias("error_code"),
         F.when(ok, F.when(code.isNotNull(), message)).otherwise(F.col("error_message")).alias("error_message"),
