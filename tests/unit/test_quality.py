@@ -22,8 +22,8 @@ YEAR_2100 = 4102444800
 
 @pytest.fixture(params=[None, 0], ids=["pandas", "gx-on-spark"])
 def checks(request, spark, config, tmp_path):
-    """QualityChecks of one run; table checks validated in pandas (default) or, with
-    ``quality.driver_max_rows: 0``, by GX's Spark data source: the same outcomes either way."""
+    """QualityChecks of one run; the gate and the table checks validated in pandas (default)
+    or, with ``quality.driver_max_rows: 0``, by GX's Spark data source: the same outcomes either way."""
     if request.param is not None:
         config = load_config(None, {"engine": "delta-rs", "quality": {"driver_max_rows": request.param}})
 
