@@ -218,6 +218,35 @@ def test_line_numbers_are_exact_across_splits_of_a_plain_file(spark, tmp_path):
     assert all(r[3] == {"n": str(r[1])} for r in big)
 
 
+def test_a_large_scan_spread_over_the_cores_and_cached_on_disk_parses_the_same(spark, tmp_path, monkeypatch):
+    """Issue 12: past the thresholds the lines are hash-spread before their projections and
+    the caches live on disk; line numbers, CSV headers, flagged lines and codes are unchanged."""
+    from pyspark import StorageLevel
+
+    from feedlake.landing import jvm_parse
+
+    lines = [f'{{"n":{i},"t":"x{i}"}}' for i in range(1, 601)]
+    lines[10] = '{"n": NaN}'  # flagged: re-checked in Python
+    lines[20] = '{"n":1} trailing'
+    files = {
+        "a.jsonl.gz": gzip.compress(("\n".join(lines) + "\n").encode()),
+        "b.csv.gz": gzip.compress(("k,v\n" + "".join(f"k{i},v{i}\n" for i in range(300)) + "x\n").encode()),
+    }
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "spread").mkdir()
+    expected, _ = parse_files(spark, tmp_path / "plain", files)
+    monkeypatch.setattr(jvm_parse, "SPREAD_MIN_BYTES", 1024)
+    monkeypatch.setattr(jvm_parse, "SPREAD_PART_BYTES", 8192)
+    monkeypatch.setattr(jvm_parse, "DISK_CACHE_BYTES", 1024)
+    routes = [jvm_parse.FileRoute(0, "a", "json", "gzip", "jvm", expected_bytes=60_000)]
+    assert jvm_parse.spread_parts(spark, routes, ParseSettings()) == 8
+    assert jvm_parse.cache_level(routes) == StorageLevel.DISK_ONLY
+    spread, _ = parse_files(spark, tmp_path / "spread", files)
+    assert spread == expected
+    assert [r[1] for r in spread if r[0] == 0] == list(range(1, 601))
+    assert {(r[1], r[5]) for r in spread if r[5]} == {(11, "malformed_json"), (21, "malformed_json"), (302, "csv_field_count")}
+
+
 def test_the_python_reader_reads_a_file_whole_or_not_at_all(tmp_path):
     compressed = gzip.compress(b'{"n":1}\n' * 3000)
     (tmp_path / "cut.jsonl.gz").write_bytes(compressed[: len(compressed) // 2])

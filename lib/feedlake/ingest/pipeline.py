@@ -31,7 +31,7 @@ from feedlake.ingest.lease import tenant_leases
 from feedlake.ingest.report import RunReport, report_location, write_report
 from feedlake.ingest.report_html import write_run_page
 from feedlake.ingest.stages import RunContext, check_invariant, manifest_counts, process_stream
-from feedlake.landing.jvm_parse import parse_landing_files
+from feedlake.landing.jvm_parse import ParsedFiles, parse_landing_files
 from feedlake.landing.layouts import REFUSAL_CODES, LandingFile, discover
 from feedlake.landing.storage import S3Access
 from feedlake.settings.config import FeedlakeConfig
@@ -155,10 +155,10 @@ class Ingest:
         batches = self._batch_ids(plan)
         quarantined: list[DataFrame] = [self._rejected_rows(plan, batches)]
         if plan.to_read:
-            records = self._read(plan.to_read, batches)
+            records, parsing = self._read(plan.to_read, batches)
             for name in processing_order(self.config, {f.stream for f in plan.to_read}):
                 quarantined.append(process_stream(self.ctx, self.config.stream(name), records))
-            records.unpersist()
+            parsing.release()
         # Every record accounted for, each count from what was written: checked before
         # the quarantine and manifest commits, so a broken run leaves its files to be read again.
         check_invariant(self.report)
@@ -203,11 +203,12 @@ class Ingest:
         schema = self.config.table(QUARANTINE).ddl
         return local_frame(self.spark, rows, schema)
 
-    def _read(self, files: list[LandingFile], batches: Mapping[tuple[str, str], str]) -> DataFrame:
+    def _read(self, files: list[LandingFile], batches: Mapping[tuple[str, str], str]) -> tuple[DataFrame, ParsedFiles]:
+        """The batch's records (lazy over the parse's caches) and the parse, to release after the streams."""
         indexed = list(enumerate(files))
         # S3 objects: streamed by the tasks or read from a local spool copy (feedlake.landing.storage).
         locations = [f.location for f in self.s3_access.readable(self.local_copies.readable(files))]
-        # Parsed on the JVM (feedlake.landing.jvm_parse); its scan cache is released once records are cached.
+        # Parsed on the JVM (feedlake.landing.jvm_parse); its caches are released after the streams.
         parsing = parse_landing_files(
             self.spark, [(i, locations[i], f.format, f.compression) for i, f in indexed], self.config.settings.parsing
         )
@@ -221,17 +222,19 @@ class Ingest:
             FILE_META_SCHEMA,
         )
         self.ctx.storage = parsing.storage
-        records = parsed.join(F.broadcast(meta), on="file_id", how="inner").persist(self.ctx.storage)
-        unreadable = [r["file_id"] for r in records.where(F.col("error_code") == "unreadable_file").select("file_id").collect()]
-        parsing.release()  # records are cached whole now (the collect above scanned them)
+        # Not cached: a lazy read of the parse's caches (feedlake.landing.jvm_parse.ParsedFiles),
+        # read once per stream by its validation, whose result is cached.
+        records = parsed.join(F.broadcast(meta), on="file_id", how="inner")
+        failed = parsing.fallible.where(F.col("error_code") == "unreadable_file").select("file_id").distinct()
+        unreadable = {r["file_id"] for r in failed.collect()}
         for i, f in indexed:
             self.report.stream(f.tenant_id, f.stream).files_read += 1
             self.file_status[f.source_file] = "unreadable" if i in unreadable else "processed"
         if unreadable:
             # A file that fails part-way is quarantined whole: drop the lines read before the failure.
-            keep = ~F.col("file_id").isin(unreadable) | F.col("line_number").isNull()
-            return records.where(keep)
-        return records
+            keep = ~F.col("file_id").isin(sorted(unreadable)) | F.col("line_number").isNull()
+            return records.where(keep), parsing
+        return records, parsing
 
     def _write_quarantine(self, parts: list[DataFrame], plan: FilePlan) -> None:
         """Replace the quarantine rows of changed files, then add this run's: one commit each for all tenants."""

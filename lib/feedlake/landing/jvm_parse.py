@@ -120,18 +120,23 @@ class FileRoute:
 class ParsedFiles:
     """The parsed lines (:data:`~feedlake.landing.parsing.PARSED_SCHEMA`) and what backs them.
 
-    ``df`` reads the cached scan: cache it (or what is derived from it), materialize
-    that, then :meth:`release` the scan cache.
+    ``df`` is lazy over caches: the scan (JVM rows: line numbers, CSV values and the
+    meta join are cheap projections of it) and the parts run in Python workers (the
+    re-check of flagged lines, the Python reader), so reading ``df`` again never runs
+    Python or the costly projections twice. Caching ``df`` itself would hold the batch
+    twice (issue 12). Only ``fallible`` (the Python reader's rows and the unreadable
+    files') can hold ``unreadable_file`` rows. :meth:`release` the caches when done.
     """
 
     df: DataFrame
+    fallible: DataFrame
     cached: list[DataFrame] = field(default_factory=list)
     link_dir: str | None = None
     routes: list[FileRoute] = field(default_factory=list)
-    storage: StorageLevel = field(default_factory=lambda: StorageLevel.MEMORY_AND_DISK)  # the scan and what derives from it
+    storage: StorageLevel = field(default_factory=lambda: StorageLevel.MEMORY_AND_DISK)  # the caches' level
 
     def release(self) -> None:
-        """Drop the scan cache. The link folder stays until the process exits (atexit): a
+        """Drop the caches. The link folder stays until the process exits (atexit): a
         cached result Spark must recompute (lost block) can still read through the links."""
         for df in self.cached:
             df.unpersist()
@@ -432,8 +437,10 @@ def parse_landing_files(
 ) -> ParsedFiles:
     """Files ``(file_id, location, format, compression)`` → :class:`ParsedFiles` (module rules)."""
     routes, link_dir = route_files(spark, files)
-    result = ParsedFiles(df=local_frame(spark, [], PARSED_SCHEMA), link_dir=link_dir, routes=routes)
+    empty = local_frame(spark, [], PARSED_SCHEMA)
+    result = ParsedFiles(df=empty, fallible=empty, link_dir=link_dir, routes=routes)
     parts: list[DataFrame] = []
+    fallible: list[DataFrame] = []
     fixed = [(r.file_id, None, None, None, None, "unreadable_file", r.message) for r in routes if r.route == "unreadable"]
     jvm = [r for r in routes if r.route == "jvm"]
     if jvm:
@@ -462,7 +469,10 @@ def parse_landing_files(
                 names, problem = read_header(text)
                 headers.append((r.file_id, names, problem, number))
         if good:
-            parts.extend(_jvm_rows(spark, scanned, good, offsets, headers, settings))
+            jvm_rows, rechecked = _jvm_rows(spark, scanned, good, offsets, headers, settings)
+            rechecked = rechecked.persist(result.storage)
+            result.cached.append(rechecked)
+            parts.extend([jvm_rows, rechecked])
     python = [(r.file_id, r.location, r.format, r.compression) for r in routes if r.route == "python"]
     if python:
         files_df = local_frame(spark, python, "file_id INT, location STRING, format STRING, compression STRING")
@@ -471,18 +481,28 @@ def parse_landing_files(
         if settings.spread_lines and len(python) < parallelism:
             # one task per file: spread its lines over the cores for validation and dedupe
             read = read.repartition(parallelism, "file_id", "line_number")
-        parts.append(read)
+        read = read.persist(result.storage)
+        result.cached.append(read)
+        fallible.append(read)
     if fixed:
-        parts.append(local_frame(spark, fixed, PARSED_SCHEMA))
+        fallible.append(local_frame(spark, fixed, PARSED_SCHEMA))
+    if fallible:
+        result.fallible = _union(fallible).select(*PARSED_COLUMNS)
+    parts.extend(fallible)
     if parts:
-        df = parts[0]
-        for part in parts[1:]:
-            df = df.unionByName(part)
-        result.df = df.select(*PARSED_COLUMNS)
+        result.df = _union(parts).select(*PARSED_COLUMNS)
     return result
 
 
-def _jvm_rows(spark, scanned, good, offsets, headers, settings) -> list[DataFrame]:
+def _union(parts: Sequence[DataFrame]) -> DataFrame:
+    df = parts[0]
+    for part in parts[1:]:
+        df = df.unionByName(part)
+    return df
+
+
+def _jvm_rows(spark, scanned, good, offsets, headers, settings) -> tuple[DataFrame, DataFrame]:
+    """The JVM-judged rows and the flagged lines re-checked in Python, both over the cached scan."""
     offsets_df = local_frame(spark, offsets, "file_id INT, _block BIGINT, _first BIGINT, _before BIGINT")
     headers_df = local_frame(
         spark, headers, "file_id INT, _header ARRAY<STRING>, _header_error STRING, _header_line BIGINT"
@@ -535,4 +555,4 @@ def _jvm_rows(spark, scanned, good, offsets, headers, settings) -> list[DataFram
         code.alias("error_code"),
         message.alias("error_message"),
     )
-    return [jvm_rows, rechecked]
+    return jvm_rows, rechecked
