@@ -187,7 +187,7 @@ def driver_frame(frame: DataFrame):
 def bounded_frame(frame: DataFrame, max_rows: int):
     """``(pandas frame, True)`` when ``frame`` has at most ``max_rows`` rows, else ``(frame, False)``.
 
-    One Spark job either way: at most ``max_rows + 1`` rows cross to the driver, so a
+    One bounded collect (``limit``): at most ``max_rows + 1`` rows cross to the driver, so a
     batch of any size never does (issue 12: a 2 M-event batch ran a 1 GiB driver out of
     memory in ``toArrow``); the caller validates the Spark frame with GX's Spark source.
     """
@@ -354,8 +354,8 @@ class QualityChecks:
             else:
                 per_tenant = {}
                 for tenant in tenants:
-                    # Only when the batch fails: each tenant's rows again, in pandas when it is
-                    # small (a slice of the driver frame), else on Spark.
+                    # Only when the batch fails: each tenant's rows again, as a slice of the
+                    # driver frame when the batch crossed to pandas, else on Spark.
                     part = (frame[frame["tenant_id"] == tenant].reset_index(drop=True) if in_driver
                             else rows.where(F.col("tenant_id") == F.lit(tenant)))
                     result = self.context.run(checkpoint, part, self.parameters,
