@@ -54,6 +54,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 
 import pyarrow as pa
 from pyspark import StorageLevel
@@ -227,14 +228,18 @@ def _unquote(field_text: Column) -> Column:
 def cache_level(routes: Sequence[FileRoute]) -> StorageLevel:
     """``DISK_ONLY`` for a batch of more than :data:`DISK_CACHE_BYTES`, else ``MEMORY_AND_DISK``.
 
-    A run caches its batch several times over (the scan, the records, each stream's
-    validated and ranked rows, the MERGE source). Spark accounts cached blocks, but not
+    A run caches its batch several times over (the scan, each stream's validated and
+    ranked rows, the MERGE source). Spark accounts cached blocks, but not
     the buffers that build them: with a large batch in the storage memory the builders
     ran a 1 GiB driver out of heap (issue 12, 2 M events). On local disk the blocks cost
-    no heap and the OS page cache still serves them. Sizes as in :func:`spread_parts`.
+    no heap and the OS page cache still serves them.
     """
-    total = sum(max(r.expected_bytes or 0, 0) for r in routes)
-    return StorageLevel.DISK_ONLY if total > DISK_CACHE_BYTES else StorageLevel.MEMORY_AND_DISK
+    return StorageLevel.DISK_ONLY if scan_bytes(routes) > DISK_CACHE_BYTES else StorageLevel.MEMORY_AND_DISK
+
+
+def scan_bytes(routes: Sequence[FileRoute]) -> int:
+    """The bytes the scan reads, as the probe saw them: plain size or gzip ``ISIZE`` (mod 2^32)."""
+    return sum(r.expected_bytes or 0 for r in routes)
 
 
 def spread_parts(spark: SparkSession, routes: Sequence[FileRoute], settings: ParseSettings) -> int:
@@ -245,9 +250,9 @@ def spread_parts(spark: SparkSession, routes: Sequence[FileRoute], settings: Par
     to read, the lines (with their file, split and id, so line numbers stay exact) are
     hash-partitioned on their id into ``max(cores, bytes / SPREAD_PART_BYTES)`` parts. The
     cached scan then holds parts of bounded size too: one 2 M-line part of ~1 GiB ran a
-    1 GiB driver out of memory (issue 12). Sizes are the probe's (plain size or gzip ISIZE).
+    1 GiB driver out of memory (issue 12).
     """
-    total = sum(max(r.expected_bytes or 0, 0) for r in routes)
+    total = scan_bytes(routes)
     if not settings.spread_lines or total <= SPREAD_MIN_BYTES:
         return 0
     return max(spark.sparkContext.defaultParallelism, -(-total // SPREAD_PART_BYTES))
@@ -487,18 +492,11 @@ def parse_landing_files(
     if fixed:
         fallible.append(local_frame(spark, fixed, PARSED_SCHEMA))
     if fallible:
-        result.fallible = _union(fallible).select(*PARSED_COLUMNS)
+        result.fallible = reduce(DataFrame.unionByName, fallible).select(*PARSED_COLUMNS)
     parts.extend(fallible)
     if parts:
-        result.df = _union(parts).select(*PARSED_COLUMNS)
+        result.df = reduce(DataFrame.unionByName, parts).select(*PARSED_COLUMNS)
     return result
-
-
-def _union(parts: Sequence[DataFrame]) -> DataFrame:
-    df = parts[0]
-    for part in parts[1:]:
-        df = df.unionByName(part)
-    return df
 
 
 def _jvm_rows(spark, scanned, good, offsets, headers, settings) -> tuple[DataFrame, DataFrame]:
