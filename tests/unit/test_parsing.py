@@ -238,13 +238,25 @@ def test_a_large_scan_spread_over_the_cores_and_cached_on_disk_parses_the_same(s
     monkeypatch.setattr(jvm_parse, "SPREAD_MIN_BYTES", 1024)
     monkeypatch.setattr(jvm_parse, "SPREAD_PART_BYTES", 8192)
     monkeypatch.setattr(jvm_parse, "DISK_CACHE_BYTES", 1024)
-    routes = [jvm_parse.FileRoute(0, "a", "json", "gzip", "jvm", expected_bytes=60_000)]
+    routes = [jvm_parse.FileRoute(0, "a", "json", "gzip", "jvm", expected_bytes=60_000, size_bytes=6_000)]
     assert jvm_parse.spread_parts(spark, routes, ParseSettings()) == 8
     assert jvm_parse.cache_level(routes) == StorageLevel.DISK_ONLY
     spread, _ = parse_files(spark, tmp_path / "spread", files)
     assert spread == expected
     assert [r[1] for r in spread if r[0] == 0] == list(range(1, 601))
     assert {(r[1], r[5]) for r in spread if r[5]} == {(11, "malformed_json"), (21, "malformed_json"), (302, "csv_field_count")}
+
+
+@pytest.mark.parametrize(("isize", "stored", "counted"), [
+    (60_000, 6_000, 60_000),  # a plausible trailer: taken as is
+    (3_000_000_000, 2_500, 2_500 * 1032),  # a truncated file's last 4 bytes: at most DEFLATE's 1032:1
+    (0, 5_000, 0),  # ISIZE mod 2^32 of a 4 GiB file: not guessed upwards
+])
+def test_a_gzip_trailer_counts_no_more_than_deflate_can_expand(isize, stored, counted):
+    from feedlake.landing import jvm_parse
+
+    route = jvm_parse.FileRoute(0, "a", "json", "gzip", "jvm", expected_bytes=isize, size_bytes=stored, gzip=True)
+    assert jvm_parse.scan_bytes([route]) == counted
 
 
 def test_the_python_reader_reads_a_file_whole_or_not_at_all(tmp_path):

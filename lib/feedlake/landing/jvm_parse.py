@@ -100,6 +100,9 @@ SPREAD_MIN_BYTES = 8 * 2**20
 SPREAD_PART_BYTES = 16 * 2**20
 # Above this many bytes to read (uncompressed), a run's cached frames live on local disk.
 DISK_CACHE_BYTES = 64 * 2**20
+# DEFLATE expands at most ~1032:1 (RFC 1951 stored/length-258 limit): a gzip trailer claiming
+# more than this many times the file's size is not the file's (a truncated upload ends in data).
+DEFLATE_MAX_RATIO = 1032
 
 
 @dataclass
@@ -113,6 +116,7 @@ class FileRoute:
     route: str  # "jvm" | "python" | "empty" | "unreadable"
     spark_path: str | None = None
     expected_bytes: int | None = None  # plain: the size; gzip: ISIZE (mod 2^32)
+    size_bytes: int | None = None  # the file as stored (compressed)
     gzip: bool = False
     message: str | None = None
 
@@ -193,6 +197,7 @@ def route_files(spark: SparkSession, files: Sequence[tuple[int, str, str, str | 
         if r.gzip and len(tail) < 4:
             r.route, r.message = "unreadable", "gzip data is truncated or corrupt (shorter than a gzip trailer); re-upload the complete file"
             continue
+        r.size_bytes = size
         r.expected_bytes = struct.unpack("<I", tail)[0] if r.gzip else size
         if remote:
             uri = spark_path(spark, location)
@@ -238,8 +243,14 @@ def cache_level(routes: Sequence[FileRoute]) -> StorageLevel:
 
 
 def scan_bytes(routes: Sequence[FileRoute]) -> int:
-    """The bytes the scan reads, as the probe saw them: plain size or gzip ``ISIZE`` (mod 2^32)."""
-    return sum(r.expected_bytes or 0 for r in routes)
+    """The bytes the scan reads, as the probe saw them: plain size or gzip ``ISIZE`` (mod 2^32).
+
+    A gzip ``ISIZE`` is bounded by :data:`DEFLATE_MAX_RATIO` times the stored size: the last
+    4 bytes of a truncated file are compressed data, often read as gigabytes, which spread
+    a few kilobytes over a hundred parts (a Python worker round trip each) and cached
+    them on disk.
+    """
+    return sum(min(r.expected_bytes or 0, (r.size_bytes or 0) * DEFLATE_MAX_RATIO) for r in routes)
 
 
 def spread_parts(spark: SparkSession, routes: Sequence[FileRoute], settings: ParseSettings) -> int:
