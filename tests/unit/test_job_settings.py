@@ -215,3 +215,22 @@ def test_quality_locations_read_the_quality_settings(tmp_path):
 
 def test_privacy_defaults():
     assert parse_job_settings({"privacy": None}).privacy == PrivacySettings()
+
+
+def test_the_jars_resolved_once_are_reused_while_every_file_is_there(tmp_path):
+    """The install step's record of Ivy's jars (feedlake.app.jars) replaces the resolution at each start."""
+    from feedlake.settings.session import jar_lock, resolved_jars
+
+    packages = ["io.delta:delta-spark_4.1_2.13:4.4.0", "org.apache.hadoop:hadoop-aws:3.4.2"]
+    ivy = str(tmp_path)
+    assert resolved_jars(packages, ivy) is None  # nothing recorded: Ivy resolves
+    jars = [tmp_path / "jars" / "a.jar", tmp_path / "jars" / "b.jar"]
+    jars[0].parent.mkdir()
+    for jar in jars:
+        jar.write_bytes(b"PK")
+    with open(jar_lock(packages, ivy), "w", encoding="utf-8") as fh:
+        fh.write("".join(f"{jar.as_uri()}\n" for jar in jars))
+    assert resolved_jars(list(reversed(packages)), ivy) == [jar.as_uri() for jar in jars]
+    assert resolved_jars([*packages, "com.example:other:1.0"], ivy) is None  # other coordinates, other record
+    jars[1].unlink()  # a cleaned cache: resolve again rather than start without a jar
+    assert resolved_jars(packages, ivy) is None

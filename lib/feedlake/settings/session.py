@@ -8,12 +8,14 @@ session it did not build.
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
+from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
@@ -60,6 +62,46 @@ def jvm_packages() -> list[str]:
     return packages
 
 
+def jar_lock(packages: Sequence[str], ivy_home: str | None = None) -> str:
+    """Where :mod:`feedlake.app.jars` records the jar files Ivy resolved for ``packages``.
+
+    One file per set of coordinates, in the Ivy home (``spark.jars.ivy``, Spark's default
+    ``~/.ivy2.5.2``) next to the jars it lists.
+    """
+    digest = hashlib.sha256("\n".join(sorted(packages)).encode()).hexdigest()[:16]
+    return os.path.join(os.path.expanduser(ivy_home or "~/.ivy2.5.2"), f"feedlake-{digest}.jars")
+
+
+def resolved_jars(packages: Sequence[str], ivy_home: str | None = None) -> list[str] | None:
+    """The jar files resolved once for ``packages`` (:func:`jar_lock`), or ``None`` to resolve with Ivy.
+
+    Ivy re-resolves ``spark.jars.packages`` at every JVM start, even from a warm cache
+    (about 6 s of a 14 s local start): the install step resolves once and records the
+    jars, and every later session starts with ``spark.jars`` from that record. A record
+    whose jar is gone (a cleaned cache) is ignored.
+    """
+    try:
+        with open(jar_lock(packages, ivy_home), encoding="utf-8") as fh:
+            jars = [line.strip() for line in fh if line.strip()]
+    except OSError:
+        return None
+    if not jars or not all(os.path.isfile(urlparse(j).path) for j in jars):
+        return None
+    return jars
+
+
+def record_resolved_jars(spark: SparkSession, packages: Sequence[str], ivy_home: str | None = None) -> str:
+    """Write the jars a session started with ``spark.jars.packages`` was given (its ``spark.jars``); the record's path."""
+    jars = [j for j in (spark.sparkContext.getConf().get("spark.jars") or "").split(",") if j]
+    if not jars:
+        raise RuntimeError(f"the session resolved no jar for {', '.join(packages)}")
+    lock = jar_lock(packages, ivy_home)
+    with open(lock + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write("\n".join(jars) + "\n")
+    os.replace(lock + ".tmp", lock)
+    return lock
+
+
 def hadoop_version() -> str | None:
     """The Hadoop version of the pyspark installation (from its bundled ``hadoop-client-api`` jar)."""
     import pyspark
@@ -101,7 +143,8 @@ def build_session(spark_conf: SparkSettings | Mapping[str, Any], *, with_delta_j
     Unless spark-submit launched the driver (its ``--packages``/``--jars`` and master
     win), the session gets the pinned :func:`jvm_packages` through
     ``spark.jars.packages``; Ivy resolves them from Maven Central once and then from its
-    local cache (``python -m feedlake.app.jars`` warms it, as ``.ci/run`` does).
+    local cache (``python -m feedlake.app.jars`` warms it, as ``.ci/run`` does, and records
+    the resolved jars: later sessions start with those files, :func:`resolved_jars`).
     ``spark.resolve_packages: false`` (or ``with_delta_jar=False``) starts without them:
     delta-rs only, no S3A. Python workers run this very interpreter (``sys.executable``)
     for a local master, so a venv's ``feedlake`` works without activating the venv.
@@ -134,7 +177,12 @@ def build_session(spark_conf: SparkSettings | Mapping[str, Any], *, with_delta_j
     if packages and not submitted:
         for key, value in DELTA_SPARK_CONF.items():
             builder = builder.config(key, value)
-        builder = builder.config("spark.jars.packages", ",".join([*jvm_packages(), *settings.extra_packages]))
+        coordinates = [*jvm_packages(), *settings.extra_packages]
+        jars = None if "spark.jars" in settings.conf else resolved_jars(coordinates, settings.conf.get("spark.jars.ivy"))
+        if jars:
+            builder = builder.config("spark.jars", ",".join(jars))
+        else:
+            builder = builder.config("spark.jars.packages", ",".join(coordinates))
     elif packages and submitted:
         for key, value in DELTA_SPARK_CONF.items():
             builder = builder.config(key, value)
@@ -148,7 +196,7 @@ def build_session(spark_conf: SparkSettings | Mapping[str, Any], *, with_delta_j
             "engine and no S3A are available. Resolve them once with internet: python -m feedlake.app.jars",
             jvm_packages(), exc,
         )
-        for key in ("spark.jars.packages", *DELTA_SPARK_CONF):
+        for key in ("spark.jars.packages", "spark.jars", *DELTA_SPARK_CONF):
             builder._options.pop(key, None)  # noqa: SLF001 -- Builder has no public way to drop an option
         session = builder.getOrCreate()
     return prepare_session(session, settings.session_conf)
