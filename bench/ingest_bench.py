@@ -11,7 +11,8 @@ c. ``feedlake ingest`` into a fresh warehouse with the default engine (the CLI i
    it once per named engine instead (issue 11: both engines measured in one run);
 d. DuckDB doing (b)'s parse + dedupe + Parquet on one machine (the floor; ``pip install
    -e .[bench]``), skipped when duckdb is not installed;
-e. the parse stage alone: :func:`feedlake.landing.parsing.read_landing_files` → ``noop``.
+e. the parse stage alone, as the ingest runs it (conf's ``parsing`` settings, large scans
+   spread over the cores): :func:`feedlake.landing.jvm_parse.parse_landing_files` → ``noop``.
 
 Prints every time, (c)/(b) — the goal is ≤ 1.3 — and (c)/(a). (a), (b) and (e) share
 one warm SparkSession with conf/ingest.yaml's ``spark`` settings. Usage::
@@ -113,7 +114,7 @@ def main() -> None:
                         help="run (c) with this spark.driver.memory (issue 12: the 2M-event run with 1g)")
     args = parser.parse_args()
 
-    from feedlake.landing.parsing import read_landing_files
+    from feedlake.landing.jvm_parse import parse_landing_files
     from feedlake.settings.config import load_config
     from feedlake.settings.session import build_session
 
@@ -140,9 +141,11 @@ def main() -> None:
     print(f"(b) Spark parse + row_number dedupe + Parquet          : {timings['b']:7.1f} s", flush=True)
 
     started = time.perf_counter()
-    read_landing_files(spark, [(0, str(data), "json", "gzip")], spread_lines=False).write.format("noop").mode("overwrite").save()
+    parsing = parse_landing_files(spark, [(0, str(data), "json", "gzip")], config.settings.parsing)
+    parsing.df.write.format("noop").mode("overwrite").save()
+    parsing.release()
     timings["e"] = time.perf_counter() - started
-    print(f"    feedlake parse stage alone (read_landing_files)     : {timings['e']:7.1f} s", flush=True)
+    print(f"    feedlake parse stage alone (parse_landing_files)    : {timings['e']:7.1f} s", flush=True)
     spark.stop()
 
     timings["d"] = duckdb_job(data, work / "duckdb.parquet")
