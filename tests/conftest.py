@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -95,6 +95,44 @@ def read_table(spark: SparkSession, warehouse: Path | str, name: str, columns: l
     df = spark.createDataFrame(data) if data.num_rows else spark.createDataFrame([], "tenant_id string")
     if columns:
         df = df.select(*columns)
+    return df.orderBy(*df.columns)
+
+
+def in_tenant(files: Mapping[str, str | bytes], tenant: str) -> dict[str, str | bytes]:
+    """The same landing files under ``tenant=<tenant>/`` (each path's first folder replaced).
+
+    Independent scenarios of one test become tenants of one landing zone and one
+    warehouse (issue 14): one run serves them all, as tenant isolation promises.
+    """
+    return {f"tenant={tenant}/" + path.split("/", 1)[1]: content for path, content in files.items()}
+
+
+def tenant_table(
+    spark: SparkSession, warehouse: Path | str, name: str, tenant: str, columns: Sequence[str] | None = None, *,
+    as_tenant: str | None = None, drop: Sequence[str] = (),
+) -> DataFrame:
+    """One tenant's rows of a table (``columns`` of them), read as if they were ``as_tenant``'s, sorted for chispa.
+
+    ``tenant_id`` and every ``tenant=<tenant>`` in a text column (landing paths, the
+    sequences built from them) read ``as_tenant``, so two tenants' scenarios compare with
+    chispa; ``drop`` removes columns that hash the paths (batch ids).
+    """
+    from pyspark.sql import functions as F
+
+    df = read_table(spark, warehouse, name).where(F.col("tenant_id") == F.lit(tenant))
+    as_tenant = as_tenant or tenant
+    read, names = [], []
+    for field in df.schema.fields:
+        if field.name in drop or (columns is not None and field.name not in columns):
+            continue
+        column = F.col(field.name)
+        if field.name == "tenant_id":
+            column = F.lit(as_tenant)
+        elif field.dataType.typeName() == "string":
+            column = F.replace(column, F.lit(f"tenant={tenant}/"), F.lit(f"tenant={as_tenant}/"))
+        read.append(column.alias(field.name))
+        names.append(field.name)
+    df = df.select(*read).select(*(columns or names))
     return df.orderBy(*df.columns)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from chispa import assert_df_equality
 
-from tests.conftest import ingest_report, jsonl, read_table, write_files
+from tests.conftest import in_tenant, ingest_report, jsonl, latest_report, tenant_table, write_files
 
 TENANT = "tenant=initech/segment"
 RUN_COLUMNS = {"_batch_id", "batch_id"}
@@ -49,26 +49,33 @@ LATER = {
 }
 
 
-def ingest(landing: Path, warehouse: Path) -> dict:
+def ingest(landing: Path, warehouse: Path, tenant: str = "initech") -> dict:
+    """One run; the report of ``tenant``'s segment stream."""
     report = ingest_report(landing, warehouse, quality=False)  # quality is not under test here
-    [segment] = [s for s in report["streams"] if s["stream"] == "segment"]
+    [segment] = [s for s in report["streams"] if s["stream"] == "segment" and s["tenant_id"] == tenant]
     return segment
 
 
 def test_segment_routing_dedupe_and_batch_order(spark, tmp_path):
-    separate, together = tmp_path / "wh_separate", tmp_path / "wh_together"
-    first = ingest(write_files(tmp_path / "first", FIRST), separate)
+    # Tenant initech gets FIRST, then LATER; tenant umbrella gets them together in the first run.
+    root, wh = tmp_path / "landing", tmp_path / "warehouse"
+    write_files(root, {**FIRST, **in_tenant({**FIRST, **LATER}, "umbrella")})
+    first = ingest(root, wh)
+    whole = latest_report(wh)
+    [whole] = [s for s in whole["streams"] if s["stream"] == "segment" and s["tenant_id"] == "umbrella"]
     assert (first["records_read"], first["accepted"], first["quarantined"], first["duplicates_dropped"]) == (12, 4, 7, 1)
     assert first["quarantined_by_code"] == {
         "unsupported_type": 4, "invalid_trait": 1, "missing_required_field": 1, "malformed_json": 1,
     }
-    later = ingest(write_files(tmp_path / "later", LATER), separate)
+    later = ingest(write_files(root, LATER), wh)
     # m-2 and m-1 were already ingested from the first file; m-1 also comes twice in this batch.
     assert (later["records_read"], later["accepted"], later["quarantined"], later["duplicates_dropped"]) == (3, 0, 0, 3)
-    whole = ingest(write_files(tmp_path / "all", {**FIRST, **LATER}), together)
     assert (whole["records_read"], whole["accepted"], whole["quarantined"], whole["duplicates_dropped"]) == (15, 4, 7, 4)
 
-    contacts = read_table(spark, separate, "contacts", ["contact_key", "email", "properties", "first_name", "anonymous_id",
+    def separate_table(name, columns):
+        return tenant_table(spark, wh, name, "initech", columns)
+
+    contacts = separate_table("contacts", ["contact_key", "email", "properties", "first_name", "anonymous_id",
                                                         "is_anonymous", "source_system"])
     expected = spark.createDataFrame(
         [
@@ -79,7 +86,7 @@ def test_segment_routing_dedupe_and_batch_order(spark, tmp_path):
         "source_system STRING",
     )
     assert_df_equality(contacts, expected, ignore_nullable=True)
-    events = read_table(spark, separate, "contact_events", ["event_key", "contact_key", "event_text", "event_timestamp",
+    events = separate_table("contact_events", ["event_key", "contact_key", "event_text", "event_timestamp",
                                                             "event_ts", "properties", "is_anonymous", "_source_file",
                                                             "_line_number"])
     expected = spark.createDataFrame(
@@ -89,19 +96,19 @@ def test_segment_routing_dedupe_and_batch_order(spark, tmp_path):
         "properties STRING, is_anonymous BOOLEAN, _source_file STRING, _line_number BIGINT",
     )
     assert_df_equality(events, expected, ignore_nullable=True)
-    assert [tuple(r) for r in read_table(spark, separate, "contact_accounts", ["contact_key", "account_key"]).collect()] == [
+    assert [tuple(r) for r in separate_table("contact_accounts", ["contact_key", "account_key"]).collect()] == [
         ("a-7", "g-1")
     ]
-    accounts = read_table(spark, separate, "accounts", ["account_key", "name", "is_trial", "lifecycle_stage", "source_system"])
+    accounts = separate_table("accounts", ["account_key", "name", "is_trial", "lifecycle_stage", "source_system"])
     assert [tuple(r) for r in accounts.collect()] == [("g-1", "Initech", True, "trial", "segment")]
-    ledger = read_table(spark, separate, "segment_messages", ["message_id", "type", "contact_key", "is_anonymous", "_source_file"])
+    ledger = separate_table("segment_messages", ["message_id", "type", "contact_key", "is_anonymous", "_source_file"])
     assert [tuple(r) for r in ledger.collect()] == [
         ("m-1", "identify", "u-1", False, f"{TENANT}/dt=2024-03-03/retry.jsonl"),
         ("m-2", "track", "u-1", False, f"{TENANT}/dt=2024-03-02/batch.jsonl.gz"),
         ("m-3", "group", "a-7", True, f"{TENANT}/dt=2024-03-02/batch.jsonl.gz"),
         ("m-8", "identify", "a-9", True, f"{TENANT}/dt=2024-03-02/batch.jsonl.gz"),
     ]
-    quarantine = read_table(spark, separate, "quarantine", ["line_number", "error_code", "error_message"])
+    quarantine = separate_table("quarantine", ["line_number", "error_code", "error_message"])
     kept = "calls are not ingested (only identify, track, group; seed 002); the message is kept here"
     expected = spark.createDataFrame(
         [
@@ -120,6 +127,5 @@ def test_segment_routing_dedupe_and_batch_order(spark, tmp_path):
 
     # The same files in one batch make the same tables as in two batches, older retries last.
     for name in TABLES:
-        expected = read_table(spark, together, name)
-        columns = [c for c in expected.columns if c not in RUN_COLUMNS]
-        assert_df_equality(read_table(spark, separate, name, columns), expected.select(*columns), ignore_nullable=True)
+        expected = tenant_table(spark, wh, name, "umbrella", as_tenant="initech", drop=RUN_COLUMNS)
+        assert_df_equality(tenant_table(spark, wh, name, "initech", drop=RUN_COLUMNS), expected, ignore_nullable=True)
