@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -99,12 +100,12 @@ def read_table(spark: SparkSession, warehouse: Path | str, name: str, columns: l
 
 
 def in_tenant(files: Mapping[str, str | bytes], tenant: str) -> dict[str, str | bytes]:
-    """The same landing files under ``tenant=<tenant>/`` (each path's first folder replaced).
+    """The same landing files under tenant ``tenant`` (each path's ``tenant=<id>`` folder renamed).
 
     Independent scenarios of one test become tenants of one landing zone and one
     warehouse (issue 14): one run serves them all, as tenant isolation promises.
     """
-    return {f"tenant={tenant}/" + path.split("/", 1)[1]: content for path, content in files.items()}
+    return {re.sub(r"(^|/)tenant=[^/]+/", rf"\g<1>tenant={tenant}/", path, count=1): content for path, content in files.items()}
 
 
 def tenant_table(

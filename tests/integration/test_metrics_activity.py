@@ -6,7 +6,7 @@ from pathlib import Path
 
 from chispa import assert_df_equality
 
-from tests.conftest import ingest_report, jsonl, read_table, write_files
+from tests.conftest import in_tenant, ingest_report, jsonl, tenant_table, write_files
 
 COLUMNS = ["tenant_id", "account_key", "contact_key", "event_text", "week_start", "iso_week", "event_count", "active_days"]
 
@@ -44,14 +44,13 @@ def ingest(landing: Path, warehouse: Path) -> dict:
 
 
 def test_activity_is_right_in_any_batch_order_with_resent_events_and_reruns(spark, tmp_path):
-    in_order, reverse = tmp_path / "wh_in_order", tmp_path / "wh_reverse"
-    landing_a = write_files(tmp_path / "landing_a", FIRST)
-    ingest(landing_a, in_order)
-    second = ingest(write_files(landing_a, SECOND), in_order)
-    landing_b = write_files(tmp_path / "landing_b", SECOND)
-    ingest(landing_b, reverse)
-    ingest(write_files(landing_b, FIRST), reverse)
-    rerun = ingest(landing_b, reverse)
+    # Tenant acme gets FIRST then SECOND; tenant reverse gets SECOND then FIRST. acme's second
+    # batch runs alone: the hook's write counts in the report are those of the run's one commit.
+    root, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    ingest(write_files(root, {**FIRST, **in_tenant(SECOND, "reverse")}), warehouse)
+    second = ingest(write_files(root, SECOND), warehouse)
+    ingest(write_files(root, in_tenant(FIRST, "reverse")), warehouse)
+    rerun = ingest(root, warehouse)
 
     expected = spark.createDataFrame(
         [
@@ -64,8 +63,9 @@ def test_activity_is_right_in_any_batch_order_with_resent_events_and_reruns(spar
         "tenant_id STRING, account_key STRING, contact_key STRING, event_text STRING, week_start DATE, iso_week STRING, "
         "event_count BIGINT, active_days BIGINT",
     ).orderBy(*COLUMNS)
-    for warehouse in (in_order, reverse):
-        assert_df_equality(read_table(spark, warehouse, "activity_weekly", COLUMNS), expected, ignore_nullable=True)
+    for tenant in ("acme", "reverse"):
+        stored = tenant_table(spark, warehouse, "activity_weekly", tenant, COLUMNS, as_tenant="acme")
+        assert_df_equality(stored, expected, ignore_nullable=True)
 
     # The second batch recomputed its own weeks only (not 2024-02-26) and c1's older rows
     # were re-pointed to acc3 when the group file moved it.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from chispa import assert_df_equality
 
-from tests.conftest import ingest_report, jsonl, read_table, run_cli, write_files
+from tests.conftest import in_tenant, ingest_report, jsonl, read_table, run_cli, tenant_table, write_files
 
 BOTH_LAYOUTS = "landing_layout=[tenant_stream, objects]"
 RUN_COLUMNS = {"_batch_id", "batch_id"}
@@ -180,19 +180,18 @@ MAPS = {
 
 
 def test_entity_map_resolves_whatever_order_the_batches_come_in(spark, tmp_path):
-    mapping_first, mapping_later = tmp_path / "wh_first", tmp_path / "wh_later"
-    everything = write_files(tmp_path / "all", {**SF_ACCOUNTS, **MAPS})
-    report = ingest(everything, mapping_first)
+    # Tenant 3303 gets the accounts and their maps in one run; tenant 3304 the maps a run later.
+    root, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    report = ingest(write_files(root, {**SF_ACCOUNTS, **MAPS, **in_tenant(SF_ACCOUNTS, "3304")}), warehouse)
     # Both map files map 001A: the older line is a duplicate of the newer one.
     assert counts(report)[("3303", "entity_map")] == (3, 1, 1, 1, {"missing_required_field": 1})
 
-    ingest(write_files(tmp_path / "accounts", SF_ACCOUNTS), mapping_later)
-    later = ingest(write_files(tmp_path / "maps", MAPS), mapping_later)
-    assert later["extras"]["entity_map_moved"] == {"3303": {"account_events": 1, "accounts": 1}}
+    later = ingest(write_files(root, in_tenant(MAPS, "3304")), warehouse)
+    assert later["extras"]["entity_map_moved"] == {"3304": {"account_events": 1, "accounts": 1}}
 
-    for warehouse in (mapping_first, mapping_later):
-        accounts = read_table(spark, warehouse, "accounts", ["account_key", "name", "industry", "mrr", "plan_name",
-                                                             "lifecycle_stage", "source_system"])
+    for tenant in ("3303", "3304"):
+        accounts = tenant_table(spark, warehouse, "accounts", tenant, ["account_key", "name", "industry", "mrr", "plan_name",
+                                                                        "lifecycle_stage", "source_system"])
         expected = spark.createDataFrame(
             [("001Z", "Never mapped", None, None, None, "subscribed", "salesforce"),
              ("acme-corp", "Acme", "Technology", 120.0, "pro", "trial", "salesforce")],
@@ -200,11 +199,11 @@ def test_entity_map_resolves_whatever_order_the_batches_come_in(spark, tmp_path)
             "source_system STRING",
         )
         assert_df_equality(accounts, expected, ignore_nullable=True)
-        events = read_table(spark, warehouse, "account_events", ["account_key", "source_account_id"])
+        events = tenant_table(spark, warehouse, "account_events", tenant, ["account_key", "source_account_id"])
         assert [tuple(r) for r in events.collect()] == [("001Z", "001Z"), ("acme-corp", "001A")]
-        mapping = read_table(spark, warehouse, "entity_map", ["source_system", "source_id", "account_key"])
+        mapping = tenant_table(spark, warehouse, "entity_map", tenant, ["source_system", "source_id", "account_key"])
         assert [tuple(r) for r in mapping.collect()] == [("salesforce", "001A", "acme-corp")]
     for name in ("accounts", "account_events", "entity_map"):
-        first = read_table(spark, mapping_first, name)
-        columns = [c for c in first.columns if c not in RUN_COLUMNS]
-        assert_df_equality(read_table(spark, mapping_later, name, columns), first.select(*columns), ignore_nullable=True)
+        first = tenant_table(spark, warehouse, name, "3303", drop=RUN_COLUMNS)
+        assert_df_equality(tenant_table(spark, warehouse, name, "3304", as_tenant="3303", drop=RUN_COLUMNS), first,
+                           ignore_nullable=True)
