@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
+from contextlib import redirect_stdout
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -92,31 +95,6 @@ def assert_same_as_big_run(spark, warehouse: Path, reference: Path) -> None:
     )
 
 
-def test_chunked_backfill_equals_one_big_run(spark, tmp_path, zones, reference, capsys):
-    full, _ = zones
-    warehouse = tmp_path / "warehouse"
-    assert backfill(full, warehouse) == 0
-    out = capsys.readouterr().out
-    assert "9 files" in out and "in 3 chunks of at most 3 files" in out
-    assert "1 files outside any dt= partition are not part of a backfill" in out
-    progress = re.findall(r"chunk (\d)/3 \[(\S+) \.\. (\S+)\]: (\d) files read .* (\d+) rows in .* rows/s\).* ETA (\S+)", out)
-    assert [p[0] for p in progress] == ["1", "2", "3"]
-    assert [p[1:4] for p in progress] == [  # partition order, bounded chunks
-        ("2024-01-01", "2024-01-02", "3"), ("2024-01-02", "2024-01-03", "3"), ("2024-01-04", "2024-01-05", "3"),
-    ]
-    assert progress[-1][-1] == "0m00s"  # nothing left after the last chunk
-    assert sum(int(p[4]) for p in progress) == 15  # every line of the in-range files read once
-    assert "backfill complete: 3 chunks run, 0 already done" in out
-
-    assert_same_as_big_run(spark, warehouse, reference)
-    contacts = read_table(spark, warehouse, "contacts", ["contact_key", "email"]).where("contact_key = 'k1'")
-    assert [tuple(r) for r in contacts.collect()] == [("k1", "second@acme.io")]
-
-    # The same command again finds every chunk done and runs nothing.
-    assert backfill(full, warehouse) == 0
-    assert "backfill complete: 0 chunks run, 3 already done" in capsys.readouterr().out
-
-
 class CrashAfterFirstMerge(IngestHook):
     """Stands for a driver that dies in the middle of a chunk, after some tables were written."""
 
@@ -124,32 +102,87 @@ class CrashAfterFirstMerge(IngestHook):
         raise RuntimeError("simulated crash in the middle of a chunk")
 
 
-def test_interrupted_backfill_resumes_without_redoing_finished_chunks(spark, tmp_path, zones, reference, capsys):
-    full, _ = zones
-    warehouse = tmp_path / "warehouse"
-    # Stopped on purpose after one chunk...
-    assert backfill(full, warehouse, "--max-chunks", "1") == 0
-    assert "stopped after 1 chunks (--max-chunks)" in capsys.readouterr().out
-    first_runs = {r["source_file"]: r["run_id"] for r in read_table(spark, warehouse, "ingest_files").collect()}
-    assert len(first_runs) == 3
+@dataclass(frozen=True)
+class Resumed:
+    """One backfill of the full zone: stopped after chunk 1, killed inside chunk 2, resumed, run again."""
 
-    # ...then killed in the middle of chunk 2: its tables are partly written, its manifest rows are not.
+    warehouse: Path
+    stopped: str  # output of the run stopped by --max-chunks 1
+    resumed: str  # output of the run that finished the range
+    again: str  # output of the same command once everything is done
+    first_runs: dict[str, str]  # source_file -> run_id after the stopped run
+    after_crash: dict[str, str]  # the manifest once the crash interrupted chunk 2
+
+
+def cli_output(*extra: str, landing: Path, warehouse: Path) -> str:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert backfill(landing, warehouse, *extra) == 0
+    return out.getvalue()
+
+
+def manifest_runs(spark, warehouse: Path) -> dict[str, str]:
+    return {r["source_file"]: r["run_id"] for r in read_table(spark, warehouse, "ingest_files").collect()}
+
+
+@pytest.fixture(scope="module")
+def resumed(spark, zones, tmp_path_factory) -> Resumed:
+    """The scenario of this module (issue 14: built once, asserted many ways)."""
+    full, _ = zones
+    warehouse = tmp_path_factory.mktemp("resumed") / "warehouse"
+    stopped = cli_output("--max-chunks", "1", landing=full, warehouse=warehouse)
+    first_runs = manifest_runs(spark, warehouse)
+    # Killed in the middle of chunk 2: its tables are partly written, its manifest rows are not.
     config = load_config(None, {"engine": "delta-rs", "backfill": {"chunk_files": 3}})
     engine = make_engine(spark, str(warehouse), "delta-rs")
     request = BackfillRequest(str(full), str(warehouse), date(2024, 1, 1), date(2024, 1, 5))
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_backfill(spark, config, engine, request, hooks=lambda: [CrashAfterFirstMerge()], echo=lambda line: None)
-    assert len(read_table(spark, warehouse, "ingest_files").collect()) == 3
+    after_crash = manifest_runs(spark, warehouse)
+    finished = cli_output(landing=full, warehouse=warehouse)
+    again = cli_output(landing=full, warehouse=warehouse)
+    return Resumed(warehouse, stopped, finished, again, first_runs, after_crash)
 
-    assert backfill(full, warehouse) == 0
-    out = capsys.readouterr().out
-    assert "chunk 1/3 [2024-01-01 .. 2024-01-02]: 3 files already done, skipped" in out
-    assert out.count("already done, skipped") == 1
-    assert "backfill complete: 2 chunks run, 1 already done" in out
-    manifest = {r["source_file"]: r["run_id"] for r in read_table(spark, warehouse, "ingest_files").collect()}
-    assert {f: manifest[f] for f in first_runs} == first_runs  # finished chunks were not processed again
+
+PROGRESS = re.compile(r"chunk (\d)/3 \[(\S+) \.\. (\S+)\]: (\d) files read .* (\d+) rows in .* rows/s\).* ETA (\S+)")
+
+
+def test_the_plan_names_bounded_chunks_and_the_files_left_out(resumed):
+    assert "9 files" in resumed.stopped and "in 3 chunks of at most 3 files" in resumed.stopped
+    assert "1 files outside any dt= partition are not part of a backfill" in resumed.stopped
+    assert "stopped after 1 chunks (--max-chunks)" in resumed.stopped
+
+
+def test_chunks_run_in_partition_order_and_read_every_line_once(resumed):
+    progress = PROGRESS.findall(resumed.stopped) + PROGRESS.findall(resumed.resumed)
+    assert [p[0] for p in progress] == ["1", "2", "3"]
+    assert [p[1:4] for p in progress] == [  # partition order, bounded chunks
+        ("2024-01-01", "2024-01-02", "3"), ("2024-01-02", "2024-01-03", "3"), ("2024-01-04", "2024-01-05", "3"),
+    ]
+    assert progress[-1][-1] == "0m00s"  # nothing left after the last chunk
+    assert sum(int(p[4]) for p in progress) == 15  # every line of the in-range files read once
+
+
+def test_an_interrupted_backfill_resumes_without_redoing_finished_chunks(resumed, spark):
+    assert len(resumed.first_runs) == 3
+    assert resumed.after_crash == resumed.first_runs  # the crashed chunk committed no manifest row
+    assert "chunk 1/3 [2024-01-01 .. 2024-01-02]: 3 files already done, skipped" in resumed.resumed
+    assert resumed.resumed.count("already done, skipped") == 1
+    assert "backfill complete: 2 chunks run, 1 already done" in resumed.resumed
+    manifest = manifest_runs(spark, resumed.warehouse)
+    assert {f: manifest[f] for f in resumed.first_runs} == resumed.first_runs  # finished chunks were not processed again
     assert set(manifest) == set(IN_RANGE)
-    assert_same_as_big_run(spark, warehouse, reference)
+
+
+def test_the_chunked_backfill_equals_one_big_run(resumed, spark, reference):
+    assert_same_as_big_run(spark, resumed.warehouse, reference)
+    contacts = read_table(spark, resumed.warehouse, "contacts", ["contact_key", "email"]).where("contact_key = 'k1'")
+    assert [tuple(r) for r in contacts.collect()] == [("k1", "second@acme.io")]
+
+
+def test_the_same_command_again_finds_every_chunk_done(resumed):
+    assert "backfill complete: 0 chunks run, 3 already done" in resumed.again
+    assert PROGRESS.findall(resumed.again) == []
 
 
 def test_tenant_filter_limits_the_backfill(spark, tmp_path, zones):
