@@ -1,9 +1,12 @@
 """`feedlake ingest` end to end on landing zones in a tmp dir, with the seed's own records."""
 
+import gzip
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import DataFrame
 
 from tests.conftest import in_tenant, ingest_report, jsonl, read_table, run_cli, tenant_table, write_files
 
@@ -43,8 +46,29 @@ def by_stream(report: dict) -> dict:
     return {(s["tenant_id"], s["stream"]): s for s in report["streams"]}
 
 
-def test_seed_examples_land_in_their_tables(spark, landing, warehouse):
-    report = ingest(landing(SEED_000), warehouse, quality=True)  # the packaged conf whole, quality gate included
+@dataclass(frozen=True)
+class SeedRuns:
+    """SEED_000 ingested with the packaged conf whole (quality gate included), then the same files again."""
+
+    warehouse: Path
+    first: dict  # report of the first run
+    second: dict  # report of the rerun
+    tables: dict[str, DataFrame]  # BUSINESS_TABLES after the first run
+    versions: dict[str, int]  # their Delta commits after the first run
+
+
+@pytest.fixture(scope="module")
+def seed_runs(spark, tmp_path_factory) -> SeedRuns:
+    root = tmp_path_factory.mktemp("seed")
+    landing, warehouse = write_files(root / "landing", SEED_000), root / "warehouse"
+    first = ingest(landing, warehouse, quality=True)
+    tables = {t: read_table(spark, warehouse, t) for t in BUSINESS_TABLES}  # rows read into the driver now
+    versions = {t: len(list((warehouse / t / "_delta_log").glob("*.json"))) for t in BUSINESS_TABLES}
+    return SeedRuns(warehouse, first, ingest(landing, warehouse), tables, versions)
+
+
+def test_seed_examples_land_in_their_tables(spark, seed_runs):
+    report, warehouse = seed_runs.first, seed_runs.warehouse
     contacts = read_table(spark, warehouse, "contacts", ["tenant_id", "contact_key", "email", "properties"])
     expected_contacts = spark.createDataFrame(
         [
@@ -97,16 +121,12 @@ def test_seed_examples_land_in_their_tables(spark, landing, warehouse):
     assert streams[("acme", "track")]["quarantined_by_code"] == {"malformed_json": 1}
 
 
-def test_rerun_changes_nothing(spark, landing, warehouse):
-    root = landing(SEED_000)
-    ingest(root, warehouse)
-    before = {t: read_table(spark, warehouse, t) for t in BUSINESS_TABLES}
-    versions = {t: len(list((warehouse / t / "_delta_log").glob("*.json"))) for t in BUSINESS_TABLES}
-    report = ingest(root, warehouse)
-    assert report["totals"]["files_skipped"] == 3 and report["totals"]["records_read"] == 0
+def test_rerun_changes_nothing(spark, seed_runs):
+    warehouse = seed_runs.warehouse
+    assert seed_runs.second["totals"]["files_skipped"] == 3 and seed_runs.second["totals"]["records_read"] == 0
     for t in BUSINESS_TABLES:
-        assert_df_equality(read_table(spark, warehouse, t), before[t])
-        assert len(list((warehouse / t / "_delta_log").glob("*.json"))) == versions[t]
+        assert_df_equality(read_table(spark, warehouse, t), seed_runs.tables[t])
+        assert len(list((warehouse / t / "_delta_log").glob("*.json"))) == seed_runs.versions[t]
 
 
 BATCH_OLD = {
@@ -128,13 +148,56 @@ BATCH_NEW = {
 }
 
 
-def test_batch_order_does_not_change_the_tables(spark, tmp_path):
-    """Two tenants of one warehouse get the batches in opposite orders (two runs, not four)."""
-    root, wh = tmp_path / "landing", tmp_path / "warehouse"
-    ingest(write_files(root, {**in_tenant(BATCH_OLD, "forward"), **in_tenant(BATCH_NEW, "reverse")}), wh)
-    ingest(write_files(root, {**in_tenant(BATCH_NEW, "forward"), **in_tenant(BATCH_OLD, "reverse")}), wh)
+GOOD = jsonl('{"contact_key":"k1","email":"a@b.io"}', '{"contact_key":"k2","email":"c@d.io"}')
+CHANGED = "tenant=changed/identify/dt=2024-03-01/u.jsonl"
+REWRITTEN = {"identify": "tenant=rewritten/identify/dt=2024-03-01/u.jsonl", "track": "tenant=rewritten/track/dt=2024-03-01/e.jsonl"}
+FIRST_RUN = {
+    **in_tenant(BATCH_OLD, "forward"),
+    **in_tenant(BATCH_NEW, "reverse"),
+    # A record naming another tenant of the zone: the path decides.
+    "tenant=globex/identify/u.jsonl": jsonl('{"contact_key":"k","email":"e@g.io","tenant_id":"forward"}'),
+    # Whole-file problems: a truncated gzip, a format not read, an unknown stream, an empty file.
+    "tenant=broken/identify/cut.jsonl.gz": gzip.compress(GOOD.encode() * 500)[:-40],
+    "tenant=broken/identify/data.parquet": b"PAR1",
+    "tenant=broken/clicks/x.jsonl": GOOD,
+    "tenant=broken/identify/empty.csv": "",
+    CHANGED: jsonl('{"contact_key":"k1"}', '{"contact_key":"k2","email":"b@x.io"}'),
+    REWRITTEN["identify"]: jsonl('{"contact_key":"k1","email":"old@x.io","plan":"free"}'),
+    REWRITTEN["track"]: jsonl('{"event_text":"login","event_timestamp":1709251200,"contact_key":"k1","via":"v1"}'),
+}
+SECOND_RUN = {
+    **in_tenant(BATCH_NEW, "forward"),
+    **in_tenant(BATCH_OLD, "reverse"),
+    CHANGED: jsonl('{"contact_key":"k1","email":"fixed@x.io"}', '{"contact_key":"k2","email":"b@x.io"}', "{oops"),
+    REWRITTEN["identify"]: jsonl('{"contact_key":"k1","email":"new@x.io","plan":"pro","seats":2}'),
+    REWRITTEN["track"]: jsonl('{"event_text":"login","event_timestamp":1709251200,"contact_key":"k1","via":"version 2"}'),
+}
+
+
+@dataclass(frozen=True)
+class TwoRuns:
+    """Independent scenarios as tenants of one landing zone (issue 14): FIRST_RUN, then SECOND_RUN written over it."""
+
+    warehouse: Path
+    first: dict
+    second: dict
+
+
+@pytest.fixture(scope="module")
+def two_runs(spark, tmp_path_factory) -> TwoRuns:
+    root = tmp_path_factory.mktemp("two-runs")
+    landing, warehouse = root / "landing", root / "warehouse"
+    write_files(landing, FIRST_RUN)
+    cut = "tenant=broken/identify/cut.jsonl.gz"
+    (landing / cut).write_bytes(FIRST_RUN[cut])  # as cut, not compressed again by write_files
+    first = ingest(landing, warehouse)
+    return TwoRuns(warehouse, first, ingest(write_files(landing, SECOND_RUN), warehouse))
+
+
+def test_batch_order_does_not_change_the_tables(spark, two_runs):
+    """Tenants forward and reverse get the two batches in opposite orders."""
     finals = [
-        {t: tenant_table(spark, wh, t, tenant, as_tenant="acme", drop=RUN_COLUMNS) for t in BUSINESS_TABLES}
+        {t: tenant_table(spark, two_runs.warehouse, t, tenant, as_tenant="acme", drop=RUN_COLUMNS) for t in BUSINESS_TABLES}
         for tenant in ("forward", "reverse")
     ]
     for t in BUSINESS_TABLES:
@@ -155,68 +218,59 @@ def test_batch_order_does_not_change_the_tables(spark, tmp_path):
                        ignore_nullable=True)
 
 
-def test_tenant_comes_from_the_path_not_the_record(spark, landing, warehouse):
-    ingest(landing({"tenant=globex/identify/u.jsonl": jsonl('{"contact_key":"k","email":"e@g.io","tenant_id":"acme"}')}), warehouse)
-    contacts = read_table(spark, warehouse, "contacts", ["tenant_id", "contact_key", "properties"])
-    expected = spark.createDataFrame([("globex", "k", '{"tenant_id":"acme"}')], "tenant_id STRING, contact_key STRING, properties STRING")
+def test_tenant_comes_from_the_path_not_the_record(spark, two_runs):
+    contacts = read_table(spark, two_runs.warehouse, "contacts", ["tenant_id", "contact_key", "properties"]).where("contact_key = 'k'")
+    expected = spark.createDataFrame([("globex", "k", '{"tenant_id":"forward"}')], "tenant_id STRING, contact_key STRING, properties STRING")
     assert_df_equality(contacts, expected, ignore_nullable=True)
 
 
-def test_whole_file_problems_are_quarantined_and_counted(spark, landing, warehouse):
-    good = jsonl('{"contact_key":"k1","email":"a@b.io"}', '{"contact_key":"k2","email":"c@d.io"}')
-    import gzip
-
-    truncated = gzip.compress(good.encode() * 500)[:-40]
-    root = landing(
-        {
-            "tenant=acme/identify/cut.jsonl.gz": b"",
-            "tenant=acme/identify/data.parquet": b"PAR1",
-            "tenant=acme/clicks/x.jsonl": good,
-            "tenant=acme/identify/empty.csv": "",
-        }
-    )
-    (root / "tenant=acme/identify/cut.jsonl.gz").write_bytes(truncated)
-    report = ingest(root, warehouse)
-    quarantine = read_table(spark, warehouse, "quarantine", ["stream", "source_file", "line_number", "error_code"])
+def test_whole_file_problems_are_quarantined_and_counted(spark, two_runs):
+    quarantine = tenant_table(spark, two_runs.warehouse, "quarantine", "broken", ["stream", "source_file", "line_number", "error_code"])
     expected = spark.createDataFrame(
         [
-            ("clicks", "tenant=acme/clicks/x.jsonl", None, "unknown_stream"),
-            ("identify", "tenant=acme/identify/cut.jsonl.gz", None, "unreadable_file"),
-            ("identify", "tenant=acme/identify/data.parquet", None, "unsupported_file_format"),
+            ("clicks", "tenant=broken/clicks/x.jsonl", None, "unknown_stream"),
+            ("identify", "tenant=broken/identify/cut.jsonl.gz", None, "unreadable_file"),
+            ("identify", "tenant=broken/identify/data.parquet", None, "unsupported_file_format"),
         ],
         "stream STRING, source_file STRING, line_number BIGINT, error_code STRING",
     )
     assert_df_equality(quarantine, expected, ignore_nullable=True)
     # nothing of a half-readable file is ingested
-    assert_df_equality(read_table(spark, warehouse, "contacts"), spark.createDataFrame([], "tenant_id STRING"))
-    s = by_stream(report)[("acme", "identify")]
+    contacts = tenant_table(spark, two_runs.warehouse, "contacts", "broken", ["contact_key"])
+    assert_df_equality(contacts, spark.createDataFrame([], "contact_key STRING"), ignore_nullable=True)
+    s = by_stream(two_runs.first)[("broken", "identify")]
     assert (s["records_read"], s["quarantined"], s["accepted"], s["files_read"]) == (2, 2, 0, 3)
-    manifest = read_table(spark, warehouse, "ingest_files", ["source_file", "status"])
+    manifest = tenant_table(spark, two_runs.warehouse, "ingest_files", "broken", ["source_file", "status"])
     expected_manifest = spark.createDataFrame(
         [
-            ("tenant=acme/clicks/x.jsonl", "rejected"),
-            ("tenant=acme/identify/cut.jsonl.gz", "unreadable"),
-            ("tenant=acme/identify/data.parquet", "rejected"),
-            ("tenant=acme/identify/empty.csv", "processed"),
+            ("tenant=broken/clicks/x.jsonl", "rejected"),
+            ("tenant=broken/identify/cut.jsonl.gz", "unreadable"),
+            ("tenant=broken/identify/data.parquet", "rejected"),
+            ("tenant=broken/identify/empty.csv", "processed"),
         ],
         "source_file STRING, status STRING",
     )
     assert_df_equality(manifest, expected_manifest, ignore_nullable=True)
 
 
-def test_a_changed_file_is_reprocessed_and_its_old_quarantine_replaced(spark, landing, warehouse):
-    rel = "tenant=acme/identify/dt=2024-03-01/u.jsonl"
-    root = landing({rel: jsonl('{"contact_key":"k1"}', '{"contact_key":"k2","email":"b@x.io"}')})
-    ingest(root, warehouse)
-    (root / rel).write_text(jsonl('{"contact_key":"k1","email":"fixed@x.io"}', '{"contact_key":"k2","email":"b@x.io"}', "{oops"))
-    report = ingest(root, warehouse)
-    quarantine = read_table(spark, warehouse, "quarantine", ["line_number", "error_code"])
+def test_a_changed_file_is_reprocessed_and_its_old_quarantine_replaced(spark, two_runs):
+    quarantine = tenant_table(spark, two_runs.warehouse, "quarantine", "changed", ["line_number", "error_code"])
     assert_df_equality(quarantine, spark.createDataFrame([(3, "malformed_json")], "line_number BIGINT, error_code STRING"),
                        ignore_nullable=True)
-    contacts = read_table(spark, warehouse, "contacts", ["contact_key", "email"])
+    contacts = tenant_table(spark, two_runs.warehouse, "contacts", "changed", ["contact_key", "email"])
     expected = spark.createDataFrame([("k1", "fixed@x.io"), ("k2", "b@x.io")], "contact_key STRING, email STRING")
     assert_df_equality(contacts, expected, ignore_nullable=True)
-    assert by_stream(report)[("acme", "identify")]["tables"]["contacts"] == {"inserted": 1, "updated": 0}
+    assert by_stream(two_runs.second)[("changed", "identify")]["tables"]["contacts"] == {"inserted": 1, "updated": 0}
+
+
+def test_a_file_rewritten_in_place_replaces_what_its_previous_version_wrote(spark, two_runs):
+    contacts = tenant_table(spark, two_runs.warehouse, "contacts", "rewritten", ["contact_key", "email", "properties"])
+    expected = spark.createDataFrame([("k1", "new@x.io", '{"plan":"pro","seats":2}')], "contact_key STRING, email STRING, properties STRING")
+    assert_df_equality(contacts, expected, ignore_nullable=True)
+    events = tenant_table(spark, two_runs.warehouse, "contact_events", "rewritten", ["event_text", "properties"])
+    assert_df_equality(events, spark.createDataFrame([("login", '{"via":"version 2"}')], "event_text STRING, properties STRING"),
+                       ignore_nullable=True)
+    assert by_stream(two_runs.second)[("rewritten", "track")]["tables"]["contact_events"] == {"inserted": 0, "updated": 1}
 
 
 @pytest.mark.parametrize(
@@ -235,29 +289,3 @@ def test_filters_by_tenant_and_stream(spark, landing, warehouse):
     root = landing({**SEED_000, "tenant=globex/identify/u.jsonl": jsonl('{"contact_key":"g","email":"g@g.io"}')})
     report = ingest(root, warehouse, "--tenant", "globex", "--stream", "identify", "track")
     assert sorted(by_stream(report)) == [("globex", "identify")]
-
-
-def test_a_file_rewritten_in_place_replaces_what_its_previous_version_wrote(spark, landing, warehouse):
-    identify, track = "tenant=acme/identify/dt=2024-03-01/u.jsonl", "tenant=acme/track/dt=2024-03-01/e.jsonl"
-    root = landing(
-        {
-            identify: jsonl('{"contact_key":"k1","email":"old@x.io","plan":"free"}'),
-            track: jsonl('{"event_text":"login","event_timestamp":1709251200,"contact_key":"k1","via":"v1"}'),
-        }
-    )
-    ingest(root, warehouse)
-    write_files(
-        root,
-        {
-            identify: jsonl('{"contact_key":"k1","email":"new@x.io","plan":"pro","seats":2}'),
-            track: jsonl('{"event_text":"login","event_timestamp":1709251200,"contact_key":"k1","via":"version 2"}'),
-        },
-    )
-    report = ingest(root, warehouse)
-    contacts = read_table(spark, warehouse, "contacts", ["contact_key", "email", "properties"])
-    expected = spark.createDataFrame([("k1", "new@x.io", '{"plan":"pro","seats":2}')], "contact_key STRING, email STRING, properties STRING")
-    assert_df_equality(contacts, expected, ignore_nullable=True)
-    events = read_table(spark, warehouse, "contact_events", ["event_text", "properties"])
-    assert_df_equality(events, spark.createDataFrame([("login", '{"via":"version 2"}')], "event_text STRING, properties STRING"),
-                       ignore_nullable=True)
-    assert by_stream(report)[("acme", "track")]["tables"]["contact_events"] == {"inserted": 0, "updated": 1}
