@@ -25,7 +25,7 @@ import pytest
 
 from feedlake.app.bundle import build_bundle
 from feedlake.settings.session import DELTA_SPARK_CONF, jvm_packages
-from tests.conftest import jsonl, read_table, run_cli, write_files
+from tests.conftest import jsonl, read_table, run_cli, without_quality, write_files
 from tests.integration.same_tables import assert_same_tables
 
 pytestmark = [pytest.mark.cluster, pytest.mark.system]
@@ -164,7 +164,7 @@ def test_spark_submit_runs_on_two_executors_with_the_delta_spark_merge_on_execut
         str(REPO / "jobs" / "ingest.py"),
         # --profile local sets master local[2]: under spark-submit it must not win.
         "ingest", "--landing", str(landing), "--warehouse", str(warehouse), "--profile", "local",
-        "--engine", "delta-spark",
+        "--engine", "delta-spark", *without_quality(),  # quality is not under test here
     ]
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -201,7 +201,8 @@ def test_spark_submit_runs_on_two_executors_with_the_delta_spark_merge_on_execut
 
     # The same landing zone ingested in-process with local Spark gives the same tables.
     local = tmp_path / "warehouse-local"
-    assert run_cli("ingest", "--landing", str(landing), "--warehouse", str(local), "--engine", "delta-rs") == 0
+    assert run_cli("ingest", "--landing", str(landing), "--warehouse", str(local), "--engine", "delta-rs",
+                   *without_quality()) == 0
     assert_same_tables(spark, warehouse, local)
     events_rows = read_table(spark, warehouse, "contact_events").where("tenant_id = 'acme' AND event_text LIKE 'page %'")
     assert events_rows.count() == 700  # n in 100..799: every (contact, text, timestamp) once

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import without_quality
 from tests.integration.conftest import put_files, s3_keys, subprocess_env
 from tests.integration.test_s3_ingest import EXPECTED_COUNTS, LANDING, assert_contacts, counts, reports
 
@@ -29,6 +30,7 @@ def ingest_with_delta_spark(server, landing: str, warehouse: str) -> subprocess.
     command = [
         sys.executable, "-m", "feedlake.app.cli", "ingest", "--landing", landing, "--warehouse", warehouse,
         "--engine", "delta-spark", "--set", "s3.read_mode=direct", "--set", "spark.conf.spark.driver.memory=1g",
+        *without_quality(),  # quality on S3 is under test in test_report_html_s3
     ]
     return subprocess.run(command, cwd=REPO, env=subprocess_env(server), capture_output=True, text=True, timeout=900)
 
