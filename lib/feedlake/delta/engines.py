@@ -34,7 +34,17 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from feedlake.delta.merge import MergePlan, Ranges, TenantCounts, render_column, render_sql, split_arrow, split_frame
+from feedlake.delta.merge import (
+    MergePlan,
+    Ranges,
+    TenantCounts,
+    render_action_column,
+    render_action_sql,
+    render_column,
+    render_sql,
+    split_arrow,
+    split_frame,
+)
 from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec
 from feedlake.settings.session import delta_jvm_available, local_frame
 
@@ -127,7 +137,7 @@ class WriteIds:
     def next(self, table: TableSpec, plan: MergePlan) -> WriteId:
         condition, update_when = render_sql(plan)
         digest = hashlib.sha256(
-            "\n".join([table.name, condition, str(update_when), plan.matched, str(plan.insert)]).encode()
+            "\n".join([table.name, condition, str(update_when), plan.matched, str(plan.insert), str(plan.action)]).encode()
         ).hexdigest()[:16]
         app_id = f"feedlake-{self.batch[:24]}-{table.name}-{digest}"
         self.issued[app_id] += 1
@@ -154,6 +164,18 @@ def idempotent_writes(engine: DeltaEngine, batch: str) -> Iterator[WriteIds]:
         yield ids
     finally:
         engine.write_ids = previous
+
+
+def source_schema(table: TableSpec, plan: MergePlan) -> pa.Schema:
+    """The columns a MERGE under ``plan`` reads from its source: the table's, then the plan's action column."""
+    schema = arrow_schema(table)
+    return schema if plan.action is None else schema.append(pa.field(plan.action, pa.string()))
+
+
+def no_split_with_deletes(plan: MergePlan, split: bool) -> None:
+    """A per-tenant split counts inserts and updates only: a plan that also deletes is never split."""
+    if split and plan.action is not None:
+        raise ValueError(f"MERGE into {plan.table}: a plan with an action column cannot be split per tenant")
 
 
 def collect_split(counts: DataFrame) -> TenantCounts:
@@ -471,6 +493,7 @@ class DeltaRsEngine:
             shutil.rmtree(folder, ignore_errors=True)
 
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan, *, split: bool = False) -> MergeResult:
+        no_split_with_deletes(plan, split)
         txn = write_id(self.write_ids, table, plan)
         return with_commit_retries(table, lambda: self._merge_once(table, source, plan, txn, split), _delta_rs_conflict)
 
@@ -480,7 +503,7 @@ class DeltaRsEngine:
         nothing = MergeResult(by_tenant={} if split else None)
         if txn is not None and already_applied(self.ensure(table).transaction_version, txn):
             return nothing  # checked first: a replayed batch costs no Spark job either
-        with self._arrow_source(source, arrow_schema(table)) as (rows, data, staged):
+        with self._arrow_source(source, source_schema(table, plan)) as (rows, data, staged):
             if rows == 0:
                 return nothing
             by_tenant = self._split(table, plan, data, staged) if split else None
@@ -516,12 +539,17 @@ class DeltaRsEngine:
         commit = None if txn is None else CommitProperties(app_transactions=[Transaction(txn.app_id, txn.version)])
         merger = dt.merge(source=data, predicate=predicate, source_alias="s", target_alias="t",
                           commit_properties=commit)
+        keep, extra = None, None
+        if plan.action is not None:
+            deleting, keep = render_action_sql(plan)
+            merger, extra = merger.when_matched_delete(predicate=deleting), [plan.action]
+            update_when = keep if update_when is None else f"({keep}) AND ({update_when})"
         if plan.matched == "delete":
             merger = merger.when_matched_delete()
         elif plan.matched != "ignore":
-            merger = merger.when_matched_update_all(predicate=update_when)
+            merger = merger.when_matched_update_all(predicate=update_when, except_cols=extra)
         if plan.insert:
-            merger = merger.when_not_matched_insert_all()
+            merger = merger.when_not_matched_insert_all(predicate=keep, except_cols=extra)
         metrics = merger.execute()
         return MergeResult(
             inserted=int(metrics.get("num_target_rows_inserted", 0)),
@@ -684,14 +712,24 @@ class DeltaSparkEngine:
         )
 
     def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan, *, split: bool = False) -> MergeResult:
+        no_split_with_deletes(plan, split)
         dt = self.ensure(table)
         condition, update_when = render_column(plan)
-        merger = dt.alias("t").merge(source.select(*table.column_names).alias("s"), condition)
-        if plan.matched == "delete":
+        merger = dt.alias("t").merge(source.select(*source_schema(table, plan).names).alias("s"), condition)
+        if plan.action is not None:
+            # The action column is no column of the table: the clauses name the table's columns.
+            deleting, keep = render_action_column(plan)
+            values = {c: F.col(f"s.`{c}`") for c in table.column_names}
+            merger = merger.whenMatchedDelete(condition=deleting)
+            if plan.matched != "ignore":
+                merger = merger.whenMatchedUpdate(condition=keep if update_when is None else keep & update_when, set=values)
+            if plan.insert:
+                merger = merger.whenNotMatchedInsert(condition=keep, values=values)
+        elif plan.matched == "delete":
             merger = merger.whenMatchedDelete()
         elif plan.matched != "ignore":
             merger = merger.whenMatchedUpdateAll(condition=update_when)
-        if plan.insert:
+        if plan.insert and plan.action is None:
             merger = merger.whenNotMatchedInsertAll()
         txn = write_id(self.write_ids, table, plan)
 

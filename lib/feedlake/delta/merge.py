@@ -25,6 +25,11 @@ Policies (``conf/tables.yaml``):
   the stored one. Keys may be NULL there (a file-level quarantine row has no line),
   hence the null-safe comparison.
 
+A plan with an ``action`` column (:data:`ACTION`) takes upserts and deletes in one
+MERGE, hence one commit (issue 12 item 3): a source row whose action is
+:data:`DELETE` deletes its matched stored row and is never inserted; any other row
+follows the plan's ``matched`` and ``insert``.
+
 Every plan is scoped to the tenant partitions of its batch (``t.tenant_id IN (...)``),
 so a MERGE reads only those tenants' files and the key match on ``tenant_id`` means
 one tenant's rows can never match another's.
@@ -34,7 +39,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -141,6 +146,8 @@ def week_ranges(weeks: Iterable[date]) -> list[tuple[date, date]]:
 
 
 MATCHED_ACTIONS = ("update", "update_if_newer", "delete", "ignore")
+ACTION = "_action"  # the source column of a plan that upserts and deletes in one MERGE
+DELETE = "delete"  # its value on the rows that delete their stored row
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,8 @@ class MergePlan:
     ``differ``: ``(target column, source column)`` pairs that must differ for a match;
     ``tenants``: the target partitions the MERGE may touch; ``target_equals``:
     code-controlled ``(column, value)`` constants of the target (e.g. the run id);
-    ``within``: slice ranges of the target; ``matched``: what happens to a matched row.
+    ``within``: slice ranges of the target; ``matched``: what happens to a matched row;
+    ``action``: the source column whose :data:`DELETE` rows delete their match instead.
     """
 
     table: str
@@ -163,10 +171,13 @@ class MergePlan:
     differ: tuple[tuple[str, str], ...] = ()
     target_equals: tuple[tuple[str, str], ...] = ()
     within: Ranges | None = None
+    action: str | None = None
 
     def __post_init__(self) -> None:
         if self.matched not in MATCHED_ACTIONS:
             raise ValueError(f"matched {self.matched!r} not in {MATCHED_ACTIONS}")
+        if self.action is not None and (self.matched == "delete" or self.action in self.on):
+            raise ValueError(f"MERGE into {self.table}: an action column needs a non-delete plan and a non-key column")
         if not self.on:
             raise ValueError(f"MERGE into {self.table}: no key columns to match on")
         for value in (*self.tenants, *(v for _, v in self.target_equals)):
@@ -178,8 +189,11 @@ class MergePlan:
         return tuple(dict.fromkeys([*self.on, *(b for _, b in self.differ)]))
 
     def with_within(self, within: Ranges | None) -> MergePlan:
-        return MergePlan(self.table, self.on, self.tenants, self.null_safe, self.matched, self.insert, self.differ,
-                         self.target_equals, within)
+        return replace(self, within=within)
+
+    def with_deletes(self) -> MergePlan:
+        """The same plan, also deleting the stored row of every source row whose :data:`ACTION` is :data:`DELETE`."""
+        return replace(self, action=ACTION)
 
 
 def plan_for(table: TableSpec, tenants: str | Sequence[str]) -> MergePlan:
@@ -252,6 +266,26 @@ def render_column(plan: MergePlan) -> tuple[Column, Column | None]:
         condition = condition & plan.within.condition("t.")
     update = F.col("s._seq") >= F.col("t._seq") if plan.matched == "update_if_newer" else None
     return condition, update
+
+
+def render_action_sql(plan: MergePlan) -> tuple[str, str]:
+    """delta-rs: ``(delete, keep)`` predicates over ``s`` of a plan with an ``action`` column.
+
+    ``delete`` selects the source rows that delete their match; ``keep`` every other
+    row (a NULL action included), the only ones that may update or be inserted.
+    """
+    if plan.action is None:
+        raise ValueError(f"MERGE into {plan.table}: the plan has no action column")
+    column = f"s.{_quote(plan.action)}"
+    return f"{column} = '{DELETE}'", f"{column} IS DISTINCT FROM '{DELETE}'"
+
+
+def render_action_column(plan: MergePlan) -> tuple[Column, Column]:
+    """delta-spark: :func:`render_action_sql`'s predicates as Column expressions."""
+    if plan.action is None:
+        raise ValueError(f"MERGE into {plan.table}: the plan has no action column")
+    deleting = F.col(f"s.{_quote(plan.action)}").eqNullSafe(F.lit(DELETE))
+    return deleting, ~deleting
 
 
 # --- the per-tenant split of one multi-tenant MERGE's counts ---------------------------

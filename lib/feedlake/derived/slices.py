@@ -10,7 +10,8 @@ the source rows of those weeks only, and replaces them (issue #4):
 * the recomputed rows are compared with the stored rows of the same slices and only
   new or changed rows are merged; the MERGE condition repeats the slice ranges as
   literals so the target's other files are skipped too;
-* stored rows of the slices that the recomputation no longer produces are deleted.
+* stored rows of the slices that the recomputation no longer produces are deleted, in
+  the same MERGE (one commit per table per run).
 
 Because a slice is always recomputed from the source table's current state, the
 result does not depend on batch order, re-sent records or reruns: a rerun recomputes
@@ -27,11 +28,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.delta.engines import DeltaEngine
-from feedlake.delta.merge import WEEK, Ranges, delete_plan, plan_for
+from feedlake.delta.merge import ACTION, DELETE, WEEK, Ranges, plan_for
 from feedlake.rules.dedupe import with_stored
 from feedlake.settings.config import TableSpec
-
-DELETE_CHUNK = 500  # keys per DELETE predicate: keeps the SQL text small
 
 
 def monday(day: Column) -> Column:
@@ -72,7 +71,7 @@ class SliceWrite:
 
 
 def slice_diff(fresh: DataFrame, stored: DataFrame, key: Sequence[str]) -> DataFrame:
-    """What turns ``stored`` into ``fresh``, in one pass: ``fresh``'s columns plus ``_action``.
+    """What turns ``stored`` into ``fresh``, in one pass: ``fresh``'s columns plus :data:`ACTION`.
 
     ``upsert``: a row of ``fresh`` that is new or differs (null-safe) from the stored row
     of its key; ``delete``: a stored key that ``fresh`` no longer has (only the key
@@ -82,10 +81,10 @@ def slice_diff(fresh: DataFrame, stored: DataFrame, key: Sequence[str]) -> DataF
     flagged = fresh.withColumn("_fresh", F.lit(True))
     joined, same = with_stored(flagged, stored, key, "_stored", how="full_outer", compare=others)
     action = (
-        F.when(F.col("_fresh").isNull(), F.lit("delete"))
+        F.when(F.col("_fresh").isNull(), F.lit(DELETE))
         .when(F.col("_stored").isNull() | ~same, F.lit("upsert"))
     )
-    return joined.select(*fresh.columns, action.alias("_action")).where(F.col("_action").isNotNull())
+    return joined.select(*fresh.columns, action.alias(ACTION)).where(F.col(ACTION).isNotNull())
 
 
 def _tenants(tenants: str | Sequence[str]) -> list[str]:
@@ -96,22 +95,15 @@ def _tenants(tenants: str | Sequence[str]) -> list[str]:
 def _apply(
     engine: DeltaEngine, table: TableSpec, tenant_id: str | Sequence[str], diff: DataFrame, slices: Slices | None
 ) -> SliceWrite:
-    """Merge the ``upsert`` rows of a :func:`slice_diff`, then delete its ``delete`` keys.
+    """Write a :func:`slice_diff` in one MERGE, hence one commit (issue 12 item 3).
 
-    Both are MERGEs against the diff itself (no key is rendered as SQL text, issue #11);
-    the slice ranges ride along as code-computed literals so files outside them are skipped.
+    Its ``upsert`` rows update or insert, its ``delete`` rows delete their stored row:
+    the diff is the MERGE's source (no key is rendered as SQL text, issue #11) and the
+    slice ranges ride along as code-computed literals so files outside them are skipped.
     """
-    diff = diff.persist()  # read by both MERGEs: computed once
-    try:
-        upserts = diff.where(F.col("_action") == "upsert").drop("_action")
-        merged = engine.merge(table, upserts, plan_for(table, _tenants(tenant_id)).with_within(slices))
-        stale = diff.where(F.col("_action") == "delete").select(*table.key)
-        deleted = engine.delete_matching(
-            table, stale, delete_plan(table, table.key, _tenants(tenant_id), within=slices, null_safe=True)
-        )
-    finally:
-        diff.unpersist()
-    return SliceWrite(table.name, merged.inserted, merged.updated, deleted)
+    plan = plan_for(table, _tenants(tenant_id)).with_within(slices).with_deletes()
+    written = engine.merge(table, diff, plan)
+    return SliceWrite(table.name, written.inserted, written.updated, written.deleted)
 
 
 def replace_slices(
@@ -132,4 +124,4 @@ def upsert_rows(
 ) -> SliceWrite:
     """Merge the rows of ``rows`` that differ from ``stored`` (the stored rows of the same keys)."""
     diff = slice_diff(rows.select(*table.column_names), stored.select(*table.column_names), table.key)
-    return _apply(engine, table, tenant_id, diff.where(F.col("_action") == "upsert"), None)
+    return _apply(engine, table, tenant_id, diff.where(F.col(ACTION) == "upsert"), None)
