@@ -75,7 +75,18 @@ def clean_warehouse(spark, sample_landing, tmp_path_factory) -> Path:
     return warehouse
 
 
-@pytest.mark.parametrize("commits", [1, 5, 12])
+def test_a_run_commits_each_table_once_at_most(clean_warehouse):
+    """One commit per table per run (issue 12 item 3): after creation (version 0), one version each."""
+    versions = {
+        log.parent.name: max(int(entry.stem) for entry in log.glob("*.json") if entry.stem.isdigit())
+        for log in clean_warehouse.glob("*/_delta_log")
+    }
+    assert set(TABLES) <= set(versions)
+    assert {name: v for name, v in versions.items() if v > 1} == {}
+
+
+# The sample run makes 12 data commits (one per table it writes): k stays below the last.
+@pytest.mark.parametrize("commits", [1, 5, 11])
 def test_a_run_killed_after_the_kth_commit_is_finished_by_the_next(spark, sample_landing, clean_warehouse, tmp_path, commits):
     warehouse = tmp_path / "warehouse"
     code = ingest_killed_after(sample_landing, warehouse, commits)
