@@ -84,6 +84,20 @@ def warehouse(tmp_path: Path) -> Path:
     return tmp_path / "warehouse"
 
 
+@pytest.fixture(params=["delta-rs", "delta-rs-staged", "delta-spark"])
+def any_engine(request: pytest.FixtureRequest, spark: SparkSession, warehouse: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh warehouse on each engine: delta-rs (Arrow collect), delta-rs staged through Parquet, delta-spark."""
+    from feedlake.delta import engines
+
+    if request.param == "delta-spark":
+        return engines.DeltaSparkEngine(spark, str(warehouse))
+    engine = engines.DeltaRsEngine(spark, str(warehouse))
+    engine.stage_locally = True
+    if request.param == "delta-rs-staged":
+        monkeypatch.setattr(engines, "ARROW_COLLECT_ROWS", 1)  # the Parquet staging path
+    return engine
+
+
 def jsonl(*lines: str) -> str:
     return "".join(line + "\n" for line in lines)
 

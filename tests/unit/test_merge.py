@@ -153,21 +153,13 @@ DDL = {"events": EVENTS, "log": LOG, "daily": "tenant_id STRING, d DATE, n BIGIN
 
 
 @pytest.mark.parametrize("table_name", sorted(SPLITS))
-@pytest.mark.parametrize("engine_kind", ["delta-rs", "delta-rs-staged", "delta-spark"])
-def test_a_multi_tenant_merge_splits_its_counts_per_tenant(spark, tmp_path, monkeypatch, tables, table_name, engine_kind):
-    from feedlake.delta import engines
+def test_a_multi_tenant_merge_splits_its_counts_per_tenant(spark, any_engine, tables, table_name):
     from feedlake.delta.merge import split_frame
 
+    engine = any_engine
     table = tables[table_name]
     ddl = DDL[table_name]
     stored_rows, incoming_rows, expected = SPLITS[table_name]
-    if engine_kind == "delta-spark":
-        engine = engines.DeltaSparkEngine(spark, str(tmp_path / "wh"))
-    else:
-        engine = engines.DeltaRsEngine(spark, str(tmp_path / "wh"))
-        engine.stage_locally = True
-        if engine_kind == "delta-rs-staged":
-            monkeypatch.setattr(engines, "ARROW_COLLECT_ROWS", 1)  # the Parquet staging path, split by Spark
     stored = spark.createDataFrame(stored_rows, ddl)
     engine.merge(table, stored, plan_for(table, sorted({r[0] for r in stored_rows})))
     incoming = spark.createDataFrame(incoming_rows, ddl)

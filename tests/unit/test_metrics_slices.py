@@ -103,18 +103,9 @@ def test_sql_renders_merged_ranges_and_unix_seconds():
     assert Slices("d", ()).sql() == "FALSE"
 
 
-@pytest.mark.parametrize("engine_kind", ["delta-rs", "delta-rs-staged", "delta-spark"])
-def test_a_slice_replacement_is_one_commit_on_either_engine(spark, tmp_path, monkeypatch, engine_kind):
+def test_a_slice_replacement_is_one_commit_on_either_engine(spark, any_engine):
     """Upserts and deletes of one replacement land in one MERGE (issue 12 item 3), null keys included."""
-    from feedlake.delta import engines
-
-    if engine_kind == "delta-spark":
-        engine = engines.DeltaSparkEngine(spark, str(tmp_path / "wh"))
-    else:
-        engine = engines.DeltaRsEngine(spark, str(tmp_path / "wh"))
-        engine.stage_locally = True
-        if engine_kind == "delta-rs-staged":
-            monkeypatch.setattr(engines, "ARROW_COLLECT_ROWS", 1)
+    engine = any_engine
     table = build_config({}, TABLES).table("weekly")
     week1 = Slices.of_weeks("week_start", [W1])
     stored = spark.createDataFrame(
