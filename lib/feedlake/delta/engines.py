@@ -725,12 +725,13 @@ class DeltaSparkEngine:
                 merger = merger.whenMatchedUpdate(condition=keep if update_when is None else keep & update_when, set=values)
             if plan.insert:
                 merger = merger.whenNotMatchedInsert(condition=keep, values=values)
-        elif plan.matched == "delete":
-            merger = merger.whenMatchedDelete()
-        elif plan.matched != "ignore":
-            merger = merger.whenMatchedUpdateAll(condition=update_when)
-        if plan.insert and plan.action is None:
-            merger = merger.whenNotMatchedInsertAll()
+        else:
+            if plan.matched == "delete":
+                merger = merger.whenMatchedDelete()
+            elif plan.matched != "ignore":
+                merger = merger.whenMatchedUpdateAll(condition=update_when)
+            if plan.insert:
+                merger = merger.whenNotMatchedInsertAll()
         txn = write_id(self.write_ids, table, plan)
 
         def once() -> MergeResult:
