@@ -40,6 +40,7 @@ from feedlake.delta.merge import (
     TenantCounts,
     render_action_column,
     render_action_sql,
+    render_assignments,
     render_column,
     render_sql,
     split_arrow,
@@ -719,7 +720,7 @@ class DeltaSparkEngine:
         if plan.action is not None:
             # The action column is no column of the table: the clauses name the table's columns.
             deleting, keep = render_action_column(plan)
-            values = {c: F.col(f"s.`{c}`") for c in table.column_names}
+            values = render_assignments(table.column_names)
             merger = merger.whenMatchedDelete(condition=deleting)
             if plan.matched != "ignore":
                 merger = merger.whenMatchedUpdate(condition=keep if update_when is None else keep & update_when, set=values)

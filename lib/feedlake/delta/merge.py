@@ -288,6 +288,11 @@ def render_action_column(plan: MergePlan) -> tuple[Column, Column]:
     return deleting, ~deleting
 
 
+def render_assignments(columns: Sequence[str]) -> dict[str, Column]:
+    """delta-spark: ``column -> s.column`` for explicit update/insert clauses (a source with more columns than the table)."""
+    return {c: F.col(f"s.{_quote(c)}") for c in columns}
+
+
 # --- the per-tenant split of one multi-tenant MERGE's counts ---------------------------
 
 TenantCounts = dict[str, tuple[int, int]]  # tenant → (inserted, updated)
