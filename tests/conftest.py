@@ -34,6 +34,11 @@ TEST_SPARK_CONF = {
         "spark.sql.adaptive.enabled": "false",
         "spark.sql.codegen.wholeStage": "false",
         "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+        # For the same reason the driver JVM compiles with C1 only: C2 spends CPU optimizing
+        # code paths that tiny plans never run long enough to repay (a module run -n 0:
+        # test_ingest_cli 88 s -> 75 s, test_merge 56 s -> 48 s). Never for production: a
+        # 2 M-event ingest takes 169 s with C2 and 334 s without (bench/ingest_bench.py).
+        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
     },
 }
 
