@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
+from pyspark.sql import functions as F
 
 from feedlake.delta.engines import DeltaRsEngine
 from feedlake.delta.merge import plan_for
@@ -65,16 +66,29 @@ def test_a_critical_failure_blocks_and_names_the_expectation(spark, config, chec
 
 
 def test_one_gate_run_for_all_tenants_blocks_only_the_failing_ones(spark, config, checks):
-    """Issue 12: the gate validates a stream's whole batch once; a failure is split by tenant."""
-    rows = [(f"t{i}", f"e{i}", "c1", "signed up", MARCH_2024, 1) for i in range(5)]
-    rows.append(("t3", "e9", "c1", "logged in", YEAR_2100, 1))
+    """Issue 12: the gate validates a stream's whole batch once; a failure costs validations per
+    failing tenant, not per tenant, and every tenant's outcomes are those of its rows alone."""
+    rows = [(f"t{i}", f"e{i}", "c1", "signed up", MARCH_2024, 1) for i in range(6)]
+    rows += [
+        ("t1", "e10", None, "logged in", MARCH_2024, 1),  # null contact
+        ("t3", "e11", "c1", "logged in", YEAR_2100, 1),  # far future
+        ("t4", "e12", "c1", "signed up", MARCH_2024, 1),  # a second row with t4's e4 compound key
+        ("t4", "e13", "c1", "signed up", MARCH_2024, 2),  # not a winner: not validated
+    ]
     gate = checks("run-1")
-    reasons = gate.gate(config.stream("track"), {"contact_events": spark.createDataFrame(rows, BATCH_SCHEMA)})
-    assert reasons == {"t3": "quality gate contact_events: expect_column_values_to_be_between(event_timestamp) (1 unexpected)"}
-    assert gate.run.blocked == ["t3/track"]
+    batch = spark.createDataFrame(rows, BATCH_SCHEMA)
+    reasons = gate.gate(config.stream("track"), {"contact_events": batch})
+    assert reasons["t3"] == "quality gate contact_events: expect_column_values_to_be_between(event_timestamp) (1 unexpected)"
+    assert sorted(reasons) == ["t1", "t3", "t4"]
+    assert gate.run.blocked == ["t1/track", "t3/track", "t4/track"]
+    assert len(gate.context.identifiers) == 1 + 3  # the batch, then t1, t3 and t4 alone
     between = {o.tenant_id: (o.success, o.element_count) for o in gate.run.outcomes
                if o.expectation == "expect_column_values_to_be_between(event_timestamp)"}
-    assert between == {"t0": (True, 1), "t1": (True, 1), "t2": (True, 1), "t3": (False, 2), "t4": (True, 1)}
+    assert between == {"t0": (True, 1), "t1": (True, 2), "t2": (True, 1), "t3": (False, 2), "t4": (True, 2), "t5": (True, 1)}
+    # A passing tenant's outcomes are derived from the batch's (no validation of its own): as its rows alone give.
+    alone = checks("run-t0")
+    alone.gate(config.stream("track"), {"contact_events": batch.where(F.col("tenant_id") == "t0")})
+    assert [o for o in gate.run.outcomes if o.tenant_id == "t0"] == alone.run.outcomes
 
     passing = checks("run-2")
     clean = spark.createDataFrame(rows[:5], BATCH_SCHEMA)

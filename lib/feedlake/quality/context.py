@@ -227,8 +227,10 @@ class QualityContext:
         self._definitions[name] = (asset, specs, result_format, source_name)
         return checkpoint
 
-    def run(self, checkpoint, frame, parameters: Mapping[str, Any], run_name: str, run_time: datetime):
-        """Validate one DataFrame (pandas or Spark, as the checkpoint's source); the result is kept for :meth:`build_docs`."""
+    def run(self, checkpoint, frame, parameters: Mapping[str, Any], run_name: str, run_time: datetime, *,
+            keep: bool = True):
+        """Validate one DataFrame (pandas or Spark, as the checkpoint's source); the result is kept for
+        :meth:`build_docs` unless ``keep`` is false (a validation run only to locate rows)."""
         from great_expectations.core.run_identifier import RunIdentifier
         from great_expectations.exceptions.resource_freshness import ResourceFreshnessAggregateError
 
@@ -248,7 +250,8 @@ class QualityContext:
                 # Register this run's definitions again (from its own conf) and validate once more.
                 self._checkpoints.pop(checkpoint.name, None)
                 result = validate(self._register(checkpoint.name, *self._definitions[checkpoint.name]))
-        self.identifiers.extend(result.run_results)
+        if keep:
+            self.identifiers.extend(result.run_results)
         return result
 
     def build_docs(self) -> str:
