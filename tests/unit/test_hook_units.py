@@ -53,6 +53,13 @@ def stored(context: HookContext, table: str) -> DataFrame:
     return context.engine.read(context.config.table(table))
 
 
+def version(context: HookContext, table: str) -> int:
+    """The table's Delta version (one more per commit)."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(f"{context.warehouse}/{table}").version()
+
+
 @pytest.fixture
 def context(spark: SparkSession, config: FeedlakeConfig, tmp_path: Path) -> HookContext:
     """A hook context on an empty warehouse under ``tmp_path`` (engine delta-rs, from the ``config`` fixture)."""
@@ -167,7 +174,7 @@ def test_entity_map_moves_rows_stored_under_a_mapped_source_id(
         config, "account_events",
         account_event("t", "salesforce", "001A"),
         account_event("t", "salesforce", "001Z"),  # not mapped
-        account_event("t", "hubspot", "001A"),  # same id, another system
+        {**account_event("t", "hubspot", "001A"), "event_text": "demo booked"},  # same id, another system (another key)
         account_event("u", "salesforce", "001A"),  # same id, another tenant
     ))
     store(context, "accounts", rows(
@@ -182,8 +189,12 @@ def test_entity_map_moves_rows_stored_under_a_mapped_source_id(
     store(context, "entity_map", rows(config, "entity_map", mapping("001A", "acme-corp", "2")))
     batch = rows(config, "entity_map", sent)
     store(context, "entity_map", batch)  # an older row than the stored one changes nothing
+    before = {name: version(context, name) for name in ("account_events", "accounts")}
 
     EntityMapHook().after_merge(context, config.stream("entity_map"), "entity_map", batch)
+
+    # Issue 12 item 3: each moved table takes one commit (the upserts and the deletes of the old keys).
+    assert {name: version(context, name) - v for name, v in before.items()} == {"account_events": 1, "accounts": 1}
 
     events = stored(context, "account_events").select("tenant_id", "account_key", "source_system", "source_account_id")
     expected_events = SparkSession.active().createDataFrame(
