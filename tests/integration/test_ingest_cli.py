@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from deltalake import DeltaTable
 from pyspark.sql import DataFrame
 
 from tests.conftest import in_tenant, ingest_report, jsonl, read_table, run_cli, tenant_table, write_files
@@ -261,6 +262,8 @@ def test_a_changed_file_is_reprocessed_and_its_old_quarantine_replaced(spark, tw
     expected = spark.createDataFrame([("k1", "fixed@x.io"), ("k2", "b@x.io")], "contact_key STRING, email STRING")
     assert_df_equality(contacts, expected, ignore_nullable=True)
     assert by_stream(two_runs.second)[("changed", "identify")]["tables"]["contacts"] == {"inserted": 1, "updated": 0}
+    # Issue 12 item 3: the old rows' delete and the new rows are one commit per run (created at 0, then runs 1 and 2).
+    assert DeltaTable(str(two_runs.warehouse / "quarantine")).version() == 2
 
 
 def test_a_file_rewritten_in_place_replaces_what_its_previous_version_wrote(spark, two_runs):

@@ -293,6 +293,29 @@ def render_assignments(columns: Sequence[str]) -> dict[str, Column]:
     return {c: F.col(f"s.{_quote(c)}") for c in columns}
 
 
+def source_with_deletes(table: TableSpec, upserts: DataFrame, doomed: DataFrame) -> DataFrame:
+    """One MERGE source (for a plan :meth:`~MergePlan.with_deletes`) that upserts ``upserts`` and
+    deletes the stored rows of ``doomed``'s keys.
+
+    A write that moves or replaces rows (an entity-map move, the quarantine of a changed
+    file) is one commit (issue 12 item 3): the keys to drop ride along as rows whose
+    :data:`ACTION` is :data:`DELETE`, every other column null. A key both dropped and
+    upserted is an upsert only (compared null-safe, as a ``replace`` key matches), so
+    no two source rows name one stored row.
+    """
+    key = list(table.key)
+    types = dict(table.columns)
+    dropped = doomed.select(*key).distinct().alias("d")
+    kept = upserts.select(*key).alias("u")
+    same = [F.col(f"d.{_quote(c)}").eqNullSafe(F.col(f"u.{_quote(c)}")) for c in key]
+    leaving = dropped.join(kept, on=same, how="left_anti")
+    deletes = leaving.select(
+        *[F.col(f"d.{_quote(c)}").alias(c) if c in key else F.lit(None).cast(types[c]).alias(c) for c in table.column_names],
+        F.lit(DELETE).alias(ACTION),
+    )
+    return upserts.select(*table.column_names, F.lit(None).cast("string").alias(ACTION)).unionByName(deletes)
+
+
 # --- the per-tenant split of one multi-tenant MERGE's counts ---------------------------
 
 TenantCounts = dict[str, tuple[int, int]]  # tenant → (inserted, updated)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from feedlake.delta.merge import ACTION, DELETE, plan_for
+from feedlake.delta.merge import plan_for, source_with_deletes
 from feedlake.ingest.hooks import HookContext, IngestHook, batch_tenants
 from feedlake.rules.contracts import parse_properties
 from feedlake.rules.dedupe import COLUMN_PREFIX, PROPERTY_PREFIX, latest_per_key, resolve_attributes
@@ -76,30 +76,12 @@ def attribute_cells(rows: DataFrame, table: TableSpec, key: str, canonical: str)
     return out
 
 
-def with_deletes(table: TableSpec, upserts: DataFrame, doomed: DataFrame) -> DataFrame:
-    """One MERGE source that upserts ``upserts`` and deletes the stored rows of ``doomed``'s keys.
-
-    The rows of a move go to their canonical key and leave their old one in one commit
-    (issue 12 item 3: one commit per table per run): the old keys ride along as rows
-    whose :data:`~feedlake.delta.merge.ACTION` is ``delete``. An old key that is also a
-    new one (an id both moved away and moved onto in one batch) is an upsert only, so
-    no two source rows name one key.
-    """
-    key = list(table.key)
-    types = dict(table.columns)
-    leaving = doomed.select(*key).distinct().join(upserts.select(*key), on=key, how="left_anti")
-    deletes = leaving.select(
-        *[F.col(c) if c in key else F.lit(None).cast(types[c]).alias(c) for c in table.column_names],
-        F.lit(DELETE).alias(ACTION),
-    )
-    return upserts.select(*table.column_names, F.lit(None).cast("string").alias(ACTION)).unionByName(deletes)
-
-
 class EntityMapHook(IngestHook):
     """After ``entity_map`` is merged, move rows stored under a now-mapped source id (see module rules).
 
     Once per run for the whole batch (all tenants): one MERGE per moved table (upserts
-    under the canonical keys and deletes of the old ones, :func:`with_deletes`), scoped to
+    under the canonical keys and deletes of the old ones,
+    :func:`feedlake.delta.merge.source_with_deletes`), scoped to
     the batch's tenants; only the rows of the batch's mapped ids are read.
     """
 
@@ -137,7 +119,7 @@ class EntityMapHook(IngestHook):
             rows = affected.select(*[F.col("_canonical" if c == "account_key" else c).alias(c) for c in table.column_names])
             # Under the canonical key the newer row wins (the table's policy); the stored rows
             # under their old key are deleted by key in the same MERGE (no id as SQL text).
-            source = with_deletes(table, latest_per_key(rows, table.key), affected)
+            source = source_with_deletes(table, latest_per_key(rows, table.key), affected)
             context.engine.merge(table, source, plan_for(table, sorted(counts)).with_deletes())
         affected.unpersist()
         return counts
@@ -158,7 +140,7 @@ class EntityMapHook(IngestHook):
             merged = resolve_attributes(
                 incoming, canonical, table.key, table.attributes, table.column_names, derive=profile_columns(table)
             )
-            source = with_deletes(table, merged, pairs)
+            source = source_with_deletes(table, merged, pairs)
             context.engine.merge(table, source, plan_for(table, sorted(counts)).with_deletes())
         affected.unpersist()
         pairs.unpersist()

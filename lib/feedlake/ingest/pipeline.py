@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from feedlake.delta.engines import DeltaEngine, batch_fingerprint, idempotent_writes
-from feedlake.delta.merge import delete_plan, plan_for
+from feedlake.delta.merge import plan_for, source_with_deletes
 from feedlake.ingest.file_plan import FilePlan, ReadableCopies, plan_files, read_manifest, reverified_rows
 from feedlake.ingest.hooks import HookContext, IngestHook
 from feedlake.ingest.lease import tenant_leases
@@ -237,22 +237,29 @@ class Ingest:
         return records, parsing
 
     def _write_quarantine(self, parts: list[DataFrame], plan: FilePlan) -> None:
-        """Replace the quarantine rows of changed files, then add this run's: one commit each for all tenants."""
+        """Add this run's quarantine rows and drop those of changed files no longer quarantined: one commit for all tenants.
+
+        A changed file's stored rows are read by key (the changed files as rows of a keys
+        DataFrame, no path in SQL text) and deleted in the same MERGE unless the file's
+        new version quarantines the same line again (:func:`feedlake.delta.merge.source_with_deletes`).
+        """
         table = self.config.table(QUARANTINE)
-        if plan.changed:
-            # The changed files as rows of a keys DataFrame, matched by a MERGE ... DELETE (no path in SQL text).
-            keys = local_frame(
-                self.spark, [(f.tenant_id, f.source_file) for f in plan.changed], "tenant_id STRING, source_file STRING"
-            )
-            tenants = sorted({f.tenant_id for f in plan.changed})
-            self.engine.delete_matching(table, keys, delete_plan(table, ["tenant_id", "source_file"], tenants))
         rows = parts[0]
         for part in parts[1:]:
             rows = rows.unionByName(part)
-        tenants = sorted({s.tenant_id for s in self.report.streams if s.quarantined})
+        tenants = {s.tenant_id for s in self.report.streams if s.quarantined}
+        merge_plan = plan_for(table, sorted(tenants))
+        if plan.changed:
+            keys = local_frame(
+                self.spark, [(f.tenant_id, f.source_file) for f in plan.changed], "tenant_id STRING, source_file STRING"
+            )
+            stored = self.engine.read_matching(table, keys, ["tenant_id", "source_file"])
+            rows = source_with_deletes(table, rows, stored)
+            tenants |= {f.tenant_id for f in plan.changed}
+            merge_plan = plan_for(table, sorted(tenants)).with_deletes()
         if tenants:
             rows = rows.persist(self.ctx.storage)
-            self.engine.merge(table, rows, plan_for(table, tenants))
+            self.engine.merge(table, rows, merge_plan)
             rows.unpersist()
         for df in self.ctx.cached:
             df.unpersist()
