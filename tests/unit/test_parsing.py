@@ -38,12 +38,6 @@ def parse_files(spark, tmp_path, files, settings=None):
     return sorted(rows, key=lambda r: (r[0], r[1] or 0)), {r.file_id: r.route for r in parsed.routes}
 
 
-def lines_of(spark, tmp_path, name: str, data: bytes, settings=None):
-    """``(line_number, values, error_code)`` of one file, parsed on the JVM."""
-    rows, _ = parse_files(spark, tmp_path, {name: data}, settings)
-    return [(r[1], r[3], r[5]) for r in rows]
-
-
 JSON_CASES = [
     ('{"a":"x","n":5,"b":true,"f":1.5}', {"a": "x", "n": "5", "b": "true", "f": "1.5"}, None),
     ('{"a":1,"a":2}', {"a": "2"}, None),  # repeated key: the last value wins
@@ -112,34 +106,50 @@ def test_json_values_keep_original_types():
     assert dict(json_values) == {"s": '"5"', "n": "5", "b": "false", "o": '{"a":2,"b":1}'}
 
 
-def test_csv_rfc4180_quotes_crlf_bom_and_blank_lines(spark, tmp_path):
-    data = b'\xef\xbb\xbfcontact_key, email ,note\r\n"a1","a@x.io","cd""e"\r\n\r\nb2,b@x.io,\r\n'
-    assert lines_of(spark, tmp_path, "u.csv", data) == [
+CSV_ERRORS = [
+    (b'k,e\n"abc","cd"e"\n', "malformed_csv"),  # seed 000 §2.3 incorrect example
+    (b"k,e\na,b,c\n", "csv_field_count"),
+    (b"k,e\nonly\n", "csv_field_count"),
+    (b"k,k\na,b\n", "invalid_header"),
+    (b"k,,e\na,b,c\n", "invalid_header"),
+    (b"k,e\n\xff\xfe,b\n", "invalid_encoding"),
+]
+WIDE_HEADER = ",".join(f"column_with_a_long_name_{i}" for i in range(2000))
+SHARED_FILES = {
+    **{f"error{i}.csv": body for i, (body, _) in enumerate(CSV_ERRORS)},
+    "rfc4180.csv": b'\xef\xbb\xbfcontact_key, email ,note\r\n"a1","a@x.io","cd""e"\r\n\r\nb2,b@x.io,\r\n',
+    "wide.csv": (WIDE_HEADER + "\n" + "a,b\n" * 3).encode(),
+    "two.jsonl.gz": gzip.compress(b'{"m":1}\n') + gzip.compress(b'{"m":2}\n'),
+}
+
+
+@pytest.fixture(scope="module")
+def shared(spark, tmp_path_factory):
+    """The files of several tests with default settings, parsed in one call: file name -> its rows.
+
+    One parse serves them all because files never affect each other's rows (issue 13,
+    :func:`test_one_broken_file_does_not_stop_the_others`).
+    """
+    rows, _ = parse_files(spark, tmp_path_factory.mktemp("shared"), SHARED_FILES)
+    return {name: [r for r in rows if r[0] == i] for i, name in enumerate(SHARED_FILES)}
+
+
+def test_csv_rfc4180_quotes_crlf_bom_and_blank_lines(shared):
+    assert [(r[1], r[3], r[5]) for r in shared["rfc4180.csv"]] == [
         (2, {"contact_key": "a1", "email": "a@x.io", "note": 'cd"e'}, None),
         (4, {"contact_key": "b2", "email": "b@x.io"}, None),
     ]
 
 
-@pytest.mark.parametrize(
-    ("body", "code"),
-    [
-        (b'k,e\n"abc","cd"e"\n', "malformed_csv"),  # seed 000 §2.3 incorrect example
-        (b"k,e\na,b,c\n", "csv_field_count"),
-        (b"k,e\nonly\n", "csv_field_count"),
-        (b"k,k\na,b\n", "invalid_header"),
-        (b"k,,e\na,b,c\n", "invalid_header"),
-        (b"k,e\n\xff\xfe,b\n", "invalid_encoding"),
-    ],
-)
-def test_csv_errors_name_the_problem(spark, tmp_path, body, code):
-    assert [(r[0], r[2]) for r in lines_of(spark, tmp_path, "u.csv", body)] == [(2, code)]
+@pytest.mark.parametrize(("index", "code"), [(i, code) for i, (_, code) in enumerate(CSV_ERRORS)],
+                         ids=[repr(body) for body, _ in CSV_ERRORS])
+def test_csv_errors_name_the_problem(shared, index, code):
+    assert [(r[1], r[5]) for r in shared[f"error{index}.csv"]] == [(2, code)]
 
 
-def test_a_wide_csv_header_is_not_copied_into_every_message(spark, tmp_path):
+def test_a_wide_csv_header_is_not_copied_into_every_message(shared):
     """Issue 13 (amplification): the field-count message gives counts, never the header's names."""
-    header = ",".join(f"column_with_a_long_name_{i}" for i in range(2000))
-    rows, _ = parse_files(spark, tmp_path, {"wide.csv": (header + "\n" + "a,b\n" * 3).encode()})
-    assert [(r[1], r[5], r[6]) for r in rows] == [
+    assert [(r[1], r[5], r[6]) for r in shared["wide.csv"]] == [
         (n, "csv_field_count", "expected 2000 fields as in the header line but found 2") for n in (2, 3, 4)
     ]
 
@@ -176,9 +186,8 @@ def test_one_broken_file_does_not_stop_the_others(spark, tmp_path):
     assert "lone UTF-16 surrogate" in rows[0][6] and "1e400" in rows[1][6]
 
 
-def test_multi_member_gzip_is_read_whole(spark, tmp_path):
-    rows, _ = parse_files(spark, tmp_path, {"two.jsonl.gz": gzip.compress(b'{"m":1}\n') + gzip.compress(b'{"m":2}\n')})
-    assert [(r[1], r[3]) for r in rows] == [(1, {"m": "1"}), (2, {"m": "2"})]
+def test_multi_member_gzip_is_read_whole(shared):
+    assert [(r[1], r[3]) for r in shared["two.jsonl.gz"]] == [(1, {"m": "1"}), (2, {"m": "2"})]
 
 
 def test_record_too_large_keeps_line_numbers_and_the_rest_of_the_file(spark, tmp_path):
