@@ -18,7 +18,9 @@ setup(
     include_package_data=True,
     install_requires=[
         "pyspark>=4.1,<4.2",
-        "delta-spark>=4.4,<4.5",
+        # 4.4.1 exists on PyPI only: its JVM jar (io.delta:delta-spark_4.1_2.13:4.4.1) is not on
+        # Maven Central, so a session could not start with the Delta jar of the same version.
+        "delta-spark>=4.4,<4.5,!=4.4.1",
         "deltalake>=1.6,<1.7",
         "great-expectations>=1.24,<1.25",
         "boto3",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from feedlake.settings.config import ConfigError, load_config
-from feedlake.settings.session import launched_by_spark_submit, prepare_session
+from feedlake.settings.session import launched_by_spark_submit, prepare_session, sql_conf_overlay
 
 
 @pytest.mark.parametrize(
@@ -44,6 +44,20 @@ def test_session_conf_is_applied_to_a_session_feedlake_did_not_build(spark):
         assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", before)
+
+
+def test_a_conf_overlay_gives_the_session_its_own_values_back_however_the_block_ends(spark):
+    unset, preset = "spark.feedlake.test.overlay_unset", "spark.feedlake.test.overlay_preset"
+    spark.conf.set(preset, "mine")
+    try:
+        with pytest.raises(RuntimeError, match="the run failed"), sql_conf_overlay(spark, {unset: "on", preset: "on"}):
+            assert (spark.conf.get(unset), spark.conf.get(preset)) == ("on", "on")
+            raise RuntimeError("the run failed")
+        assert (spark.conf.get(unset, None), spark.conf.get(preset)) == (None, "mine")
+        with sql_conf_overlay(spark, {}):
+            assert spark.conf.get(preset) == "mine"
+    finally:
+        spark.conf.unset(preset)
 
 
 @pytest.mark.parametrize(("env", "expected"), [({"PYSPARK_GATEWAY_PORT": "41234"}, True), ({}, False)])

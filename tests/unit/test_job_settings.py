@@ -25,6 +25,7 @@ from feedlake.settings.job import (
     PrivacySettings,
     QualitySettings,
     S3Settings,
+    SmallBatchSettings,
     SparkSettings,
     parse_job_settings,
 )
@@ -43,6 +44,12 @@ def test_the_packaged_conf_parses_to_its_documented_defaults():
     assert settings.hooks == DEFAULT_HOOKS
     assert settings.spark.master == "local[2]" and settings.spark.app_name == "feedlake-ingest"
     assert settings.spark.conf["spark.sql.shuffle.partitions"] == "4" and settings.spark.resolve_packages == "auto"
+    assert settings.spark.small_batch.max_bytes == 1 << 20
+    assert settings.spark.small_batch.session_conf == {
+        "spark.sql.codegen.wholeStage": "false",
+        "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+        "spark.sql.adaptive.enabled": "false",
+    }
     assert settings.s3 == S3Settings()
     assert settings.backfill == ChunkLimits(files=500, bytes=2 << 30)
     assert settings.parsing == ParseSettings(max_record_bytes=16 << 20, raw_record_max_chars=65_536, spread_lines=True)
@@ -79,6 +86,24 @@ def test_a_plain_dict_from_a_test_works():
     assert build_config({}, TABLES).settings == JobSettings()
 
 
+@pytest.mark.parametrize(
+    ("max_bytes", "batch_bytes", "master", "applies"),
+    [
+        (1000, 1000, "local[2]", True),
+        (1000, 1, "local", True),
+        (1000, 1001, "local[2]", False),
+        (1000, 0, "local[2]", False),  # nothing to read: nothing to plan either
+        (0, 1, "local[2]", False),  # max_bytes 0: never
+        (1000, 10, "spark://10.0.0.1:7077", False),  # a cluster keeps its own settings
+        (1000, 10, "yarn", False),
+    ],
+)
+def test_a_small_batch_is_small_and_local(max_bytes, batch_bytes, master, applies):
+    small = SmallBatchSettings(max_bytes=max_bytes, session_conf={"spark.sql.codegen.wholeStage": "false"})
+    assert small.applies(batch_bytes, master) is applies
+    assert SmallBatchSettings(max_bytes=max_bytes).applies(batch_bytes, master) is False  # no settings: nothing to apply
+
+
 def test_unknown_top_level_keys_are_accepted_as_before():
     assert parse_job_settings({"profile": "local", "owner": "data-team"}).profile == "local"
 
@@ -104,6 +129,10 @@ def test_unknown_keys_of_a_lenient_section_are_logged(caplog):
         ({"spark": {"resolve_packages": "yes"}}, "spark.resolve_packages"),
         ({"spark": {"extra_packages": "io.x:y:1"}}, "spark.extra_packages"),
         ({"spark": {"s3a": "http://x"}}, "spark.s3a"),
+        ({"spark": {"small_batch": 1024}}, "spark.small_batch: expected a mapping"),
+        ({"spark": {"small_batch": {"max_bytes": -1}}}, "spark.small_batch.max_bytes"),
+        ({"spark": {"small_batch": {"max_bytes": "8MB"}}}, "spark.small_batch.max_bytes"),
+        ({"spark": {"small_batch": {"session_conf": ["x"]}}}, "spark.small_batch.session_conf: expected a mapping"),
         ({"s3": {"read_mode": "stream"}}, "s3.read_mode"),
         ({"s3": {"download_threads": 0}}, "s3.download_threads"),
         ({"s3": {"aws_secret_access_key": "x"}}, "credentials are not read from conf"),
@@ -234,3 +263,37 @@ def test_the_jars_resolved_once_are_reused_while_every_file_is_there(tmp_path):
     assert resolved_jars([*packages, "com.example:other:1.0"], ivy) is None  # other coordinates, other record
     jars[1].unlink()  # a cleaned cache: resolve again rather than start without a jar
     assert resolved_jars(packages, ivy) is None
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("", "-XX:SharedArchiveFile=/ivy/f.jsa -Xlog:cds=off -Xlog:cds+dynamic=off"),
+        ("-XX:TieredStopAtLevel=1", "-XX:TieredStopAtLevel=1 -XX:SharedArchiveFile=/ivy/f.jsa -Xlog:cds=off -Xlog:cds+dynamic=off"),
+        ("-XX:SharedArchiveFile=/mine.jsa", "-XX:SharedArchiveFile=/mine.jsa"),  # the user's archive wins
+        ("-XX:ArchiveClassesAtExit=/new.jsa", "-XX:ArchiveClassesAtExit=/new.jsa"),  # training one: never map another
+        ("-Xshare:off", "-Xshare:off"),
+    ],
+)
+def test_the_driver_maps_the_class_archive_unless_its_options_choose_one(options, expected):
+    from feedlake.settings.session import with_class_archive
+
+    assert with_class_archive(options, "/ivy/f.jsa") == expected
+    assert with_class_archive(options, None) == options  # no archive trained: the options as they are
+
+
+def test_the_class_archive_is_recorded_next_to_the_jars_of_its_packages(tmp_path):
+    from feedlake.settings.session import class_archive, jar_lock
+
+    packages = ["io.delta:delta-spark_4.1_2.13:4.4.0"]
+    assert class_archive(packages, str(tmp_path)) == jar_lock(packages, str(tmp_path)).removesuffix(".jars") + ".jsa"
+    assert class_archive(packages, str(tmp_path)) != class_archive([*packages, "com.example:other:1.0"], str(tmp_path))
+
+
+def test_the_test_session_maps_the_class_archive_exactly_when_one_was_trained(spark):
+    """``python -m feedlake.app.jars`` (the install step) trains it; a session built after that maps it."""
+    from feedlake.settings.session import class_archive, jvm, jvm_packages
+
+    arguments = list(jvm(spark).java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    archive = class_archive(jvm_packages())
+    assert (f"-XX:SharedArchiveFile={archive}" in arguments) is os.path.isfile(archive)

@@ -35,7 +35,7 @@ from feedlake.landing.jvm_parse import ParsedFiles, parse_landing_files
 from feedlake.landing.layouts import REFUSAL_CODES, LandingFile, discover
 from feedlake.landing.storage import S3Access
 from feedlake.settings.config import FeedlakeConfig
-from feedlake.settings.session import local_frame
+from feedlake.settings.session import local_frame, sql_conf_overlay
 from feedlake.settings.tables import INGEST_FILES, QUARANTINE
 
 FILE_META_SCHEMA = (
@@ -145,9 +145,21 @@ class Ingest:
         # The manifest's version is part of it: a deliberate reprocess (manifest rows removed)
         # is a new batch, while a crashed run never committed the manifest.
         manifest_version = self.engine.version(self.config.table(INGEST_FILES))
-        with idempotent_writes(self.engine, plan_fingerprint(plan, manifest_version)) as ids:
+        with (
+            sql_conf_overlay(self.spark, self._small_batch_conf(plan)),
+            idempotent_writes(self.engine, plan_fingerprint(plan, manifest_version)) as ids,
+        ):
             log.info("run %s: batch %s", self.report.run_id, ids.batch[:24])
             return self._run_batch(plan)
+
+    def _small_batch_conf(self, plan: FilePlan) -> Mapping[str, str]:
+        """``spark.small_batch.session_conf`` when the files to read are small and the master local, else nothing."""
+        small = self.config.settings.spark.small_batch
+        batch_bytes = sum(f.size_bytes for f in plan.to_read)
+        if not small.applies(batch_bytes, self.spark.sparkContext.master):
+            return {}
+        log.info("run %s: a small batch (%d bytes): %s", self.report.run_id, batch_bytes, dict(small.session_conf))
+        return small.session_conf
 
     def _run_batch(self, plan: FilePlan) -> RunReport:
         for f in plan.skipped:

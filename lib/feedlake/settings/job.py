@@ -108,6 +108,26 @@ def _text_mapping(section: str, raw: Any) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class SmallBatchSettings:
+    """``spark.small_batch``: runtime SQL settings for a run whose landing input is small, on a local master.
+
+    A few megabytes of input cost a local run more in planning and compiling its queries
+    (whole-stage code generation, adaptive re-planning) than in running them; Spark's own
+    tests run interpreted for that reason. A run whose planned files (bytes as stored) are
+    at most ``max_bytes`` applies ``session_conf`` for its duration and restores the
+    session's values after it (:func:`feedlake.settings.session.sql_conf_overlay`).
+    ``max_bytes: 0`` (the default of a conf folder without this section) never applies it.
+    """
+
+    max_bytes: int = 0
+    session_conf: Mapping[str, str] = field(default_factory=dict)
+
+    def applies(self, batch_bytes: int, master: str) -> bool:
+        """True for a batch of at most ``max_bytes`` on a local master (a cluster run keeps its settings)."""
+        return bool(self.session_conf) and 0 < batch_bytes <= self.max_bytes and master.startswith("local")
+
+
+@dataclass(frozen=True)
 class SparkSettings:
     """The ``spark:`` section: the session feedlake builds (:func:`feedlake.settings.session.build_session`)."""
 
@@ -118,6 +138,7 @@ class SparkSettings:
     resolve_packages: bool | str = "auto"  # the pinned JVM packages: true, false or auto (feedlake.settings.session)
     extra_packages: tuple[str, ...] = ()  # more Maven coordinates for spark.jars.packages
     s3a_endpoint: str | None = None  # ``s3a: {endpoint: ...}``: S3A's endpoint (default: AWS_ENDPOINT_URL(_S3))
+    small_batch: SmallBatchSettings = field(default_factory=SmallBatchSettings)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> SparkSettings:
@@ -127,7 +148,9 @@ class SparkSettings:
 
 def parse_spark(job: Mapping[str, Any]) -> SparkSettings:
     raw = _section(job, "spark")
-    _warn_unknown("spark", raw, ("master", "app_name", "conf", "session_conf", "resolve_packages", "extra_packages", "s3a"))
+    _warn_unknown(
+        "spark", raw, ("master", "app_name", "conf", "session_conf", "resolve_packages", "extra_packages", "s3a", "small_batch")
+    )
     resolve = raw.get("resolve_packages", "auto")
     if resolve is None:
         resolve = "auto"
@@ -148,6 +171,18 @@ def parse_spark(job: Mapping[str, Any]) -> SparkSettings:
         resolve_packages=resolve,
         extra_packages=tuple(str(p) for p in extra),
         s3a_endpoint=str(s3a["endpoint"]) if s3a.get("endpoint") else None,
+        small_batch=parse_small_batch(raw),
+    )
+
+
+def parse_small_batch(spark: Mapping[str, Any]) -> SmallBatchSettings:
+    raw = spark.get("small_batch") or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"spark.small_batch: expected a mapping (max_bytes, session_conf), got {raw!r}")
+    _warn_unknown("spark.small_batch", raw, ("max_bytes", "session_conf"))
+    return SmallBatchSettings(
+        max_bytes=_whole("spark.small_batch", "max_bytes", raw.get("max_bytes", 0), minimum=0),
+        session_conf=_text_mapping("spark.small_batch.session_conf", raw.get("session_conf")),
     )
 
 
