@@ -47,7 +47,7 @@ from feedlake.delta.merge import (
     split_frame,
 )
 from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec
-from feedlake.settings.session import delta_jvm_available, local_frame
+from feedlake.settings.session import delta_jvm_available, local_frame, sql_conf_overlay
 
 log = logging.getLogger("feedlake.delta.engines")
 
@@ -745,16 +745,9 @@ class DeltaSparkEngine:
 
     def _execute(self, merger, txn: WriteId | None) -> MergeResult:
         """Run a MERGE, under ``txn`` when given: delta-spark skips it if the table records that id (DML confs)."""
-        if txn is None:
+        txn_conf = {} if txn is None else {_TXN_APP_ID: txn.app_id, _TXN_VERSION: str(txn.version)}
+        with sql_conf_overlay(self.spark, txn_conf):
             return self._result(merger.execute())
-        conf = self.spark.conf
-        conf.set(_TXN_APP_ID, txn.app_id)
-        conf.set(_TXN_VERSION, str(txn.version))
-        try:
-            return self._result(merger.execute())
-        finally:
-            conf.unset(_TXN_APP_ID)
-            conf.unset(_TXN_VERSION)
 
     def merge_rows(self, table: TableSpec, rows: Sequence[tuple], plan: MergePlan) -> MergeResult:
         if not rows:
