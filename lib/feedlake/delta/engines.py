@@ -788,14 +788,10 @@ class DeltaSparkEngine:
 
         if not self._exists(table):
             return 0
-        check = "spark.databricks.delta.retentionDurationCheck.enabled"
-        previous = self.spark.conf.get(check, "true")
-        if purge:
-            self.spark.conf.set(check, "false")  # this call only: restored below
-        try:
+        # A purge below Delta's retention floor is allowed for this call only.
+        unchecked = {"spark.databricks.delta.retentionDurationCheck.enabled": "false"} if purge else {}
+        with sql_conf_overlay(self.spark, unchecked):
             DeltaTable.forPath(self.spark, self.table_path(table)).vacuum(float(retention_hours))
-        finally:
-            self.spark.conf.set(check, previous)
         return None  # delta-spark reports the count in its log, not to the caller
 
     def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
