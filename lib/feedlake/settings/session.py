@@ -195,8 +195,8 @@ def build_session(spark_conf: SparkSettings | Mapping[str, Any], *, with_delta_j
             builder = builder.config(key, value)
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
-    archive = class_archive(jvm_packages(), settings.conf.get("spark.jars.ivy"))
-    if not submitted and os.path.isfile(archive):
+    archive = None if submitted else class_archive(jvm_packages(), settings.conf.get("spark.jars.ivy"))
+    if archive and os.path.isfile(archive):  # spark-submit launched the driver JVM already
         options = with_class_archive(settings.conf.get("spark.driver.extraJavaOptions", ""), archive)
         builder = builder.config("spark.driver.extraJavaOptions", options)
     for key, value in REQUIRED_SQL_CONF.items():
