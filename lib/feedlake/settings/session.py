@@ -33,7 +33,17 @@ REQUIRED_SQL_CONF = {
     "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
 }
 
-DELTA_LOCAL_SNAPSHOT_PARTITIONS = ("spark.databricks.delta.snapshotPartitions", "2")
+# Task counts sized for a cluster, which a local master pays as fixed per-task overhead on
+# every small table operation (measured on 2 cores; conf's own values win, set after these):
+LOCAL_MASTER_CONF = {
+    # Delta rebuilds a table's snapshot state with 50 tasks by default: 15 small MERGEs
+    # took 62 s with 50 and 24 s with 2.
+    "spark.databricks.delta.snapshotPartitions": "2",
+    # delta-spark's VACUUM lists a table's folders in this many tasks (Spark's default
+    # 10,000; DeltaFileOperations.recursiveListDirs repartitions to it): a forget's 8
+    # VACUUMs of tiny tables took 303 s with 10,000 and 17.5 s with 2.
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+}
 
 DELTA_SPARK_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -184,10 +194,8 @@ def build_session(spark_conf: SparkSettings | Mapping[str, Any], *, with_delta_j
             builder = builder.config("spark.pyspark.python", sys.executable).config(
                 "spark.pyspark.driver.python", sys.executable
             )
-            # Delta rebuilds a table's snapshot state with 50 tasks by default, sized for a
-            # cluster: on a local master that is most of a small MERGE (measured: 15 MERGEs
-            # 62 s → 24 s with 2). Conf's own value wins (set after this).
-            builder = builder.config(DELTA_LOCAL_SNAPSHOT_PARTITIONS[0], DELTA_LOCAL_SNAPSHOT_PARTITIONS[1])
+            for key, value in LOCAL_MASTER_CONF.items():
+                builder = builder.config(key, value)
     # ``auto`` here (a session built without a job's choice, e.g. a notebook): with the packages.
     packages = bool(settings.resolve_packages) if with_delta_jar is None else with_delta_jar
     if not submitted:
