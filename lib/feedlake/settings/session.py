@@ -194,33 +194,26 @@ def build_session(spark_conf: SparkSettings | Mapping[str, Any], *, with_delta_j
             builder = builder.config("spark.pyspark.python", sys.executable).config(
                 "spark.pyspark.driver.python", sys.executable
             )
-            for key, value in LOCAL_MASTER_CONF.items():
-                builder = builder.config(key, value)
+            builder = builder.config(map=LOCAL_MASTER_CONF)
     # ``auto`` here (a session built without a job's choice, e.g. a notebook): with the packages.
     packages = bool(settings.resolve_packages) if with_delta_jar is None else with_delta_jar
     if not submitted:
-        for key, value in s3a_conf(settings.s3a_endpoint).items():
-            builder = builder.config(key, value)
-    for key, value in settings.conf.items():
-        builder = builder.config(key, value)
+        builder = builder.config(map=s3a_conf(settings.s3a_endpoint))
+    builder = builder.config(map=dict(settings.conf))
     archive = None if submitted else class_archive(jvm_packages(), settings.conf.get("spark.jars.ivy"))
     if archive and os.path.isfile(archive):  # spark-submit launched the driver JVM already
         options = with_class_archive(settings.conf.get("spark.driver.extraJavaOptions", ""), archive)
         builder = builder.config("spark.driver.extraJavaOptions", options)
-    for key, value in REQUIRED_SQL_CONF.items():
-        builder = builder.config(key, value)
+    builder = builder.config(map=REQUIRED_SQL_CONF)
+    if packages:
+        builder = builder.config(map=DELTA_SPARK_CONF)
     if packages and not submitted:
-        for key, value in DELTA_SPARK_CONF.items():
-            builder = builder.config(key, value)
         coordinates = [*jvm_packages(), *settings.extra_packages]
         jars = None if "spark.jars" in settings.conf else resolved_jars(coordinates, settings.conf.get("spark.jars.ivy"))
         if jars:
             builder = builder.config("spark.jars", ",".join(jars))
         else:
             builder = builder.config("spark.jars.packages", ",".join(coordinates))
-    elif packages and submitted:
-        for key, value in DELTA_SPARK_CONF.items():
-            builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # PySparkRuntimeError: the JVM exited, e.g. Ivy could not resolve offline
