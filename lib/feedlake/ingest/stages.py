@@ -312,7 +312,11 @@ def merge_table(
 ) -> tuple[DataFrame, dict[str, TableCounts]]:
     """One MERGE of all ``tenants``' rows of one stream into table ``name``; the source and per-tenant counts."""
     table = ctx.config.table(name)
-    source = merge_source(ctx.engine, table, ranked).persist(ctx.storage)
+    source = merge_source(ctx.engine, table, ranked)
+    if table.policy == "attribute":
+        # Resolved against stored rows: computed once for the MERGE, its split and the hooks.
+        # Other policies filter the cached ranked rows, which costs less than a second copy.
+        source = source.persist(ctx.storage)
     # One MERGE for every tenant; the report's per-tenant counts are its split (feedlake.delta.merge.split_frame).
     result: MergeResult = ctx.engine.merge(table, source, plan_for(table, tenants), split=len(tenants) > 1)
     if len(tenants) == 1:
@@ -339,7 +343,8 @@ def merge_stage(ctx: RunContext, batch: StreamBatch, tenants: Sequence[str], blo
             ctx.report.stream(tenant, stream.name).tables[name] = per_tenant.get(tenant, TableCounts())
         for hook in ctx.hooks:
             hook.after_merge(ctx.hook_context, stream, name, source)
-        source.unpersist()
+        if source.is_cached:
+            source.unpersist()
 
 
 # --- one stream ----------------------------------------------------------------------

@@ -225,6 +225,18 @@ def _array_size(json_text: Column) -> Column:
     return F.size(F.try_parse_json(json_text).try_cast("array<variant>"))
 
 
+def _json_text_value(json_text: Column) -> Column:
+    """A member's value text from its JSON text: a string unquoted, anything else as it is.
+
+    The same as ``try_variant_get(member, '$', 'string')`` (numbers, booleans and nested
+    values print alike both ways), without a second VARIANT walk: a string JSON text
+    without a ``\\`` escape is its content between the quotes; only an escaped one is parsed.
+    """
+    inner = F.substr(json_text, F.lit(2), F.length(json_text) - 2)
+    escaped = F.try_variant_get(F.try_parse_json(json_text), "$", "string")
+    return F.when(~F.startswith(json_text, F.lit('"')), json_text).when(F.contains(json_text, F.lit("\\")), escaped).otherwise(inner)
+
+
 def _unquote(field_text: Column) -> Column:
     inner = F.substr(field_text, F.lit(2), F.length(field_text) - 2)
     return F.when(F.startswith(field_text, F.lit('"')), F.replace(inner, F.lit('""'), F.lit('"'))).otherwise(field_text)
@@ -328,6 +340,8 @@ def scan(spark: SparkSession, routes: Sequence[FileRoute], settings: ParseSettin
         F.when(json_ok, F.map_filter(members, lambda _k, v: ~F.is_variant_null(v))).alias("_present"),
         F.when(judged & ~is_json, line.rlike(CSV_LINE)).alias("_csv_ok"),
     )
+    # The members' JSON texts, once: ``values`` are these texts with strings unquoted (module rules).
+    step = step.select("*", F.transform_values(F.col("_present"), lambda _k, v: F.to_json(v)).alias("_json"))
     present, csv_ok = F.col("_present"), F.col("_csv_ok")
     recheck = ~too_large & ~blank & (~valid | bom | F.when(is_json, present.isNull()).otherwise(~csv_ok))
     raw = F.when(
@@ -350,8 +364,8 @@ def scan(spark: SparkSession, routes: Sequence[FileRoute], settings: ParseSettin
         # The header candidate of a CSV file (first non-blank UTF-8 line), whole even past the raw cap.
         F.when(~is_json & judged & (F.length(line) > max_chars), line).alias("_csv_full"),
         (~is_json & judged).alias("_csv_candidate"),
-        F.transform_values(present, lambda _k, v: F.try_variant_get(v, "$", "string")).alias("values"),
-        F.transform_values(present, lambda _k, v: F.to_json(v)).alias("json_values"),
+        F.transform_values(F.col("_json"), lambda _k, v: _json_text_value(v)).alias("values"),
+        F.col("_json").alias("json_values"),
         F.when(csv_ok, fields).alias("_fields"),
     )
 

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -351,38 +352,51 @@ class QualityChecks:
             frame, in_driver = bounded_frame(rows, driver_max_rows)
             if in_driver and frame.empty:
                 continue
-            source = DATA_SOURCE if in_driver else SPARK_SOURCE
-            checkpoint = self.context.checkpoint(f"{name}.{GATE}", name, quality.gate, GATE_RESULT_FORMAT, source)
-            sizes = frame.groupby("tenant_id").size().to_dict() if in_driver else tenant_counts(rows)
-            tenants = sorted(str(t) for t in sizes)
-            label = tenants[0] if len(tenants) == 1 else ALL_TENANTS
-            result = self.context.run(checkpoint, frame, self.parameters, f"{self.run.run_id}_{label}_{stream.name}",
-                                      datetime.now(timezone.utc))
-            whole = outcomes_of(result, GATE, name, label, stream.name)
-            if len(tenants) == 1:
-                per_tenant = {tenants[0]: whole}
-            elif all(o.success for o in whole):
-                per_tenant = {t: [passed_by(o, t, int(sizes[t])) for o in whole] for t in tenants}
-            else:
-                failing = self._failing_tenants(name, quality, frame, source, whole, tenants)
-                per_tenant = {t: [passed_by(o, t, int(sizes[t])) for o in whole] for t in tenants if t not in failing}
-                for tenant in failing:
-                    # Only the tenants holding unexpected rows: their rows again, as a slice
-                    # of the driver frame when the batch crossed to pandas, else on Spark.
-                    part = (frame[frame["tenant_id"] == tenant].reset_index(drop=True) if in_driver
-                            else rows.where(F.col("tenant_id") == F.lit(tenant)))
-                    result = self.context.run(checkpoint, part, self.parameters,
-                                              f"{self.run.run_id}_{tenant}_{stream.name}", datetime.now(timezone.utc))
-                    per_tenant[tenant] = outcomes_of(result, GATE, name, tenant, stream.name)
-            for tenant, outcomes in per_tenant.items():
-                self.run.outcomes.extend(outcomes)
-                critical = [o for o in outcomes if not o.success and o.severity == "critical"]
-                if critical:
-                    reasons.setdefault(tenant, []).append(f"quality gate {name}: " + ", ".join(
-                        f"{o.expectation} ({o.unexpected_count or 0} unexpected)" for o in critical))
+            if not in_driver:
+                # GX's Spark source runs a job per group of metrics: they scan these few
+                # columns, not the wide ranked rows (a large batch: on local disk).
+                rows = frame = rows.persist(StorageLevel.DISK_ONLY)
+            try:
+                self._gate_table(stream, name, quality, rows, frame, in_driver, reasons)
+            finally:
+                if rows.is_cached:
+                    rows.unpersist()
         for tenant in sorted(reasons):
             self.run.blocked.append(f"{tenant}/{stream.name}")
         return {tenant: "; ".join(found) for tenant, found in sorted(reasons.items())}
+
+    def _gate_table(self, stream: StreamSpec, name: str, quality: TableQuality, rows: DataFrame, frame, in_driver: bool,
+                    reasons: dict[str, list[str]]) -> None:
+        """The gate of one target table: its outcomes into the run, the tenants to block into ``reasons``."""
+        source = DATA_SOURCE if in_driver else SPARK_SOURCE
+        checkpoint = self.context.checkpoint(f"{name}.{GATE}", name, quality.gate, GATE_RESULT_FORMAT, source)
+        sizes = frame.groupby("tenant_id").size().to_dict() if in_driver else tenant_counts(rows)
+        tenants = sorted(str(t) for t in sizes)
+        label = tenants[0] if len(tenants) == 1 else ALL_TENANTS
+        result = self.context.run(checkpoint, frame, self.parameters, f"{self.run.run_id}_{label}_{stream.name}",
+                                  datetime.now(timezone.utc))
+        whole = outcomes_of(result, GATE, name, label, stream.name)
+        if len(tenants) == 1:
+            per_tenant = {tenants[0]: whole}
+        elif all(o.success for o in whole):
+            per_tenant = {t: [passed_by(o, t, int(sizes[t])) for o in whole] for t in tenants}
+        else:
+            failing = self._failing_tenants(name, quality, frame, source, whole, tenants)
+            per_tenant = {t: [passed_by(o, t, int(sizes[t])) for o in whole] for t in tenants if t not in failing}
+            for tenant in failing:
+                # Only the tenants holding unexpected rows: their rows again, as a slice
+                # of the driver frame when the batch crossed to pandas, else on Spark.
+                part = (frame[frame["tenant_id"] == tenant].reset_index(drop=True) if in_driver
+                        else rows.where(F.col("tenant_id") == F.lit(tenant)))
+                result = self.context.run(checkpoint, part, self.parameters,
+                                          f"{self.run.run_id}_{tenant}_{stream.name}", datetime.now(timezone.utc))
+                per_tenant[tenant] = outcomes_of(result, GATE, name, tenant, stream.name)
+        for tenant, outcomes in per_tenant.items():
+            self.run.outcomes.extend(outcomes)
+            critical = [o for o in outcomes if not o.success and o.severity == "critical"]
+            if critical:
+                reasons.setdefault(tenant, []).append(f"quality gate {name}: " + ", ".join(
+                    f"{o.expectation} ({o.unexpected_count or 0} unexpected)" for o in critical))
 
     def _failing_tenants(self, name: str, quality, frame, source: str, whole: Sequence[Outcome],
                          tenants: Sequence[str]) -> list[str]:
@@ -433,6 +447,7 @@ class QualityChecks:
         chosen = self.quality.checked(names)
         counts: dict[str, dict[str, int]] = {}
         for quality in chosen:
+            checked: DataFrame | None = None
             stored = self.engine.read(quality.table, tenants).select(*quality.table_columns)
             rows = self.engine.row_counts(quality.table, tenants)
             if rows is None:  # the log cannot tell (delta-spark): one aggregation over the cached rows
@@ -450,14 +465,18 @@ class QualityChecks:
                 in_driver = sum(rows.values()) <= driver_max_rows
                 if in_driver:
                     frame = driver_frame(frame)
+                else:
+                    # Read and joined once for GX's metric jobs, as the gate's frame (on local disk: it is large).
+                    frame = checked = frame.persist(StorageLevel.DISK_ONLY)
                 name = quality.table.name
                 checkpoint = self.context.checkpoint(f"{name}.{TABLE}", name, checks, TABLE_RESULT_FORMAT,
                                                      DATA_SOURCE if in_driver else SPARK_SOURCE)
                 result = self.context.run(checkpoint, frame, self.parameters, self.run.run_id, datetime.now(timezone.utc))
                 self.run.outcomes.extend(outcomes_of(result, TABLE, name, ALL_TENANTS, None))
             finally:
-                if stored.is_cached:
-                    stored.unpersist()
+                for df in (stored, checked):
+                    if df is not None and df.is_cached:
+                        df.unpersist()
         self._row_counts([q for q in chosen if q.row_count_never_shrinks], counts, tenants)
 
     def _row_counts(self, chosen: Sequence[TableQuality], counts: Mapping[str, Mapping[str, int]],
