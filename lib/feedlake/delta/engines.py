@@ -47,7 +47,7 @@ from feedlake.delta.merge import (
     split_frame,
 )
 from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec
-from feedlake.settings.session import delta_jvm_available, local_frame, sql_conf_overlay
+from feedlake.settings.session import delta_jvm_available, local_frame, local_master, sql_conf_overlay
 
 log = logging.getLogger("feedlake.delta.engines")
 
@@ -269,14 +269,6 @@ def delta_rs_storage_options(extra: Mapping[str, str] | None = None) -> dict[str
     return options
 
 
-def _local_master(spark: SparkSession) -> bool:
-    """True when driver and executors share this machine's disk (``local[...]`` master)."""
-    try:
-        return spark.sparkContext.master.startswith("local")
-    except Exception:  # Spark Connect has no SparkContext: treat it as a remote cluster
-        return False
-
-
 def open_delta_rs(engine: DeltaEngine, table: TableSpec) -> tuple[Any, str]:
     """``table`` opened with delta-rs whatever the engine (one Delta protocol), or ``None``; and its path.
 
@@ -305,7 +297,7 @@ class DeltaRsEngine:
         self.warehouse = warehouse
         self.remote = "://" in warehouse
         self.storage_options = delta_rs_storage_options(storage_options) if self.remote else None
-        self.stage_locally = _local_master(spark)
+        self.stage_locally = local_master(spark)
         # Whether Spark's Parquet source reads the tables' files: a local warehouse on a local
         # master (one disk); a remote one when the session's S3 file system reaches it, which
         # the first scan finds out (None until then).
@@ -952,7 +944,7 @@ def make_engine(
             "(io.delta:delta-spark via spark.jars.packages — python -m feedlake.app.jars resolves it —, "
             "EMR's or Databricks' Delta)"
         )
-    if choice == "delta-spark" or (choice == "auto" and jvm and not _local_master(spark)):
+    if choice == "delta-spark" or (choice == "auto" and jvm and not local_master(spark)):
         return DeltaSparkEngine(spark, warehouse)
     return DeltaRsEngine(spark, warehouse, storage_options)
 

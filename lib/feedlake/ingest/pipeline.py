@@ -35,7 +35,7 @@ from feedlake.landing.jvm_parse import ParsedFiles, parse_landing_files
 from feedlake.landing.layouts import REFUSAL_CODES, LandingFile, discover
 from feedlake.landing.storage import S3Access
 from feedlake.settings.config import FeedlakeConfig
-from feedlake.settings.session import local_frame, sql_conf_overlay
+from feedlake.settings.session import local_frame, release, sql_conf_overlay
 from feedlake.settings.tables import INGEST_FILES, QUARANTINE
 
 FILE_META_SCHEMA = (
@@ -274,7 +274,7 @@ class Ingest:
             self.engine.merge(table, rows, merge_plan)
             rows.unpersist()
         for df in self.ctx.cached:
-            df.unpersist()
+            release(df)
 
     def _write_manifest(self, plan: FilePlan, batches: Mapping[tuple[str, str], str]) -> None:
         table = self.config.table(INGEST_FILES)

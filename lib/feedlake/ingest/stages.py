@@ -52,7 +52,7 @@ from feedlake.rules.contracts import validate
 from feedlake.rules.dedupe import rank_by_seq, resolve_attributes, sequence
 from feedlake.rules.profiles import profile_columns
 from feedlake.settings.config import FeedlakeConfig, StreamSpec, TableSpec
-from feedlake.settings.session import local_frame
+from feedlake.settings.session import local_frame, pinned, release
 from feedlake.streams.mappers import DUPLICATES, QUARANTINE_COLUMNS, REJECTED, StoredTables, mapper_for
 
 log = logging.getLogger("feedlake.ingest.stages")
@@ -343,8 +343,7 @@ def merge_stage(ctx: RunContext, batch: StreamBatch, tenants: Sequence[str], blo
             ctx.report.stream(tenant, stream.name).tables[name] = per_tenant.get(tenant, TableCounts())
         for hook in ctx.hooks:
             hook.after_merge(ctx.hook_context, stream, name, source)
-        if source.is_cached:
-            source.unpersist()
+        release(source)
 
 
 # --- one stream ----------------------------------------------------------------------
@@ -352,7 +351,7 @@ def merge_stage(ctx: RunContext, batch: StreamBatch, tenants: Sequence[str], blo
 
 def process_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> DataFrame:
     """validate → suppress → map → rank → gate → count → merge for one stream; its quarantine rows."""
-    validated = validate_stage(stream, records).persist(ctx.storage)
+    validated = pinned(validate_stage(stream, records), ctx.storage)
     ctx.cached.append(validated)  # kept until the quarantine is written from it
     validated, suppressed = suppress_stage(ctx, stream, validated)  # quarantine-bound records too (issue 15)
     accepted = validated.where(F.col("error_code").isNull())
@@ -365,7 +364,7 @@ def process_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> D
         rejected = rejected.select(*QUARANTINE_COLUMNS).persist(ctx.storage)
         ctx.cached.append(rejected)
         quarantine = quarantine.unionByName(rejected)
-    ranked = {name: df.persist(ctx.storage) for name, df in rank_stage(ctx.config, mapped).items()}
+    ranked = {name: pinned(df, ctx.storage) for name, df in rank_stage(ctx.config, mapped).items()}
     outcomes = record_outcomes(ctx.config, stream, ranked, repeated)
     reasons = gate_stage(ctx, stream, ranked)
     blocked = blocked_frame(ctx.spark, list(reasons)) if reasons else None
@@ -376,7 +375,7 @@ def process_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> D
     merging = [t for t in tenants if t not in reasons]
     merge_stage(ctx, StreamBatch(stream, validated, ranked, rejected, outcomes, suppressed), merging, blocked)
     for df in ranked.values():
-        df.unpersist()
+        release(df)
     return quarantine
 
 
