@@ -61,7 +61,7 @@ from feedlake.quality.suites import (
     load_quality,
 )
 from feedlake.settings.config import ALL_TENANTS, ConfigError, FeedlakeConfig, StreamSpec, TableSpec
-from feedlake.settings.session import local_frame
+from feedlake.settings.session import local_frame, release
 from feedlake.settings.tables import QUALITY_RESULTS
 
 log = logging.getLogger("feedlake.quality.checks")
@@ -359,8 +359,7 @@ class QualityChecks:
             try:
                 self._gate_table(stream, name, quality, rows, frame, in_driver, reasons)
             finally:
-                if rows.is_cached:
-                    rows.unpersist()
+                release(rows)
         for tenant in sorted(reasons):
             self.run.blocked.append(f"{tenant}/{stream.name}")
         return {tenant: "; ".join(found) for tenant, found in sorted(reasons.items())}
@@ -475,8 +474,8 @@ class QualityChecks:
                 self.run.outcomes.extend(outcomes_of(result, TABLE, name, ALL_TENANTS, None))
             finally:
                 for df in (stored, checked):
-                    if df is not None and df.is_cached:
-                        df.unpersist()
+                    if df is not None:
+                        release(df)
         self._row_counts([q for q in chosen if q.row_count_never_shrinks], counts, tenants)
 
     def _row_counts(self, chosen: Sequence[TableQuality], counts: Mapping[str, Mapping[str, int]],

@@ -1,0 +1,34 @@
+"""Frames the stages read several times (feedlake.settings.session.pinned / release; issue 14)."""
+
+from __future__ import annotations
+
+from chispa import assert_df_equality
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+
+from feedlake.settings.session import pinned, release
+
+SCHEMA = "k STRING, v BIGINT"
+
+
+def test_a_pinned_frame_is_computed_once_and_starts_a_fresh_plan_on_a_local_master(spark, tmp_path, capsys):
+    path = str(tmp_path / "rows")
+    spark.createDataFrame([("a", 1), ("b", None), (None, 3)], SCHEMA).write.parquet(path)
+    kept = pinned(spark.read.parquet(path).where(F.col("k").isNotNull()), StorageLevel.MEMORY_AND_DISK)
+    # The files change after pinning: the pinned rows do not.
+    spark.createDataFrame([("c", 9)], SCHEMA).write.mode("overwrite").parquet(path)
+    expected = spark.createDataFrame([("a", 1), ("b", None)], SCHEMA)
+    assert_df_equality(kept, expected, ignore_row_order=True, ignore_nullable=True)
+    kept.where(F.col("v").isNull()).explain()
+    plan = capsys.readouterr().out
+    assert "ExistingRDD" in plan  # the checkpoint's blocks: the Parquet scan and its filter are gone
+    assert "parquet" not in plan.lower()
+
+
+def test_release_drops_a_cache_and_leaves_other_frames_alone(spark):
+    cached = spark.range(3).persist(StorageLevel.MEMORY_AND_DISK)
+    plain = spark.range(2)
+    release(cached)
+    release(plain)
+    assert (cached.is_cached, plain.is_cached) == (False, False)
+    assert_df_equality(cached, spark.range(3))
