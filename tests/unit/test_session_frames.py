@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from chispa import assert_df_equality
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
@@ -32,3 +33,12 @@ def test_release_drops_a_cache_and_leaves_other_frames_alone(spark):
     release(plain)
     assert (cached.is_cached, plain.is_cached) == (False, False)
     assert_df_equality(cached, spark.range(3))
+
+
+def test_a_released_checkpoint_gives_its_blocks_back(spark):
+    rows = spark.createDataFrame([("a", 1), (None, None)], SCHEMA)
+    kept = pinned(rows, StorageLevel.MEMORY_AND_DISK)
+    assert_df_equality(kept, rows, ignore_row_order=True)
+    release(kept)
+    with pytest.raises(Exception, match="(?i)checkpoint block"):
+        kept.collect()

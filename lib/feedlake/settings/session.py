@@ -311,7 +311,7 @@ def pinned(df: DataFrame, storage: StorageLevel) -> DataFrame:
     blocks are freed when the frame is garbage collected. Elsewhere it is persisted: a
     cluster may lose an executor (dynamic allocation, spot capacity) and with it a local
     checkpoint's blocks, which Spark cannot recompute, while a persisted frame is
-    recomputed from its plan. Release either with :func:`release`.
+    recomputed from its plan. Release either with :func:`release` when done.
     """
     if local_master(df.sparkSession):
         return df.localCheckpoint(eager=True, storageLevel=storage)
@@ -319,9 +319,18 @@ def pinned(df: DataFrame, storage: StorageLevel) -> DataFrame:
 
 
 def release(df: DataFrame) -> None:
-    """Drop ``df``'s cache if it has one (a :func:`pinned` local checkpoint is left to the garbage collector)."""
+    """Drop ``df``'s cache, or the blocks of a :func:`pinned` local checkpoint, now.
+
+    PySpark has no handle on a checkpoint's blocks, which otherwise stay until the JVM
+    collects the frame: a backfill's chunks would pile them up on disk. The frame cannot
+    be read after this.
+    """
     if df.is_cached:
         df.unpersist()
+        return
+    plan = df._jdf.queryExecution().analyzed()  # noqa: SLF001 -- pyspark's only route to the plan's RDD
+    if plan.getClass().getSimpleName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
 
 
 def jvm(spark: SparkSession):
