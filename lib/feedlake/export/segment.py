@@ -58,7 +58,7 @@ from feedlake.delta.merge import plan_for
 from feedlake.derived.moments import MomentsConf, MomentsUpdate, as_of_day, update_moments
 from feedlake.settings.config import ConfigError, FeedlakeConfig
 from feedlake.settings.job import ExportSettings
-from feedlake.settings.session import local_frame
+from feedlake.settings.session import local_frame, local_master
 from feedlake.settings.tables import ACCOUNTS, CONTACT_ACCOUNTS, CONTACTS, EXPORT_STATE, MOMENTS
 
 log = logging.getLogger("feedlake.export.segment")
@@ -614,7 +614,7 @@ def run_export(
             if request.outbox:
                 root = request.outbox if "://" in request.outbox else os.path.abspath(request.outbox)
                 folder = "dt=" + now.astimezone(timezone.utc).strftime("%Y-%m-%d-%H-%M")
-                if root.startswith("s3://") and (spark.sparkContext.master or "").startswith("local"):
+                if root.startswith("s3://") and local_master(spark):
                     # Local master: the tasks' Python workers were forked before this process's AWS
                     # settings may have been set, and share its disk: they write the files to a local
                     # staging folder, put whole to S3 below (file by file, streamed from disk).

@@ -79,7 +79,7 @@ from feedlake.landing.parsing import (
     read_header,
 )
 from feedlake.landing.storage import StorageError, probe_object, spark_path
-from feedlake.settings.session import local_frame
+from feedlake.settings.session import local_frame, local_master
 
 PARSED_COLUMNS = ("file_id", "line_number", "raw_record", "values", "json_values", "error_code", "error_message")
 # Hadoop's LineRecordReader skips (never buffers) a longer line; a read option reaches its conf.
@@ -169,7 +169,7 @@ def route_files(spark: SparkSession, files: Sequence[tuple[int, str, str, str | 
     JVM scan through a link named after the content's compression; everything else to
     the Python reader (see the module rules).
     """
-    local_master = (spark.sparkContext.master or "").startswith("local")
+    on_this_machine = local_master(spark)
     link_dir: str | None = None
     routes: list[FileRoute] = []
     for file_id, location, fmt, compression in files:
@@ -178,7 +178,7 @@ def route_files(spark: SparkSession, files: Sequence[tuple[int, str, str, str | 
         remote = is_object_store(location)
         if remote and spark_path(spark, location) is None:
             continue  # the Python reader streams it in the task (feedlake.landing.storage.open_binary)
-        if not remote and not local_master:
+        if not remote and not on_this_machine:
             continue  # links live in a driver-local folder; executors elsewhere read with Python
         try:
             size, head, tail = probe_object(location) if remote else _local_probe(location)

@@ -307,11 +307,11 @@ def pinned(df: DataFrame, storage: StorageLevel) -> DataFrame:
     On a local master it is a local checkpoint, computed now: the frames built on it
     start from its blocks, so Spark no longer re-analyses its whole plan with each
     transformation nor matches it against every cached plan (a Segment test's two ingest
-    runs: 76 s with the validated and ranked frames persisted, 61 s checkpointed). Its
-    blocks are freed when the frame is garbage collected. Elsewhere it is persisted: a
-    cluster may lose an executor (dynamic allocation, spot capacity) and with it a local
-    checkpoint's blocks, which Spark cannot recompute, while a persisted frame is
-    recomputed from its plan. Release either with :func:`release` when done.
+    runs: 76 s with the validated and ranked frames persisted, 61 s checkpointed).
+    Elsewhere it is persisted: a cluster may lose an executor (dynamic allocation, spot
+    capacity) and with it a local checkpoint's blocks, which Spark cannot recompute,
+    while a persisted frame is recomputed from its plan. Release either with
+    :func:`release` when done.
     """
     if local_master(df.sparkSession):
         return df.localCheckpoint(eager=True, storageLevel=storage)
