@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from chispa import assert_df_equality
+from py4j.java_gateway import JavaClass
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from feedlake.settings.session import pinned, release
+from feedlake.settings.session import PY4J_SINGLE_IMPORTS, import_jvm_names, pinned, release
 
 SCHEMA = "k STRING, v BIGINT"
 
@@ -42,3 +43,16 @@ def test_a_released_checkpoint_gives_its_blocks_back(spark):
     release(kept)
     with pytest.raises(Exception, match="(?i)checkpoint block"):
         kept.collect()
+
+
+
+@pytest.mark.parametrize("fqn", PY4J_SINGLE_IMPORTS)
+def test_bare_class_names_pyspark_uses_resolve_through_a_single_import(spark, fqn):
+    name = fqn.rsplit(".", 1)[1]
+    bare = spark.sparkContext._gateway.new_jvm_view()  # noqa: SLF001 -- a view without PySpark's star imports
+    assert not isinstance(getattr(bare, name), JavaClass)  # the name alone finds nothing
+    import_jvm_names(bare)
+    import_jvm_names(bare)  # idempotent
+    assert getattr(bare, name)._fqn == fqn  # noqa: SLF001 -- the class the name now resolves to
+    # The session's own view (prepare_session imported them) finds the same class.
+    assert getattr(spark.sparkContext._jvm, name)._fqn == fqn  # noqa: SLF001
