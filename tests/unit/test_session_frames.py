@@ -45,7 +45,6 @@ def test_a_released_checkpoint_gives_its_blocks_back(spark):
         kept.collect()
 
 
-
 @pytest.mark.parametrize("fqn", PY4J_SINGLE_IMPORTS)
 def test_bare_class_names_pyspark_uses_resolve_through_a_single_import(spark, fqn):
     name = fqn.rsplit(".", 1)[1]

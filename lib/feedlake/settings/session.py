@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from pyspark import StorageLevel
@@ -23,6 +23,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from feedlake.settings.job import JobSettings, SparkSettings
+
+if TYPE_CHECKING:
+    from py4j.java_gateway import JVMView
 
 log = logging.getLogger("feedlake.settings.session")
 
@@ -287,7 +290,7 @@ def prepare_session(spark: SparkSession, session_conf: Mapping[str, Any] | None 
     return spark
 
 
-def import_jvm_names(view: Any) -> None:
+def import_jvm_names(view: JVMView) -> None:
     """Add :data:`PY4J_SINGLE_IMPORTS` to a Py4J JVM view (``spark.sparkContext._jvm``).
 
     Each name resolves to the class the view's star imports found before; only the
