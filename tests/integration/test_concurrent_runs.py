@@ -104,4 +104,6 @@ def test_different_tenants_write_side_by_side(spark, tmp_path, expected):
     runs = [Run(landing, warehouse, "acme"), Run(landing, warehouse, "globex")]
     logs = [run.finish() for run in runs]
     assert not any("waiting for it" in log for log in logs)
+    # A fresh CLI process listed a landing zone within spark.small_batch.max_bytes before starting its driver.
+    assert all("small landing input" in log and "the driver JVM starts with -XX:TieredStopAtLevel=1" in log for log in logs)
     assert_same_tables(spark, warehouse, expected, [t for t in DATA_TABLES if t != "quarantine"])

@@ -50,6 +50,7 @@ def test_the_packaged_conf_parses_to_its_documented_defaults():
         "spark.sql.codegen.factoryMode": "NO_CODEGEN",
         "spark.sql.adaptive.enabled": "false",
     }
+    assert settings.spark.small_batch.driver_java_options == "-XX:TieredStopAtLevel=1"
     assert settings.s3 == S3Settings()
     assert settings.backfill == ChunkLimits(files=500, bytes=2 << 30)
     assert settings.parsing == ParseSettings(max_record_bytes=16 << 20, raw_record_max_chars=65_536, spread_lines=True)
@@ -102,6 +103,32 @@ def test_a_small_batch_is_small_and_local(max_bytes, batch_bytes, master, applie
     small = SmallBatchSettings(max_bytes=max_bytes, session_conf={"spark.sql.codegen.wholeStage": "false"})
     assert small.applies(batch_bytes, master) is applies
     assert SmallBatchSettings(max_bytes=max_bytes).applies(batch_bytes, master) is False  # no settings: nothing to apply
+    # The same bound chooses the driver JVM's options, for the landing files a CLI run starts Spark for.
+    jvm = SmallBatchSettings(max_bytes=max_bytes, driver_java_options="-XX:TieredStopAtLevel=1")
+    assert jvm.java_options(batch_bytes, master) == ("-XX:TieredStopAtLevel=1" if applies else "")
+    assert jvm.applies(batch_bytes, master) is False  # JVM options alone: no SQL settings to overlay on a run
+
+
+@pytest.mark.parametrize(
+    ("landing_bytes", "master", "own", "expected"),
+    [
+        (2197, "local[2]", None, "-XX:TieredStopAtLevel=1"),  # sample/landing: C1 only
+        (2197, "local[2]", "-Dx=1 -XX:TieredStopAtLevel=4", "-XX:TieredStopAtLevel=1 -Dx=1 -XX:TieredStopAtLevel=4"),
+        (2 << 20, "local[2]", "-Dx=1", "-Dx=1"),  # over max_bytes: the JVM's defaults (C2)
+        (0, "local[2]", None, ""),  # nothing listed: nothing known to be small
+        (2197, None, None, ""),  # spark-submit's or the cluster's master
+        (2197, "spark://10.0.0.1:7077", None, ""),
+    ],
+)
+def test_the_driver_jvm_of_a_small_landing_input_compiles_with_c1_only(tmp_path, landing_bytes, master, own, expected):
+    """The user's ``spark.driver.extraJavaOptions`` follow the small input's options: the JVM takes the last one."""
+    from feedlake.settings.session import driver_java_options
+
+    conf = {"spark.jars.ivy": str(tmp_path)}  # no class-data archive trained there
+    if own is not None:
+        conf["spark.driver.extraJavaOptions"] = own
+    spark = {"master": master, "conf": conf, "small_batch": {"max_bytes": 1 << 20, "driver_java_options": " -XX:TieredStopAtLevel=1 "}}
+    assert driver_java_options(parse_job_settings({"spark": spark}).spark, landing_bytes) == expected
 
 
 def test_unknown_top_level_keys_are_accepted_as_before():
@@ -133,6 +160,7 @@ def test_unknown_keys_of_a_lenient_section_are_logged(caplog):
         ({"spark": {"small_batch": {"max_bytes": -1}}}, "spark.small_batch.max_bytes"),
         ({"spark": {"small_batch": {"max_bytes": "8MB"}}}, "spark.small_batch.max_bytes"),
         ({"spark": {"small_batch": {"session_conf": ["x"]}}}, "spark.small_batch.session_conf: expected a mapping"),
+        ({"spark": {"small_batch": {"driver_java_options": ["-Xss4m"]}}}, "spark.small_batch.driver_java_options"),
         ({"s3": {"read_mode": "stream"}}, "s3.read_mode"),
         ({"s3": {"download_threads": 0}}, "s3.download_threads"),
         ({"s3": {"aws_secret_access_key": "x"}}, "credentials are not read from conf"),

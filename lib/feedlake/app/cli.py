@@ -114,8 +114,11 @@ def load_job_config(args: argparse.Namespace):
     return config
 
 
-def session_for(config) :
-    """The SparkSession for a CLI run: the active one (spark-submit, notebooks) or a new one."""
+def session_for(config, landing_bytes: int = 0):
+    """The SparkSession for a CLI run: the active one (spark-submit, notebooks) or a new one.
+
+    A new one is started for ``landing_bytes`` of landing files (``spark.small_batch``).
+    """
     from pyspark.sql import SparkSession
 
     from feedlake.settings.session import build_session, prepare_session, wants_jvm_packages
@@ -123,7 +126,9 @@ def session_for(config) :
     active = SparkSession.getActiveSession()
     if active is not None:
         return prepare_session(active, config.settings.spark.session_conf)
-    return build_session(config.settings.spark, with_delta_jar=wants_jvm_packages(config.settings))
+    return build_session(
+        config.settings.spark, with_delta_jar=wants_jvm_packages(config.settings), landing_bytes=landing_bytes
+    )
 
 
 def ingest_hooks(args: argparse.Namespace, config):
@@ -152,17 +157,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from feedlake.delta.engines import engine_for
     from feedlake.ingest.pipeline import IngestRequest, run_ingest
     from feedlake.ingest.report_html import page_location
+    from feedlake.landing.layouts import discover
 
     config = load_job_config(args)
     # Built before the session: GX imports in the background while Spark starts (issue #5).
     hooks, gate = ingest_hooks(args, config)
-    spark = session_for(config)
+    settings = config.settings
+    tenants, streams = tuple(args.tenant or ()), tuple(args.stream or ())
+    # Listed before Spark starts, so the driver JVM is sized for the input (spark.small_batch); the run reuses the listing.
+    files = tuple(discover(args.landing, tenants, streams, settings.landing_layout, s3=settings.s3))
+    spark = session_for(config, landing_bytes=sum(f.size_bytes for f in files))
     engine = engine_for(spark, args.warehouse, config)
     request = IngestRequest(
-        landing=args.landing,
-        warehouse=args.warehouse,
-        tenants=tuple(args.tenant or ()),
-        streams=tuple(args.stream or ()),
+        landing=args.landing, warehouse=args.warehouse, tenants=tenants, streams=streams, listed=files
     )
     report = run_ingest(spark, config, engine, request, hooks=hooks)
     print(report.render())

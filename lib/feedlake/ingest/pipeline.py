@@ -59,6 +59,8 @@ class IngestRequest:
     streams: tuple[str, ...] = ()
     # Only these landing files (source_file paths), e.g. one chunk of a backfill (feedlake.ingest.backfill).
     only_files: frozenset[str] | None = None
+    # The landing listing when the caller made it already (the CLI lists before it starts Spark).
+    listed: tuple[LandingFile, ...] | None = None
 
 
 def new_run_id(now: datetime) -> str:
@@ -124,7 +126,9 @@ class Ingest:
 
     def _run(self) -> RunReport:
         layouts = self.config.settings.landing_layout
-        files = discover(self.request.landing, self.request.tenants, self.request.streams, layouts, s3=self.s3)
+        files = list(self.request.listed) if self.request.listed is not None else discover(
+            self.request.landing, self.request.tenants, self.request.streams, layouts, s3=self.s3
+        )
         if self.request.only_files is not None:
             files = [f for f in files if f.source_file in self.request.only_files]
         # Every declared table exists after a run, empty or not, so readers never guess

@@ -117,14 +117,29 @@ class SmallBatchSettings:
     at most ``max_bytes`` applies ``session_conf`` for its duration and restores the
     session's values after it (:func:`feedlake.settings.session.sql_conf_overlay`).
     ``max_bytes: 0`` (the default of a conf folder without this section) never applies it.
+
+    ``driver_java_options`` are for the driver JVM itself, so they can only apply when
+    feedlake starts it: ``feedlake ingest`` lists the landing zone before it starts Spark,
+    and a local driver whose landing files (every file in scope, read before or not) total
+    at most ``max_bytes`` starts with them (:func:`feedlake.settings.session.build_session`).
+    A JVM option changes how fast the driver runs, never what a run writes.
     """
 
     max_bytes: int = 0
     session_conf: Mapping[str, str] = field(default_factory=dict)
+    driver_java_options: str = ""
+
+    def within(self, batch_bytes: int, master: str) -> bool:
+        """True for input of at most ``max_bytes`` (and some) on a local master (a cluster run keeps its settings)."""
+        return 0 < batch_bytes <= self.max_bytes and master.startswith("local")
 
     def applies(self, batch_bytes: int, master: str) -> bool:
-        """True for a batch of at most ``max_bytes`` on a local master (a cluster run keeps its settings)."""
-        return bool(self.session_conf) and 0 < batch_bytes <= self.max_bytes and master.startswith("local")
+        """True when ``session_conf`` applies to a batch: some settings, and the batch is :meth:`within` the limit."""
+        return bool(self.session_conf) and self.within(batch_bytes, master)
+
+    def java_options(self, landing_bytes: int, master: str) -> str:
+        """``driver_java_options`` for a driver started for ``landing_bytes`` of landing files, else ``""``."""
+        return self.driver_java_options if self.within(landing_bytes, master) else ""
 
 
 @dataclass(frozen=True)
@@ -178,11 +193,17 @@ def parse_spark(job: Mapping[str, Any]) -> SparkSettings:
 def parse_small_batch(spark: Mapping[str, Any]) -> SmallBatchSettings:
     raw = spark.get("small_batch") or {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"spark.small_batch: expected a mapping (max_bytes, session_conf), got {raw!r}")
-    _warn_unknown("spark.small_batch", raw, ("max_bytes", "session_conf"))
+        raise ConfigError(
+            f"spark.small_batch: expected a mapping (max_bytes, session_conf, driver_java_options), got {raw!r}"
+        )
+    _warn_unknown("spark.small_batch", raw, ("max_bytes", "session_conf", "driver_java_options"))
+    options = raw.get("driver_java_options") or ""
+    if not isinstance(options, str):
+        raise ConfigError(f"spark.small_batch.driver_java_options: expected JVM options as one string, got {options!r}")
     return SmallBatchSettings(
         max_bytes=_whole("spark.small_batch", "max_bytes", raw.get("max_bytes", 0), minimum=0),
         session_conf=_text_mapping("spark.small_batch.session_conf", raw.get("session_conf")),
+        driver_java_options=options.strip(),
     )
 
 

@@ -184,7 +184,9 @@ def s3a_conf(endpoint_url: str | None = None) -> dict[str, str]:
     return conf
 
 
-def build_session(spark_conf: SparkSettings | Mapping[str, Any], *, with_delta_jar: bool | None = None) -> SparkSession:
+def build_session(
+    spark_conf: SparkSettings | Mapping[str, Any], *, with_delta_jar: bool | None = None, landing_bytes: int = 0
+) -> SparkSession:
     """Build (or reuse) a SparkSession from the ``spark`` settings of the job (``config.settings.spark``).
 
     A plain mapping (the ``spark:`` section as written in ingest.yaml) is checked and
@@ -197,6 +199,9 @@ def build_session(spark_conf: SparkSettings | Mapping[str, Any], *, with_delta_j
     ``spark.resolve_packages: false`` (or ``with_delta_jar=False``) starts without them:
     delta-rs only, no S3A. Python workers run this very interpreter (``sys.executable``)
     for a local master, so a venv's ``feedlake`` works without activating the venv.
+    ``landing_bytes`` (the landing files the session is started for, as stored) within
+    ``spark.small_batch.max_bytes`` on a local master starts the driver JVM with
+    ``small_batch.driver_java_options`` (:func:`driver_java_options`).
     """
     import sys
 
@@ -216,10 +221,10 @@ def build_session(spark_conf: SparkSettings | Mapping[str, Any], *, with_delta_j
     if not submitted:
         builder = builder.config(map=s3a_conf(settings.s3a_endpoint))
     builder = builder.config(map=dict(settings.conf))
-    archive = None if submitted else class_archive(jvm_packages(), settings.conf.get("spark.jars.ivy"))
-    if archive and os.path.isfile(archive):  # spark-submit launched the driver JVM already
-        options = with_class_archive(settings.conf.get("spark.driver.extraJavaOptions", ""), archive)
-        builder = builder.config("spark.driver.extraJavaOptions", options)
+    if not submitted:  # spark-submit launched the driver JVM already
+        options = driver_java_options(settings, landing_bytes)
+        if options != settings.conf.get("spark.driver.extraJavaOptions", ""):
+            builder = builder.config("spark.driver.extraJavaOptions", options)
     builder = builder.config(map=REQUIRED_SQL_CONF)
     if packages:
         builder = builder.config(map=DELTA_SPARK_CONF)
@@ -244,6 +249,30 @@ def build_session(spark_conf: SparkSettings | Mapping[str, Any], *, with_delta_j
             builder._options.pop(key, None)  # noqa: SLF001 -- Builder has no public way to drop an option
         session = builder.getOrCreate()
     return prepare_session(session, settings.session_conf)
+
+
+def driver_java_options(settings: SparkSettings, landing_bytes: int = 0) -> str:
+    """``spark.driver.extraJavaOptions`` of a driver JVM feedlake starts for ``landing_bytes`` of landing files.
+
+    In this order (the JVM takes the last of a repeated option): the small input's
+    ``spark.small_batch.driver_java_options`` (conf: C1 compilation only, measured in
+    conf/ingest.yaml), the options of ``spark.conf`` (the user's, which win), then the
+    class-data archive (:func:`with_class_archive`).
+
+    >>> from feedlake.settings.job import SmallBatchSettings
+    >>> small = SmallBatchSettings(max_bytes=100, driver_java_options="-XX:TieredStopAtLevel=1")
+    >>> settings = SparkSettings(master="local[2]", conf={"spark.driver.extraJavaOptions": "-Dx=1"}, small_batch=small)
+    >>> driver_java_options(settings, 10).split()[:2]
+    ['-XX:TieredStopAtLevel=1', '-Dx=1']
+    >>> driver_java_options(settings, 1000).split()[0]
+    '-Dx=1'
+    """
+    small = settings.small_batch.java_options(landing_bytes, settings.master or "")
+    if small:
+        log.info("a small landing input (%d bytes) on a local master: the driver JVM starts with %s", landing_bytes, small)
+    options = " ".join(o for o in (small, settings.conf.get("spark.driver.extraJavaOptions", "")) if o)
+    archive = class_archive(jvm_packages(), settings.conf.get("spark.jars.ivy"))
+    return with_class_archive(options, archive if os.path.isfile(archive) else None)
 
 
 def wants_jvm_packages(settings: JobSettings) -> bool:
