@@ -130,7 +130,7 @@ class SmallBatchSettings:
     driver_java_options: str = ""
 
     def within(self, batch_bytes: int, master: str) -> bool:
-        """True for input of at most ``max_bytes`` (and some) on a local master (a cluster run keeps its settings)."""
+        """True for 1 to ``max_bytes`` bytes of input on a local master (a cluster run keeps its settings)."""
         return 0 < batch_bytes <= self.max_bytes and master.startswith("local")
 
     def applies(self, batch_bytes: int, master: str) -> bool:
