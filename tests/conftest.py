@@ -58,6 +58,30 @@ def _session_first(spark: SparkSession) -> None:
     """The test session (with the Delta jar) exists before any test, so no CLI run builds its own."""
 
 
+@pytest.fixture
+def py4j_commands(monkeypatch):
+    """Every Py4J command the test's own thread sends while the test runs, in order.
+
+    Py4J's finalizer thread also sends commands (releasing JVM objects Python collected):
+    they are not counted.
+    """
+    import threading
+
+    import py4j.clientserver
+
+    commands: list[str] = []
+    send = py4j.clientserver.ClientServerConnection.send_command
+    test_thread = threading.current_thread()
+
+    def counted(connection, command):
+        if threading.current_thread() is test_thread:
+            commands.append(command)
+        return send(connection, command)
+
+    monkeypatch.setattr(py4j.clientserver.ClientServerConnection, "send_command", counted)
+    return commands
+
+
 @pytest.fixture(scope="session")
 def config() -> FeedlakeConfig:
     """The packaged configuration (conf/), engine forced to the embedded delta-rs."""

@@ -325,3 +325,17 @@ def test_the_test_session_maps_the_class_archive_exactly_when_one_was_trained(sp
     arguments = list(jvm(spark).java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
     archive = class_archive(jvm_packages())
     assert (f"-XX:SharedArchiveFile={archive}" in arguments) is os.path.isfile(archive)
+
+
+def test_sessions_feedlake_builds_record_no_python_call_site_per_column_call(spark, py4j_commands):
+    """``CLIENT_CONF`` (feedlake.settings.session): PySpark's per-call origin capture is off, so an
+    ``alias`` or a comparison is one Py4J round trip instead of eleven."""
+    from pyspark.errors.utils import is_debugging_enabled
+    from pyspark.sql import functions as F
+
+    assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"
+    assert is_debugging_enabled() is False
+    column = F.col("email")
+    py4j_commands.clear()
+    column.alias("e").eqNullSafe(column)
+    assert len(py4j_commands) == 2, py4j_commands

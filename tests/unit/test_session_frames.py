@@ -1,4 +1,4 @@
-"""Frames the stages read several times (feedlake.settings.session.pinned / release; issue 14)."""
+"""Frames the stages read several times (feedlake.settings.session.pinned / release; issue 14), and the Py4J view."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from py4j.java_gateway import JavaClass
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from feedlake.settings.session import PY4J_SINGLE_IMPORTS, import_jvm_names, pinned, release
+from feedlake.settings.session import (
+    PY4J_SINGLE_IMPORTS,
+    MemoJavaClass,
+    MemoJVMView,
+    import_jvm_names,
+    memoize_jvm_lookups,
+    pinned,
+    release,
+)
 
 SCHEMA = "k STRING, v BIGINT"
 
@@ -55,3 +63,33 @@ def test_bare_class_names_pyspark_uses_resolve_through_a_single_import(spark, fq
     assert getattr(bare, name)._fqn == fqn  # noqa: SLF001 -- the class the name now resolves to
     # The session's own view (prepare_session imported them) finds the same class.
     assert getattr(spark.sparkContext._jvm, name)._fqn == fqn  # noqa: SLF001
+
+
+def test_the_session_view_resolves_a_class_and_a_static_method_once(spark, py4j_commands):
+    assert type(spark.sparkContext._jvm) is MemoJVMView  # noqa: SLF001 -- prepare_session memoized the session's view
+    F.col("warm")  # the first call may look functions.col up
+    py4j_commands.clear()
+    F.col("a")
+    F.col("b")
+    assert [c.split("\n")[:3] for c in py4j_commands] == [
+        ["c", "z:org.apache.spark.sql.functions", "col"], ["c", "z:org.apache.spark.sql.functions", "col"],
+    ]
+
+
+def test_a_memoized_view_still_reads_fields_packages_and_new_objects(spark):
+    view = spark.sparkContext._gateway.new_jvm_view()  # noqa: SLF001 -- a view of its own
+    memoize_jvm_lookups(view)
+    memoize_jvm_lookups(view)  # idempotent
+    assert type(view) is MemoJVMView
+    integer = view.java.lang.Integer  # a package path: JavaPackage attribute look-ups, as before
+    assert (integer.MAX_VALUE, integer.MAX_VALUE) == (2**31 - 1, 2**31 - 1)  # a static field, read each time
+    assert integer.toString(7) == "7"
+    assert integer.toString(8) == "8"  # the same static method (memoized) with other arguments
+    system = getattr(view, "java.lang.System")
+    assert type(system) is MemoJavaClass
+    assert getattr(view, "java.lang.System") is system
+    listed = view.java.util.ArrayList()
+    listed.add("x")
+    assert listed.size() == 1
+    with pytest.raises(Exception, match="does not exist"):
+        system.noSuchMember  # noqa: B018 -- a missing member still raises, and is not cached

@@ -15,17 +15,15 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
+from py4j.java_gateway import JavaClass, JavaMember, JVMView
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from feedlake.settings.job import JobSettings, SparkSettings
-
-if TYPE_CHECKING:
-    from py4j.java_gateway import JVMView
 
 log = logging.getLogger("feedlake.settings.session")
 
@@ -35,6 +33,17 @@ REQUIRED_SQL_CONF = {
     "spark.sql.session.timeZone": "UTC",
     # A JSON line that repeats a key keeps the last value instead of failing the job.
     "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
+}
+
+# PySpark client settings of every session feedlake builds (conf's own values win, set after these).
+CLIENT_CONF = {
+    # PySpark 4 records each Column and DataFrame call's Python call site for error messages
+    # (a DataFrame query context): 10 more Py4J round trips per call (an alias, a comparison)
+    # and a walk of the Python stack. A run builds thousands of Column expressions: a warm
+    # sample/landing run took 14.5 s with it and 11.7 s without (delta-rs, 2 cores). Static and
+    # read once per process: a session feedlake did not build (Databricks' predefined ``spark``)
+    # keeps its own value, and conf's ``spark.conf`` can set it back to "true" for debugging.
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 
 # Task counts sized for a cluster, which a local master pays as fixed per-task overhead on
@@ -220,7 +229,7 @@ def build_session(
     packages = bool(settings.resolve_packages) if with_delta_jar is None else with_delta_jar
     if not submitted:
         builder = builder.config(map=s3a_conf(settings.s3a_endpoint))
-    builder = builder.config(map=dict(settings.conf))
+    builder = builder.config(map=CLIENT_CONF).config(map=dict(settings.conf))
     if not submitted:  # spark-submit launched the driver JVM already
         options = driver_java_options(settings, landing_bytes)
         if options != settings.conf.get("spark.driver.extraJavaOptions", ""):
@@ -308,14 +317,17 @@ def prepare_session(spark: SparkSession, session_conf: Mapping[str, Any] | None 
     ``session_conf`` (``spark.session_conf`` of a profile) holds runtime-modifiable
     SQL settings, e.g. shuffle partitions, applied even to a session feedlake did not
     build (Databricks' predefined ``spark``), where ``spark.conf`` cannot take effect.
-    PySpark's Py4J view gets single imports of the classes it names bare (:func:`import_jvm_names`).
+    PySpark's Py4J view gets single imports of the classes it names bare (:func:`import_jvm_names`)
+    and looks each class and static method up once (:func:`memoize_jvm_lookups`).
     """
     for key, value in (session_conf or {}).items():
         spark.conf.set(str(key), str(value))
     for key, value in REQUIRED_SQL_CONF.items():
         spark.conf.set(key, value)
     spark.sparkContext.setLogLevel("WARN")
-    import_jvm_names(spark.sparkContext._jvm)  # noqa: SLF001 -- the Py4J view PySpark's own calls resolve names in
+    view = spark.sparkContext._jvm  # noqa: SLF001 -- the Py4J view PySpark's own calls resolve names in
+    import_jvm_names(view)
+    memoize_jvm_lookups(view)
     return spark
 
 
@@ -329,6 +341,53 @@ def import_jvm_names(view: JVMView) -> None:
 
     for name in PY4J_SINGLE_IMPORTS:
         java_import(view, name)
+
+
+class MemoJavaClass(JavaClass):
+    """A Py4J class whose static methods are looked up in the JVM once each.
+
+    Py4J asks the JVM what a name is on every attribute access (a reflection round trip
+    before the call itself). A static method stays what it is for the JVM's lifetime, and
+    a ``JavaMember`` is reusable (Py4J caches the members of an object the same way);
+    fields and nested classes are looked up each time, as before.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        methods = self.__dict__.setdefault("_memo_methods", {})
+        found = methods.get(name)
+        if found is None:
+            found = JavaClass.__getattr__(self, name)
+            if isinstance(found, JavaMember):
+                methods[name] = found
+        return found
+
+
+class MemoJVMView(JVMView):
+    """A Py4J JVM view that resolves each class name once (a package name, each time)."""
+
+    def __getattr__(self, name: str) -> Any:
+        classes = self.__dict__.setdefault("_memo_classes", {})
+        found = classes.get(name)
+        if found is None:
+            found = JVMView.__getattr__(self, name)
+            if type(found) is JavaClass:
+                found.__class__ = MemoJavaClass
+            if isinstance(found, MemoJavaClass):
+                classes[name] = found
+        return found
+
+
+def memoize_jvm_lookups(view: JVMView) -> None:
+    """Make ``view`` (``spark.sparkContext._jvm``) resolve each class and static method once.
+
+    PySpark resolves ``functions``, ``PythonUtils`` and ``PythonSQLUtils`` and the method
+    anew on each call: ``F.col`` is two reflection round trips and the call, so a
+    ``select`` of 20 column names costs 85 round trips. A warm sample/landing run made
+    about 7,000 such look-ups. The view object itself is kept (only its class changes),
+    so every holder of it (the SparkContext, each session, the gateway) gains. Idempotent.
+    """
+    if type(view) is JVMView:
+        view.__class__ = MemoJVMView
 
 
 @contextmanager
