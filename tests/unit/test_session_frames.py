@@ -81,7 +81,9 @@ def test_a_memoized_view_still_reads_fields_packages_and_new_objects(spark):
     memoize_jvm_lookups(view)
     memoize_jvm_lookups(view)  # idempotent
     assert type(view) is MemoJVMView
-    integer = view.java.lang.Integer  # a package path: JavaPackage attribute look-ups, as before
+    assert view.java.lang.Integer.toString(6) == "6"  # a package path: JavaPackage attribute look-ups, as before
+    integer = getattr(view, "java.lang.Integer")
+    assert type(integer) is MemoJavaClass
     assert (integer.MAX_VALUE, integer.MAX_VALUE) == (2**31 - 1, 2**31 - 1)  # a static field, read each time
     assert integer.toString(7) == "7"
     assert integer.toString(8) == "8"  # the same static method (memoized) with other arguments
