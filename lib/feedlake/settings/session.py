@@ -353,12 +353,9 @@ class MemoJavaClass(JavaClass):
     """
 
     def __getattr__(self, name: str) -> Any:
-        methods = self.__dict__.setdefault("_memo_methods", {})
-        found = methods.get(name)
-        if found is None:
-            found = JavaClass.__getattr__(self, name)
-            if isinstance(found, JavaMember):
-                methods[name] = found
+        found = JavaClass.__getattr__(self, name)
+        if isinstance(found, JavaMember):
+            self.__dict__[name] = found  # a plain attribute from now on: Python finds it without asking
         return found
 
 
@@ -366,14 +363,10 @@ class MemoJVMView(JVMView):
     """A Py4J JVM view that resolves each class name once (a package name, each time)."""
 
     def __getattr__(self, name: str) -> Any:
-        classes = self.__dict__.setdefault("_memo_classes", {})
-        found = classes.get(name)
-        if found is None:
-            found = JVMView.__getattr__(self, name)
-            if type(found) is JavaClass:
-                found.__class__ = MemoJavaClass
-            if isinstance(found, MemoJavaClass):
-                classes[name] = found
+        found = JVMView.__getattr__(self, name)
+        if type(found) is JavaClass:
+            found.__class__ = MemoJavaClass
+            self.__dict__[name] = found  # a plain attribute from now on, as the class's methods
         return found
 
 
