@@ -52,6 +52,28 @@ def test_properties_round_trip_keeps_json_types(spark):
     assert_df_equality(back, rendered)
 
 
+def test_rendered_properties_are_to_json_of_the_parsed_values(spark):
+    """The joined pairs print what ``to_json`` of the parsed values prints, for any canonical values."""
+    objects = [
+        '{"s":"plain","q":"a \\"quoted\\" \\\\ back\\/slash","u":"caf\u00e9 \\u00e9 \\ud83d\\ude00 \\u0001\\t\\n"}',
+        '{"i":5,"n":-0.0,"d":1.50,"big":12345678901234567890123,"e":1e5,"tiny":1e-7,"t":true,"f":false}',
+        '{"nested":{"b":[1,{"x":null,"y":1.0e2}],"a":"y"},"arr":[],"obj":{},"nz":-0e0,"v":"1.0 beta","w":"1.05"}',
+        '{"k\\"ey":1,"\\u00e9t\\u00e9":"x","sp ace":"","ctl\\u0007":"v"}',
+        "{}",
+        None,
+    ]
+    maps = (
+        spark.createDataFrame([(o,) for o in objects], "o STRING")
+        .select(parse_properties(F.col("o")).alias("m"))
+        .unionByName(spark.createDataFrame([({"null": None, "csv": '"x,y"'},)], "m MAP<STRING,STRING>"))
+    )
+    ordered = F.map_from_entries(F.array_sort(F.map_entries(F.coalesce(F.col("m"), F.create_map().cast("map<string,string>")))))
+    reference = F.to_json(F.transform_values(ordered, lambda _k, v: F.parse_json(v)))
+    assert_df_equality(
+        maps.select(render_properties(F.col("m")).alias("p")), maps.select(reference.alias("p")), ignore_row_order=False
+    )
+
+
 def test_attributes_resolve_independently_and_late_batches_do_not_overwrite(spark):
     stored = spark.createDataFrame(
         [("t", "c1", "new@x.io", '{"plan":"pro"}', '{"c:email":"S2","p:plan":"S2"}', "S2", "b2", "f2", 1)], TABLE_SCHEMA

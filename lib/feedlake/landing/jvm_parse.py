@@ -79,6 +79,7 @@ from feedlake.landing.parsing import (
     read_header,
 )
 from feedlake.landing.storage import StorageError, probe_object, spark_path
+from feedlake.rules.contracts import json_string
 from feedlake.settings.session import local_frame, local_master
 
 PARSED_COLUMNS = ("file_id", "line_number", "raw_record", "values", "json_values", "error_code", "error_message")
@@ -457,11 +458,6 @@ def _recheck_rows(batch: pa.RecordBatch, settings: ParseSettings) -> Iterator[tu
             yield (file_id, number, raw, values, None if values is None else [(k, quote(v)) for k, v in values], code, message)
 
 
-def _json_string(text: Column) -> Column:
-    as_array = F.to_json(F.array(text))
-    return F.substr(as_array, F.lit(2), F.length(as_array) - 2)
-
-
 def parse_landing_files(
     spark: SparkSession, files: Sequence[tuple[int, str, str, str | None]], settings: ParseSettings
 ) -> ParsedFiles:
@@ -573,7 +569,7 @@ def _jvm_rows(spark, scanned, good, offsets, headers, settings) -> tuple[DataFra
         "line_number",
         "raw_record",
         F.when(csv_ok & ~F.col("_too_large"), csv_values).otherwise(F.col("values")).alias("values"),
-        F.when(csv_ok & ~F.col("_too_large"), F.transform_values(csv_values, lambda _k, v: _json_string(v)))
+        F.when(csv_ok & ~F.col("_too_large"), F.transform_values(csv_values, lambda _k, v: json_string(v)))
         .otherwise(F.col("json_values")).alias("json_values"),
         code.alias("error_code"),
         message.alias("error_message"),

@@ -193,10 +193,42 @@ def extra_props(declared: tuple[str, ...] | list[str]) -> Column:
     return F.map_filter(F.col("json_values"), lambda k, _v: ~F.array_contains(names, k))
 
 
+# A double's text that a VARIANT parses again as a DECIMAL, printed without the ".0" (see render_properties).
+REPARSED_NUMBER = "\\.0(?![0-9])"
+
+
+def json_string(text: Column) -> Column:
+    """A string as a JSON string literal, quoted and escaped by Jackson's defaults.
+
+    ``to_json`` of a one-element array, its brackets cut: the evaluator reuses one Jackson
+    generator, where a VARIANT's ``to_json`` builds a new ``JsonFactory`` for every string
+    it escapes (``Variant.escapeJson``). The escapes are the same, and those of
+    :func:`feedlake.landing.parsing.quote`.
+    """
+    as_array = F.to_json(F.array(text))
+    return F.substr(as_array, F.lit(2), F.length(as_array) - 2)
+
+
 def render_properties(props: Column) -> Column:
-    """A map attribute → JSON text as a JSON object string, keys sorted; ``{}`` if empty."""
-    ordered = F.map_from_entries(F.array_sort(F.map_entries(F.coalesce(props, F.create_map().cast("map<string,string>")))))
-    return F.to_json(F.transform_values(ordered, lambda _k, v: F.parse_json(v)))
+    """A map attribute → JSON text as a JSON object string, keys sorted; ``{}`` if empty.
+
+    The text is ``to_json`` of the values parsed as VARIANTs. Every value is already a
+    VARIANT's ``to_json`` (or :func:`json_string` of a CSV field), which that round trip
+    gives back unchanged except for a double printed as ``x.0`` (``1e5`` → ``100000.0``),
+    which parses again as a DECIMAL and prints ``100000``: only values holding ``.0``
+    before a non-digit take the round trip; the object is the ``"key":value`` pairs joined.
+    That spares a JSON parse and two Jackson factories per value (issue 12: a 2 M-event
+    run allocated 19 GB in them). A NULL value prints as ``null``, as ``to_json`` prints it.
+    """
+    entries = F.array_sort(F.map_entries(F.coalesce(props, F.create_map().cast("map<string,string>"))))
+
+    def pair(entry: Column) -> Column:
+        value = entry["value"]
+        printed = F.when(value.rlike(REPARSED_NUMBER), F.to_json(F.parse_json(value))).otherwise(F.coalesce(value, F.lit("null")))
+        return F.concat(json_string(entry["key"]), F.lit(":"), printed)
+
+    rendered = F.concat(F.lit("{"), F.array_join(F.transform(entries, pair), ","), F.lit("}"))
+    return F.when(rendered.isNotNull(), rendered)  # nullable like to_json's: the mapped frames' schemas stay as they were
 
 
 def parse_properties(properties: Column) -> Column:
