@@ -170,6 +170,26 @@ def test_a_multi_tenant_merge_splits_its_counts_per_tenant(spark, any_engine, ta
     assert (result.inserted, result.updated) == tuple(map(sum, zip(*expected.values(), strict=True)))
 
 
+def test_a_merge_splits_its_counts_by_tenant_and_another_column(spark, any_engine, tables):
+    """The split the run uses when several streams write one table: per ``tenant_id, _batch_id``."""
+    table = tables["events"]
+    stored_rows, incoming_rows, _ = SPLITS["events"]
+    any_engine.merge(table, spark.createDataFrame(stored_rows, EVENTS), plan_for(table, ["a", "b"]))
+    result = any_engine.merge(
+        table, spark.createDataFrame(incoming_rows, EVENTS), plan_for(table, ["a", "b", "c"]), split=("tenant_id", "_seq")
+    )
+    assert result.by_group == {("a", "2"): (0, 1), ("a", "1"): (1, 0), ("b", "1"): (0, 1), ("c", "1"): (1, 0)}
+    assert result.by_tenant == {"a": (1, 1), "b": (0, 1), "c": (1, 0)}
+
+
+@pytest.mark.parametrize("split", [("k",), ("tenant_id", "missing"), ()])
+def test_a_split_names_columns_of_the_table_tenant_first(spark, tmp_path, tables, split):
+    table = tables["events"]
+    rows = spark.createDataFrame([("a", "k", "v", "1")], EVENTS)
+    with pytest.raises(ValueError, match="split columns"):
+        DeltaRsEngine(spark, str(tmp_path / "wh")).merge(table, rows, plan_for(table, ["a"]), split=split)
+
+
 def test_a_replayed_split_merge_reports_nothing_for_any_tenant(spark, tmp_path, tables):
     from feedlake.delta.engines import idempotent_writes
 

@@ -35,9 +35,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from feedlake.delta.merge import (
+    SPLIT_BY_TENANT,
+    GroupCounts,
     MergePlan,
     Ranges,
-    TenantCounts,
     render_action_column,
     render_action_sql,
     render_assignments,
@@ -97,12 +98,23 @@ def missing_columns(table: TableSpec, existing: Sequence[str]) -> list[tuple[str
 
 @dataclass(frozen=True)
 class MergeResult:
-    """Row counts of one MERGE; ``by_tenant`` (tenant → (inserted, updated)) when the MERGE was asked to ``split``."""
+    """Row counts of one MERGE; ``by_group`` (values of the split columns → (inserted, updated)) when asked to ``split``."""
 
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
-    by_tenant: TenantCounts | None = None
+    by_group: GroupCounts | None = None
+
+    @property
+    def by_tenant(self) -> dict[str, tuple[int, int]] | None:
+        """``by_group`` summed per tenant (the first split column is always ``tenant_id``)."""
+        if self.by_group is None:
+            return None
+        totals: dict[str, tuple[int, int]] = {}
+        for key, (inserted, updated) in self.by_group.items():
+            before = totals.get(key[0], (0, 0))
+            totals[key[0]] = (before[0] + inserted, before[1] + updated)
+        return totals
 
 
 @dataclass(frozen=True)
@@ -173,15 +185,26 @@ def source_schema(table: TableSpec, plan: MergePlan) -> pa.Schema:
     return schema if plan.action is None else schema.append(pa.field(plan.action, pa.string()))
 
 
-def no_split_with_deletes(plan: MergePlan, split: bool) -> None:
-    """A per-tenant split counts inserts and updates only: a plan that also deletes is never split."""
-    if split and plan.action is not None:
+def split_columns(table: TableSpec, plan: MergePlan, split: bool | Sequence[str]) -> tuple[str, ...] | None:
+    """The columns a MERGE's counts are split by: ``None`` (no split), ``tenant_id`` (``split=True``) or ``split``.
+
+    Split columns are columns of the table, ``tenant_id`` first (e.g. ``tenant_id,
+    _batch_id``: per tenant and stream). A split counts inserts and updates only: a plan
+    that also deletes is never split.
+    """
+    if split is False:
+        return None
+    by = SPLIT_BY_TENANT if split is True else tuple(split)
+    if not by or by[0] != "tenant_id" or any(c not in table.column_names for c in by):
+        raise ValueError(f"MERGE into {plan.table}: split columns must be columns of the table, tenant_id first: {by}")
+    if plan.action is not None:
         raise ValueError(f"MERGE into {plan.table}: a plan with an action column cannot be split per tenant")
+    return by
 
 
-def collect_split(counts: DataFrame) -> TenantCounts:
-    """:func:`feedlake.delta.merge.split_frame`'s rows (one per tenant of the batch) as a mapping."""
-    return {r["tenant_id"]: (int(r["inserted"] or 0), int(r["updated"] or 0)) for r in counts.collect()}
+def collect_split(counts: DataFrame, by: Sequence[str] = SPLIT_BY_TENANT) -> GroupCounts:
+    """:func:`feedlake.delta.merge.split_frame`'s rows (one per group of the batch) as a mapping."""
+    return {tuple(r[c] for c in by): (int(r["inserted"] or 0), int(r["updated"] or 0)) for r in counts.collect()}
 
 
 class DeltaEngine(Protocol):
@@ -203,8 +226,11 @@ class DeltaEngine(Protocol):
         """Stored rows whose ``on`` columns equal a row of ``keys`` (``on`` includes tenant_id): batch-sized reads."""
         ...
 
-    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan, *, split: bool = False) -> MergeResult:
-        """MERGE ``source`` under ``plan``; with ``split``, the counts per tenant too (:func:`feedlake.delta.merge.split_frame`).
+    def merge(
+        self, table: TableSpec, source: DataFrame, plan: MergePlan, *, split: bool | Sequence[str] = False
+    ) -> MergeResult:
+        """MERGE ``source`` under ``plan``; with ``split``, the counts per tenant (``True``) or per group of
+        the named columns too (:func:`split_columns`, :func:`feedlake.delta.merge.split_frame`).
 
         The split is taken from the stored keys just before the commit; a replayed
         (already applied) write reports nothing, for every tenant.
@@ -485,31 +511,36 @@ class DeltaRsEngine:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan, *, split: bool = False) -> MergeResult:
-        no_split_with_deletes(plan, split)
+    def merge(
+        self, table: TableSpec, source: DataFrame, plan: MergePlan, *, split: bool | Sequence[str] = False
+    ) -> MergeResult:
+        by = split_columns(table, plan, split)
         txn = write_id(self.write_ids, table, plan)
-        return with_commit_retries(table, lambda: self._merge_once(table, source, plan, txn, split), _delta_rs_conflict)
+        return with_commit_retries(table, lambda: self._merge_once(table, source, plan, txn, by), _delta_rs_conflict)
 
     def _merge_once(
-        self, table: TableSpec, source: DataFrame, plan: MergePlan, txn: WriteId | None, split: bool
+        self, table: TableSpec, source: DataFrame, plan: MergePlan, txn: WriteId | None, by: tuple[str, ...] | None
     ) -> MergeResult:
-        nothing = MergeResult(by_tenant={} if split else None)
+        nothing = MergeResult(by_group=None if by is None else {})
         if txn is not None and already_applied(self.ensure(table).transaction_version, txn):
             return nothing  # checked first: a replayed batch costs no Spark job either
         with self._arrow_source(source, source_schema(table, plan)) as (rows, data, staged):
             if rows == 0:
                 return nothing
-            by_tenant = self._split(table, plan, data, staged) if split else None
-            return replace(self._merge_arrow(table, data, plan, txn), by_tenant=by_tenant)
+            by_group = None if by is None else self._split(table, plan, data, staged, by)
+            return replace(self._merge_arrow(table, data, plan, txn), by_group=by_group)
 
-    def _split(self, table: TableSpec, plan: MergePlan, data: pa.Table | pa.RecordBatchReader, staged: str | None) -> TenantCounts:
-        """The per-tenant split of a MERGE about to run: in Arrow for a collected source (no Spark job), else by Spark."""
+    def _split(
+        self, table: TableSpec, plan: MergePlan, data: pa.Table | pa.RecordBatchReader, staged: str | None,
+        by: tuple[str, ...],
+    ) -> GroupCounts:
+        """The split of a MERGE about to run: in Arrow for a collected source (no Spark job), else by Spark."""
         if staged is None:
-            return split_arrow(plan, data, self._candidates(table, data.select(list(plan.on)), plan.on, plan.null_safe))
+            return split_arrow(plan, data, self._candidates(table, data.select(list(plan.on)), plan.on, plan.null_safe), by)
         frame = self.spark.read.parquet(staged)
         wanted = frame.select(*plan.on).distinct().toArrow()  # the batch's keys: batch-sized
         stored = self._frame(table, self._candidates(table, wanted, plan.on, plan.null_safe))
-        return collect_split(split_frame(plan, frame, stored))
+        return collect_split(split_frame(plan, frame, stored, by), by)
 
     def merge_rows(self, table: TableSpec, rows: Sequence[tuple], plan: MergePlan) -> MergeResult:
         """A few rows built in Python (manifest, bookkeeping) merged as an Arrow table: no Spark job."""
@@ -704,8 +735,10 @@ class DeltaSparkEngine:
             deleted=int(values.get("num_deleted_rows") or 0),
         )
 
-    def merge(self, table: TableSpec, source: DataFrame, plan: MergePlan, *, split: bool = False) -> MergeResult:
-        no_split_with_deletes(plan, split)
+    def merge(
+        self, table: TableSpec, source: DataFrame, plan: MergePlan, *, split: bool | Sequence[str] = False
+    ) -> MergeResult:
+        by = split_columns(table, plan, split)
         dt = self.ensure(table)
         condition, update_when = render_column(plan)
         merger = dt.alias("t").merge(source.select(*source_schema(table, plan).names).alias("s"), condition)
@@ -730,8 +763,10 @@ class DeltaSparkEngine:
         def once() -> MergeResult:
             # Split before this attempt (a retry sees the conflicting commit), joined on the
             # executors against the plan's tenant partitions, as the MERGE itself reads them.
-            by_tenant = collect_split(split_frame(plan, source, self.read(table, plan.tenants))) if split else None
-            return replace(self._execute(merger, txn), by_tenant=by_tenant)
+            by_group = (
+                None if by is None else collect_split(split_frame(plan, source, self.read(table, plan.tenants), by), by)
+            )
+            return replace(self._execute(merger, txn), by_group=by_group)
 
         return with_commit_retries(table, once, _delta_spark_conflict)
 

@@ -318,26 +318,29 @@ def source_with_deletes(table: TableSpec, upserts: DataFrame, doomed: DataFrame)
 
 # --- the per-tenant split of one multi-tenant MERGE's counts ---------------------------
 
-TenantCounts = dict[str, tuple[int, int]]  # tenant → (inserted, updated)
+SPLIT_BY_TENANT = ("tenant_id",)
+GroupCounts = dict[tuple[str, ...], tuple[int, int]]  # values of the split columns → (inserted, updated)
 
 
-def _split_columns(plan: MergePlan) -> list[str]:
-    return [*plan.on, *(["_seq"] if plan.matched == "update_if_newer" else [])]
+def _split_columns(plan: MergePlan, by: Sequence[str] = ()) -> list[str]:
+    columns = [*plan.on, *(["_seq"] if plan.matched == "update_if_newer" else [])]
+    return [*columns, *(c for c in by if c not in columns)]
 
 
-def split_frame(plan: MergePlan, source: DataFrame, stored: DataFrame) -> DataFrame:
-    """Per tenant, the rows a MERGE of ``source`` under ``plan`` inserts and updates (``tenant_id, inserted, updated``).
+def split_frame(plan: MergePlan, source: DataFrame, stored: DataFrame, by: Sequence[str] = SPLIT_BY_TENANT) -> DataFrame:
+    """Per group of ``by`` (tenant by default), the rows a MERGE of ``source`` under ``plan`` inserts and updates.
 
-    One MERGE writes every tenant of a batch (issue 12 item 3) while the run report
-    counts per tenant, so its metrics are split by replaying the plan's match on the
-    keys alone, before the commit: a source row with no stored row on ``plan.on``
-    (null-safe under ``null_safe``) is inserted (when the plan inserts), one with a
-    stored row is updated — under ``update_if_newer`` only when its ``_seq`` is not
-    older, never under ``ignore``/``delete``. :func:`split_arrow` is the same rule on
-    Arrow tables; ``stored`` needs only the key columns (and ``_seq``).
+    One MERGE writes every tenant (and every stream) of a batch (issue 12 item 3) while
+    the run report counts per tenant and stream, so its metrics are split by replaying
+    the plan's match on the keys alone, before the commit: a source row with no stored
+    row on ``plan.on`` (null-safe under ``null_safe``) is inserted (when the plan
+    inserts), one with a stored row is updated — under ``update_if_newer`` only when
+    its ``_seq`` is not older, never under ``ignore``/``delete``. Rows: the ``by``
+    columns, ``inserted``, ``updated``. :func:`split_arrow` is the same rule on Arrow
+    tables; ``stored`` needs only the key columns (and ``_seq``).
     """
     columns = _split_columns(plan)
-    s = source.select(*columns).alias("s")
+    s = source.select(*_split_columns(plan, by)).alias("s")
     t = stored.select(*columns, F.lit(True).alias("_stored")).alias("t")
     condition = None
     for c in plan.on:
@@ -353,12 +356,12 @@ def split_frame(plan: MergePlan, source: DataFrame, stored: DataFrame) -> DataFr
         updated = matched & (F.col("s._seq") >= F.col("t._seq"))
     else:
         updated = matched
-    return joined.groupBy(F.col("s.tenant_id").alias("tenant_id")).agg(
+    return joined.groupBy(*[F.col(f"s.{_quote(c)}").alias(c) for c in by]).agg(
         F.sum(inserted.cast("bigint")).alias("inserted"), F.sum(updated.cast("bigint")).alias("updated"),
     )
 
 
-def split_arrow(plan: MergePlan, source: pa.Table, stored: pa.Table) -> TenantCounts:
+def split_arrow(plan: MergePlan, source: pa.Table, stored: pa.Table, by: Sequence[str] = SPLIT_BY_TENANT) -> GroupCounts:
     """:func:`split_frame`'s rule on Arrow tables (delta-rs, whose MERGE source is already Arrow): no Spark job.
 
     >>> import pyarrow as pa
@@ -367,7 +370,7 @@ def split_arrow(plan: MergePlan, source: pa.Table, stored: pa.Table) -> TenantCo
     >>> src = pa.table({"tenant_id": ["a", "a", "b"], "k": ["1", "2", "1"], "_seq": ["2", "1", "1"]})
     >>> old = pa.table({"tenant_id": ["a", "a"], "k": ["1", "2"], "_seq": ["1", "9"]})
     >>> split_arrow(plan_for(t, ["a", "b"]), src, old)
-    {'a': (0, 1), 'b': (1, 0)}
+    {('a',): (0, 1), ('b',): (1, 0)}
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -392,6 +395,9 @@ def split_arrow(plan: MergePlan, source: pa.Table, stored: pa.Table) -> TenantCo
         return pa.table(out), keys
 
     left, keys = keyed(source.select(columns), "s")
+    groups = [f"g:{c}" for c in by]
+    for c, g in zip(by, groups, strict=True):
+        left = left.append_column(g, source.column(c))
     right, _ = keyed(stored.select(columns), "t")
     right = right.append_column("_stored", pa.array([True] * right.num_rows, pa.bool_()))
     joined = left.join(right, keys=keys, join_type="left outer")
@@ -406,11 +412,12 @@ def split_arrow(plan: MergePlan, source: pa.Table, stored: pa.Table) -> TenantCo
     else:
         updated = matched
     counts = pa.table({
-        "tenant_id": joined.column("tenant_id"),
+        **{g: joined.column(g) for g in groups},
         "inserted": pc.cast(inserted, pa.int64()), "updated": pc.cast(updated, pa.int64()),
-    }).group_by("tenant_id").aggregate([("inserted", "sum"), ("updated", "sum")])
+    }).group_by(groups).aggregate([("inserted", "sum"), ("updated", "sum")])
+    keys_of = zip(*(counts.column(g).to_pylist() for g in groups), strict=True)
     return {
-        t: (int(i), int(u))
-        for t, i, u in zip(counts.column("tenant_id").to_pylist(), counts.column("inserted_sum").to_pylist(),
+        tuple(k): (int(i), int(u))
+        for k, i, u in zip(keys_of, counts.column("inserted_sum").to_pylist(),
                            counts.column("updated_sum").to_pylist(), strict=True)
     }

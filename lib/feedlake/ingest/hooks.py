@@ -65,8 +65,9 @@ class IngestHook:
     whose MERGE of that stream to hold back, with the reason (``{}``: none). A blocked
     batch's files stay unprocessed in the manifest (status ``blocked``) so the next run
     retries them. ``after_merge`` sees the exact rows sent to a table's one MERGE of
-    the stream (every tenant's; :func:`batch_tenants` lists them); ``after_run`` the
-    finished report, before it is written.
+    the run (every tenant's and every stream's; :func:`batch_tenants` lists the
+    tenants; ``stream`` is the last of the streams writing the table); ``after_run``
+    the finished report, before it is written.
 
     A run's hooks are declared in order under ``hooks:`` in conf/ingest.yaml as
     ``package.module:Class``; :meth:`from_conf` builds one for each run.

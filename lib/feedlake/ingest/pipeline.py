@@ -30,7 +30,7 @@ from feedlake.ingest.hooks import HookContext, IngestHook
 from feedlake.ingest.lease import tenant_leases
 from feedlake.ingest.report import RunReport, report_location, write_report
 from feedlake.ingest.report_html import write_run_page
-from feedlake.ingest.stages import RunContext, check_invariant, manifest_counts, process_stream
+from feedlake.ingest.stages import RunContext, check_invariant, manifest_counts, process_streams
 from feedlake.landing.jvm_parse import ParsedFiles, parse_landing_files
 from feedlake.landing.layouts import REFUSAL_CODES, LandingFile, discover
 from feedlake.landing.storage import S3Access
@@ -169,11 +169,12 @@ class Ingest:
         for f in plan.skipped:
             self.report.stream(f.tenant_id, f.stream).files_skipped += 1
         batches = self._batch_ids(plan)
+        self.ctx.batch_streams = {batch: stream for (_, stream), batch in batches.items()}
         quarantined: list[DataFrame] = [self._rejected_rows(plan, batches)]
         if plan.to_read:
             records, parsing = self._read(plan.to_read, batches)
-            for name in processing_order(self.config, {f.stream for f in plan.to_read}):
-                quarantined.append(process_stream(self.ctx, self.config.stream(name), records))
+            streams = [self.config.stream(n) for n in processing_order(self.config, {f.stream for f in plan.to_read})]
+            quarantined.extend(process_streams(self.ctx, streams, records))
             parsing.release()
         # Every record accounted for, each count from what was written: checked before
         # the quarantine and manifest commits, so a broken run leaves its files to be read again.

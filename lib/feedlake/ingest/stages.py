@@ -2,21 +2,21 @@
 
 A run (:class:`feedlake.ingest.pipeline.Ingest`, the thin orchestrator) is: **plan** (which
 landing files, :mod:`feedlake.ingest.file_plan`) → **read** (parse, :mod:`feedlake.landing.jvm_parse`)
-→ per stream, in :func:`feedlake.ingest.pipeline.processing_order`: **validate**
-(:func:`validate_stage`) → *suppress* (erasure, :func:`suppress_stage`, a no-op until
-that step lands) → **map** (:func:`map_stage`) → **rank** (:func:`rank_stage`) →
-**gate** (:func:`gate_stage`) → **count** (:func:`count_stage`) → **merge**
-(:func:`merge_stage`) → then **bookkeeping** (quarantine, manifest, report).
+→ per stream, in :func:`feedlake.ingest.pipeline.processing_order` (:func:`stage_stream`):
+**validate** (:func:`validate_stage`) → *suppress* (erasure, :func:`suppress_stage`) →
+**map** (:func:`map_stage`) → **rank** (:func:`rank_stage`) → **gate** (:func:`gate_stage`)
+→ **count** (:func:`count_stage`) → per table, once its last writer is staged:
+**merge** (:func:`merge_table`) → then **bookkeeping** (quarantine, manifest, report).
 
 Rules (issue 12, items 2–5; issue 13, items 4 and 9):
 
 * **Cost follows the data, not the number of tenants**: every stage works on the whole
-  batch of a stream, all tenants at once. Each target table of a stream gets **one
-  MERGE per run** scoped to the batch's tenant partitions (``plan_for(table,
-  tenants)``); the quality gate runs once per stream and returns the tenants it blocks,
-  which are then removed with a ``left_anti`` join against a small DataFrame of them.
-  (Two streams writing the same table, e.g. ``identify`` and ``segment`` into
-  ``contacts``, still make one commit each: one per (table, stream).)
+  batch of a stream, all tenants at once. Each target table gets **one MERGE per run**
+  for every stream and tenant writing it, scoped to the batch's tenant partitions
+  (``plan_for(table, tenants)``; :func:`process_streams`): ``identify``, ``contact`` and
+  ``segment`` rows reach ``contacts`` in one commit. The quality gate runs once per
+  stream and returns the tenants it blocks, which are then removed with a
+  ``left_anti`` join against a small DataFrame of them.
 * **Batch-sized reads**: a MERGE under the ``attribute`` policy resolves against the
   stored rows of the batch's keys only (:meth:`feedlake.delta.engines.DeltaEngine.read_matching`);
   mappers that read stored tables get :class:`feedlake.streams.mappers.StoredTables`, whose
@@ -49,7 +49,7 @@ from feedlake.delta.merge import plan_for
 from feedlake.ingest.hooks import HookContext, IngestHook
 from feedlake.ingest.report import ReportInvariantError, RunReport, TableCounts
 from feedlake.rules.contracts import validate
-from feedlake.rules.dedupe import rank_by_seq, resolve_attributes, sequence
+from feedlake.rules.dedupe import LINEAGE_COLUMNS, latest_per_key, rank_by_seq, resolve_attributes, sequence
 from feedlake.rules.profiles import profile_columns
 from feedlake.settings.config import FeedlakeConfig, StreamSpec, TableSpec
 from feedlake.settings.session import local_frame, pinned, release
@@ -77,22 +77,11 @@ class RunContext:
     file_counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     file_status: dict[str, str] = field(default_factory=dict)
     blocked: set[tuple[str, str]] = field(default_factory=set)
+    batch_streams: dict[str, str] = field(default_factory=dict)  # batch id → stream (a batch is one tenant's stream)
     cached: list[DataFrame] = field(default_factory=list)
     # How the run's intermediate frames are cached: set from the batch's size by the read
     # (feedlake.landing.jvm_parse.cache_level); a large batch's caches live on local disk.
     storage: StorageLevel = field(default_factory=lambda: StorageLevel.MEMORY_AND_DISK)
-
-
-@dataclass
-class StreamBatch:
-    """One stream's batch between stages."""
-
-    stream: StreamSpec
-    validated: DataFrame
-    ranked: dict[str, DataFrame]
-    rejected: DataFrame | None
-    outcomes: DataFrame  # tenant_id, source_file, what (accepted | duplicate), one row per record
-    suppressed: DataFrame | None = None
 
 
 def with_sequence(records: DataFrame, stream: StreamSpec) -> DataFrame:
@@ -291,66 +280,116 @@ def count_stage(ctx: RunContext, stream: StreamSpec, counts: DataFrame) -> list[
 # --- merge ---------------------------------------------------------------------------
 
 
-def merge_source(engine: DeltaEngine, table: TableSpec, ranked: DataFrame) -> DataFrame:
-    """The rows to MERGE into ``table``.
+@dataclass
+class TablePart:
+    """One stream's rows for one target table, waiting for the table's one MERGE of the run.
 
-    ``row``/``replace``: the batch's winners. ``attribute``: every record of the batch
-    resolved attribute by attribute against the stored rows of the batch's keys only
-    (:meth:`~feedlake.delta.engines.DeltaEngine.read_matching`; issue 12 item 4).
+    ``ranked``: the stream's rows ranked within the stream (``_rank``), gate-blocked
+    tenants already removed; ``tenants``: the stream's tenants that MERGE; ``cached``:
+    the pinned frame ``ranked`` reads, released after the MERGE.
+    """
+
+    stream: StreamSpec
+    ranked: DataFrame
+    tenants: tuple[str, ...]
+    cached: DataFrame
+
+
+def merge_source(engine: DeltaEngine, table: TableSpec, parts: Sequence[TablePart]) -> DataFrame:
+    """The rows of one MERGE into ``table`` from every stream's part.
+
+    ``row``/``replace``: each stream's winners; when several streams write the table,
+    the winner of a key across them is the row with the highest ``_seq`` (the one
+    ordering rule, :func:`feedlake.rules.dedupe.rank_by_seq`: the same row a MERGE per
+    stream under ``update_if_newer`` would leave). ``attribute``: every record of every
+    stream resolved attribute by attribute against the stored rows of the batch's keys
+    only (:meth:`~feedlake.delta.engines.DeltaEngine.read_matching`; issue 12 item 4).
     """
     if table.policy == "attribute":
-        incoming = ranked.drop("_rank")
+        wanted = list(dict.fromkeys([*table.key, *table.attributes, "props", *LINEAGE_COLUMNS]))
+        incoming = union_all([p.ranked.select(*wanted) for p in parts])
         stored = engine.read_matching(table, incoming, table.key)
         return resolve_attributes(
             incoming, stored, table.key, table.attributes, table.column_names, derive=profile_columns(table)
         )
-    return ranked.where(F.col("_rank") == 1).select(*table.column_names)
+    winners = union_all([p.ranked.where(F.col("_rank") == 1).select(*table.column_names) for p in parts])
+    return winners if len(parts) == 1 else latest_per_key(winners, table.key)
 
 
-def merge_table(
-    ctx: RunContext, stream: StreamSpec, name: str, ranked: DataFrame, tenants: Sequence[str]
-) -> tuple[DataFrame, dict[str, TableCounts]]:
-    """One MERGE of all ``tenants``' rows of one stream into table ``name``; the source and per-tenant counts."""
+def union_all(frames: Sequence[DataFrame]) -> DataFrame:
+    """The rows of every frame (same columns, matched by name)."""
+    rows = frames[0]
+    for frame in frames[1:]:
+        rows = rows.unionByName(frame)
+    return rows
+
+
+def table_counts(ctx: RunContext, parts: Sequence[TablePart], result: MergeResult) -> dict[tuple[str, str], TableCounts]:
+    """``(tenant, stream) → TableCounts`` of one MERGE split by ``tenant_id, _batch_id`` (see :func:`merge_table`).
+
+    A row is counted for the stream of its lineage's batch; a row whose lineage is a
+    stored row (an older record arriving late changed one attribute) has no batch of
+    this run and counts for its tenant's first part, in processing order.
+    """
+    counts: dict[tuple[str, str], TableCounts] = {}
+    for (tenant, batch), (inserted, updated) in (result.by_group or {}).items():
+        stream = ctx.batch_streams.get(batch)
+        if stream is None or not any(p.stream.name == stream and tenant in p.tenants for p in parts):
+            stream = next(p.stream.name for p in parts if tenant in p.tenants)
+        before = counts.get((tenant, stream), TableCounts())
+        counts[(tenant, stream)] = TableCounts(before.inserted + inserted, before.updated + updated)
+    return counts
+
+
+def merge_table(ctx: RunContext, name: str, parts: Sequence[TablePart]) -> None:
+    """One MERGE of every stream's and tenant's rows into table ``name``; report counts; ``after_merge``; release.
+
+    Issue 12 item 3: one commit per table per run, scoped to the tenants of the batch
+    (``plan_for(table, tenants)``). The report counts per tenant and stream come from
+    the MERGE's split (by ``tenant_id``, and by ``_batch_id`` when several streams write
+    the table: a batch id names one tenant and stream).
+    """
     table = ctx.config.table(name)
-    source = merge_source(ctx.engine, table, ranked)
-    if table.policy == "attribute":
-        # Resolved against stored rows: computed once for the MERGE, its split and the hooks.
-        # Other policies filter the cached ranked rows, which costs less than a second copy.
-        source = source.persist(ctx.storage)
-    # One MERGE for every tenant; the report's per-tenant counts are its split (feedlake.delta.merge.split_frame).
-    result: MergeResult = ctx.engine.merge(table, source, plan_for(table, tenants), split=len(tenants) > 1)
-    if len(tenants) == 1:
-        return source, {tenants[0]: TableCounts(result.inserted, result.updated)}
-    per_tenant = {tenant: TableCounts(*counts) for tenant, counts in (result.by_tenant or {}).items()}
-    predicted = (sum(c.inserted for c in per_tenant.values()), sum(c.updated for c in per_tenant.values()))
-    if result.by_tenant and predicted != (result.inserted, result.updated):
-        log.warning("MERGE into %s (%s): per-tenant split %s differs from the MERGE's metrics %s "
-                    "(a concurrent writer?)", name, stream.name, predicted, (result.inserted, result.updated))
-    return source, per_tenant
-
-
-def merge_stage(ctx: RunContext, batch: StreamBatch, tenants: Sequence[str], blocked: DataFrame | None) -> None:
-    """One MERGE per target table for every tenant of the batch not blocked by the gate, then ``after_merge``."""
-    stream = batch.stream
-    for name in stream.targets:
-        ranked = batch.ranked[name]
-        if blocked is not None:
-            ranked = ranked.join(F.broadcast(blocked), on="tenant_id", how="left_anti")
-        if not tenants:
-            continue
-        source, per_tenant = merge_table(ctx, stream, name, ranked, tenants)
-        for tenant in tenants:
-            ctx.report.stream(tenant, stream.name).tables[name] = per_tenant.get(tenant, TableCounts())
+    tenants = sorted({t for p in parts for t in p.tenants})
+    if len(parts) > 1 and not {"_seq", "_batch_id"} <= set(table.column_names):
+        raise ValueError(f"table {name}: written by streams {[p.stream.name for p in parts]} "
+                         "but without the _seq and _batch_id columns to rank and count them")
+    if tenants:
+        source = merge_source(ctx.engine, table, parts)
+        if table.policy == "attribute" or len(parts) > 1:
+            # Resolved against stored rows or ranked across streams: computed once for the
+            # MERGE, its split and the hooks. A single stream's winners filter its cached
+            # ranked rows, which costs less than a second copy.
+            source = source.persist(ctx.storage)
+        several = len(parts) > 1
+        split: bool | tuple[str, ...] = ("tenant_id", "_batch_id") if several else len(tenants) > 1
+        result = ctx.engine.merge(table, source, plan_for(table, tenants), split=split)
+        if several:
+            counts = table_counts(ctx, parts, result)
+        elif len(tenants) == 1:
+            counts = {(tenants[0], parts[0].stream.name): TableCounts(result.inserted, result.updated)}
+        else:
+            counts = {(t, parts[0].stream.name): TableCounts(*c) for t, c in (result.by_tenant or {}).items()}
+        split_total = (sum(c.inserted for c in counts.values()), sum(c.updated for c in counts.values()))
+        if split and result.by_group and split_total != (result.inserted, result.updated):
+            log.warning("MERGE into %s: per-tenant split %s differs from the MERGE's metrics %s (a concurrent writer?)",
+                        name, split_total, (result.inserted, result.updated))
+        for part in parts:
+            for tenant in part.tenants:
+                ctx.report.stream(tenant, part.stream.name).tables[name] = counts.get((tenant, part.stream.name), TableCounts())
         for hook in ctx.hooks:
-            hook.after_merge(ctx.hook_context, stream, name, source)
+            hook.after_merge(ctx.hook_context, parts[-1].stream, name, source)
         release(source)
+    for part in parts:
+        release(part.cached)
 
 
 # --- one stream ----------------------------------------------------------------------
 
 
-def process_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> DataFrame:
-    """validate → suppress → map → rank → gate → count → merge for one stream; its quarantine rows."""
+def stage_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> tuple[DataFrame, dict[str, TablePart]]:
+    """validate → suppress → map → rank → gate → count for one stream: its quarantine rows and its
+    part of each target table, to MERGE with the other streams' parts (:func:`merge_table`)."""
     validated = pinned(validate_stage(stream, records), ctx.storage)
     ctx.cached.append(validated)  # kept until the quarantine is written from it
     validated, suppressed = suppress_stage(ctx, stream, validated)  # quarantine-bound records too (issue 15)
@@ -372,10 +411,39 @@ def process_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> D
     for tenant, reason in reasons.items():
         ctx.report.stream(tenant, stream.name).blocked = reason
         ctx.blocked.add((tenant, stream.name))
-    merging = [t for t in tenants if t not in reasons]
-    merge_stage(ctx, StreamBatch(stream, validated, ranked, rejected, outcomes, suppressed), merging, blocked)
-    for df in ranked.values():
-        release(df)
+    merging = tuple(t for t in tenants if t not in reasons)
+    parts = {}
+    for name, df in ranked.items():
+        if name not in stream.targets:
+            release(df)
+            continue
+        rows = df if blocked is None else df.join(F.broadcast(blocked), on="tenant_id", how="left_anti")
+        parts[name] = TablePart(stream, rows, merging, cached=df)
+    return quarantine, parts
+
+
+def process_streams(ctx: RunContext, streams: Sequence[StreamSpec], records: DataFrame) -> list[DataFrame]:
+    """Stage every stream in order and MERGE each table once, when its last writer is staged; the quarantine rows.
+
+    A table another stream ``reads`` is merged before that stream is staged (e.g.
+    ``entity_map`` before ``account``: an account and its mapping dropped together
+    resolve at once, seed 004), so :func:`feedlake.ingest.pipeline.processing_order`
+    puts its writers first.
+    """
+    last_writer = {t: s.name for s in streams for t in s.targets}
+    pending: dict[str, list[TablePart]] = defaultdict(list)
+    quarantine = []
+    for stream in streams:
+        for name in stream.reads:
+            if name in pending:
+                merge_table(ctx, name, pending.pop(name))
+        rows, parts = stage_stream(ctx, stream, records)
+        quarantine.append(rows)
+        for name, part in parts.items():
+            pending[name].append(part)
+        for name in stream.targets:
+            if last_writer[name] == stream.name and name in pending:
+                merge_table(ctx, name, pending.pop(name))
     return quarantine
 
 
