@@ -209,3 +209,30 @@ def test_a_run_validates_after_another_run_registered_the_same_suite(tmp_path):
     frame = pd.DataFrame({"contact_key": ["a", None]})
     result = first.run(checkpoint, frame, {}, "run-1", datetime.now(timezone.utc))
     assert [r.success for r in result.run_results.values()] == [False]
+
+
+@pytest.mark.parametrize("driver_max_rows", [None, 0], ids=["pandas", "gx-on-spark"])
+def test_mostly_is_judged_on_each_tenants_own_rows(spark, tmp_path, driver_max_rows):
+    """Tenant isolation: 80 % of the batch has a contact, but t9's only rows have none: t9 is blocked alone."""
+    from feedlake.quality.suites import build_quality
+
+    settings = {"engine": "delta-rs"} if driver_max_rows is None else {"engine": "delta-rs", "quality": {"driver_max_rows": 0}}
+    config = load_config(None, settings)
+    quality = build_quality(
+        {"contact_events": {"batch": [
+            {"expect": "expect_column_values_to_not_be_null", "column": "contact_key", "mostly": 0.75, "severity": "critical"},
+        ]}},
+        {}, config,
+    )
+    rows = [(f"t{i}", f"e{i}", "c1", "signed up", MARCH_2024, 1) for i in range(8)]
+    rows += [("t9", "e90", None, "signed up", MARCH_2024, 1), ("t9", "e91", None, "logged in", MARCH_2024, 1)]
+    rows += [("t0", "e02", None, "logged in", MARCH_2024, 1)]  # 1 of t0's 2 rows: 50 %, under 75 % too
+    rows += [(f"t{i}", f"e{i}b", "c2", "logged in", MARCH_2024, 1) for i in range(1, 4)]
+    gate = QualityChecks(spark, config, DeltaRsEngine(spark, str(tmp_path / "wh")), quality, str(tmp_path / "wh"), "run-1")
+    reasons = gate.gate(config.stream("track"), {"contact_events": spark.createDataFrame(rows, BATCH_SCHEMA)})
+    assert sorted(reasons) == ["t0", "t9"]
+    outcomes = {o.tenant_id: (o.success, o.element_count, o.unexpected_count) for o in gate.run.outcomes}
+    assert outcomes == {
+        "t0": (False, 2, 1), "t1": (True, 2, 0), "t2": (True, 2, 0), "t3": (True, 2, 0), "t4": (True, 1, 0),
+        "t5": (True, 1, 0), "t6": (True, 1, 0), "t7": (True, 1, 0), "t9": (False, 2, 2),
+    }

@@ -332,9 +332,10 @@ class QualityChecks:
         """Validate one stream's deduplicated batch (all tenants); tenant → the reason to block its MERGE.
 
         Each expectation is decomposable by tenant (row checks, uniqueness over keys that
-        include ``tenant_id``), so when the whole batch passes every tenant passes and
-        gets the batch's outcomes with its own row count; only when something fails is
-        the batch validated again tenant by tenant, so exactly the failing tenants are
+        include ``tenant_id``), so when the whole batch passes without an unexpected row
+        every tenant passes and gets the batch's outcomes with its own row count; when
+        something fails, or passes only under ``mostly``, the tenants holding unexpected
+        rows are validated again on their own rows, so exactly the failing tenants are
         blocked and every outcome names its tenant.
         """
         reasons: dict[str, list[str]] = {}
@@ -377,7 +378,10 @@ class QualityChecks:
         whole = outcomes_of(result, GATE, name, label, stream.name)
         if len(tenants) == 1:
             per_tenant = {tenants[0]: whole}
-        elif all(o.success for o in whole):
+        elif all(o.success and not o.unexpected_count for o in whole):
+            # Not a row unexpected anywhere: every tenant passes on its own rows too. A batch
+            # that passes with unexpected rows (under ``mostly``) is judged tenant by tenant
+            # below: one tenant's clean rows never carry another's past its threshold.
             per_tenant = {t: [passed_by(o, t, int(sizes[t])) for o in whole] for t in tenants}
         else:
             failing = self._failing_tenants(name, quality, frame, source, whole, tenants)
