@@ -16,6 +16,7 @@ from feedlake.settings.session import (
     memoize_jvm_lookups,
     pinned,
     release,
+    union_all,
 )
 
 SCHEMA = "k STRING, v BIGINT"
@@ -95,3 +96,12 @@ def test_a_memoized_view_still_reads_fields_packages_and_new_objects(spark):
     assert listed.size() == 1
     with pytest.raises(Exception, match="does not exist"):
         system.noSuchMember  # noqa: B018 -- a missing member still raises, and is not cached
+
+
+def test_union_all_matches_columns_by_name_and_needs_a_frame(spark):
+    first = spark.createDataFrame([("a", 1), (None, None)], SCHEMA)
+    swapped = spark.createDataFrame([(2, "b")], "v BIGINT, k STRING")
+    expected = spark.createDataFrame([("a", 1), (None, None), ("b", 2)], SCHEMA)
+    assert_df_equality(union_all([first, swapped]), expected, ignore_row_order=True)
+    with pytest.raises(ValueError, match="at least one"):
+        union_all([])

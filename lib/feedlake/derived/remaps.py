@@ -22,6 +22,7 @@ from feedlake.rules.contracts import parse_properties
 from feedlake.rules.dedupe import COLUMN_PREFIX, PROPERTY_PREFIX, latest_per_key, resolve_attributes
 from feedlake.rules.profiles import profile_columns
 from feedlake.settings.config import StreamSpec, TableSpec
+from feedlake.settings.session import union_all
 from feedlake.settings.tables import ACCOUNT_EVENTS, ACCOUNTS, ENTITY_MAP
 from feedlake.streams.entity_map import MAP_KEY
 
@@ -70,10 +71,7 @@ def attribute_cells(rows: DataFrame, table: TableSpec, key: str, canonical: str)
                 *lineage_cols,
             )
         )
-    out = cells[0]
-    for more in cells[1:]:
-        out = out.unionByName(more)
-    return out
+    return union_all(cells)
 
 
 class EntityMapHook(IngestHook):

@@ -66,7 +66,7 @@ from feedlake.delta.merge import delete_plan, plan_for
 from feedlake.landing.layouts import TENANT_ID, LandingFile, discover, is_object_store
 from feedlake.quality.suites import TENANT_SEPARATOR
 from feedlake.settings.config import ALL_TENANTS, FeedlakeConfig, TableSpec
-from feedlake.settings.session import local_frame
+from feedlake.settings.session import local_frame, union_all
 from feedlake.settings.tables import ACTIVITY_WEEKLY, CONTACT_ACCOUNTS, CONTACT_EVENTS, CONTACTS, INGEST_FILES, PRIVACY_REQUESTS
 from feedlake.streams.subjects import (
     KINDS,
@@ -269,10 +269,7 @@ def matched_rows(engine: DeltaEngine, table: TableSpec, tenant_id: str, idents: 
                     .where(raw_match(F.col(column), F.col("_kind"), F.col("_value")))
                     .select(*table.column_names, F.col("_request_id").alias("request_id"))
                 )
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.unionByName(part)
-    return out.dropDuplicates([*table.key, "request_id"])
+    return union_all(parts).dropDuplicates([*table.key, "request_id"])
 
 
 def _counts(found: DataFrame) -> dict[str, int]:

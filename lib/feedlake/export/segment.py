@@ -58,7 +58,7 @@ from feedlake.delta.merge import plan_for
 from feedlake.derived.moments import MomentsConf, MomentsUpdate, as_of_day, update_moments
 from feedlake.settings.config import ConfigError, FeedlakeConfig
 from feedlake.settings.job import ExportSettings
-from feedlake.settings.session import local_frame, local_master
+from feedlake.settings.session import local_frame, local_master, union_all
 from feedlake.settings.tables import ACCOUNTS, CONTACT_ACCOUNTS, CONTACTS, EXPORT_STATE, MOMENTS
 
 log = logging.getLogger("feedlake.export.segment")
@@ -384,9 +384,7 @@ def build_messages(spark: SparkSession, engine, config: FeedlakeConfig, settings
     moments = _changes_in(spark, engine, config, MOMENTS, spans)
     if moments is not None:
         parts.append(track_messages(moments))
-    out = empty
-    for part in parts:
-        out = out.unionByName(part)
+    out = union_all([empty, *parts])
     subject = F.coalesce(F.get_json_object(F.col("json"), "$.userId"), F.get_json_object(F.col("json"), "$.anonymousId"))
     return out.withColumn("contact_key", subject).withColumn("email", F.get_json_object(F.col("json"), "$.traits.email"))
 

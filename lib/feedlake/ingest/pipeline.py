@@ -35,7 +35,7 @@ from feedlake.landing.jvm_parse import ParsedFiles, parse_landing_files
 from feedlake.landing.layouts import REFUSAL_CODES, LandingFile, discover
 from feedlake.landing.storage import S3Access
 from feedlake.settings.config import FeedlakeConfig
-from feedlake.settings.session import local_frame, release, sql_conf_overlay
+from feedlake.settings.session import local_frame, release, sql_conf_overlay, union_all
 from feedlake.settings.tables import INGEST_FILES, QUARANTINE
 
 FILE_META_SCHEMA = (
@@ -261,9 +261,7 @@ class Ingest:
         new version quarantines the same line again (:func:`feedlake.delta.merge.source_with_deletes`).
         """
         table = self.config.table(QUARANTINE)
-        rows = parts[0]
-        for part in parts[1:]:
-            rows = rows.unionByName(part)
+        rows = union_all(parts)
         tenants = {s.tenant_id for s in self.report.streams if s.quarantined}
         merge_plan = plan_for(table, sorted(tenants))
         if plan.changed:

@@ -52,7 +52,7 @@ from feedlake.rules.contracts import validate
 from feedlake.rules.dedupe import LINEAGE_COLUMNS, latest_per_key, rank_by_seq, resolve_attributes, sequence
 from feedlake.rules.profiles import profile_columns
 from feedlake.settings.config import FeedlakeConfig, StreamSpec, TableSpec
-from feedlake.settings.session import local_frame, pinned, release
+from feedlake.settings.session import local_frame, pinned, release, union_all
 from feedlake.streams.mappers import DUPLICATES, QUARANTINE_COLUMNS, REJECTED, StoredTables, mapper_for
 
 log = logging.getLogger("feedlake.ingest.stages")
@@ -183,9 +183,7 @@ def record_outcomes(
                                      F.lit(True).alias("_lost")))
     if not parts:
         raise ValueError(f"stream {stream.name}: the mapper produced no table with record lineage")
-    rows = parts[0].withColumn("line_number", F.col("line_number").cast("bigint"))
-    for part in parts[1:]:
-        rows = rows.unionByName(part.withColumn("line_number", F.col("line_number").cast("bigint")))
+    rows = union_all([part.withColumn("line_number", F.col("line_number").cast("bigint")) for part in parts])
     if len(parts) > 1:
         # A record may have rows in several tables: one outcome per record.
         rows = rows.groupBy("tenant_id", "source_file", "line_number").agg(F.max("_lost").alias("_lost"))
@@ -240,10 +238,7 @@ def stream_counts(
     if suppressed is not None:  # dropped before ``validated``: read, and suppressed
         parts.append(suppressed.select("tenant_id", "source_file", F.lit(READ).alias("what")))
         parts.append(suppressed.select("tenant_id", "source_file", F.lit(SUPPRESSED).alias("what")))
-    rows = parts[0]
-    for part in parts[1:]:
-        rows = rows.unionByName(part)
-    return rows.groupBy("tenant_id", "source_file", "what").count()
+    return union_all(parts).groupBy("tenant_id", "source_file", "what").count()
 
 
 def count_stage(ctx: RunContext, stream: StreamSpec, counts: DataFrame) -> list[str]:
@@ -314,14 +309,6 @@ def merge_source(engine: DeltaEngine, table: TableSpec, parts: Sequence[TablePar
         )
     winners = union_all([p.ranked.where(F.col("_rank") == 1).select(*table.column_names) for p in parts])
     return winners if len(parts) == 1 else latest_per_key(winners, table.key)
-
-
-def union_all(frames: Sequence[DataFrame]) -> DataFrame:
-    """The rows of every frame (same columns, matched by name)."""
-    rows = frames[0]
-    for frame in frames[1:]:
-        rows = rows.unionByName(frame)
-    return rows
 
 
 def table_counts(ctx: RunContext, parts: Sequence[TablePart], result: MergeResult) -> dict[tuple[str, str], TableCounts]:

@@ -468,6 +468,16 @@ def _is_databricks() -> bool:
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
+def union_all(frames: Sequence[DataFrame]) -> DataFrame:
+    """The rows of every frame, columns matched by name (``frames`` must not be empty)."""
+    if not frames:
+        raise ValueError("union_all needs at least one DataFrame")
+    rows = frames[0]
+    for frame in frames[1:]:
+        rows = rows.unionByName(frame)
+    return rows
+
+
 def local_frame(spark: SparkSession, rows: Iterable[Sequence[Any]], schema: str | StructType) -> DataFrame:
     """Rows built in the driver (a manifest, file metadata, a tenant list) as a DataFrame through Arrow.
 
