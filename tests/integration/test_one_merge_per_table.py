@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 
-from tests.conftest import ingest_report, read_table
+from tests.conftest import ingest_report, read_table, write_files
 
 BOTH_LAYOUTS = "landing_layout=[tenant_stream, objects]"
 OBJECTS = "objects/{stream}/source_system=dataapi/tenant=3303/dt=2025-06-27-07-24/{name}"
@@ -54,13 +54,6 @@ def only(*streams: str) -> dict[str, str]:
     return {path: text for path, text in FILES.items() if any(path.startswith(STREAMS[s]) for s in streams)}
 
 
-def write(root: Path, files: dict[str, str]) -> Path:
-    for path, text in files.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
-    return root
-
-
 def ingest(landing: Path, warehouse: Path) -> dict:
     return ingest_report(landing, warehouse, "--set", BOTH_LAYOUTS, quality=False)
 
@@ -74,12 +67,12 @@ def runs(tmp_path_factory):
     """One run of every file; the same files in two runs, each order."""
     base = tmp_path_factory.mktemp("one_merge")
     together = base / "together"
-    report = ingest(write(base / "landing", FILES), together)
+    report = ingest(write_files(base / "landing", FILES), together)
     orders = {}
     for name, first in {"people_first": ("identify", "track"), "objects_first": ("contact", "contact_event")}.items():
         landing, warehouse = base / f"landing_{name}", base / name
-        ingest(write(landing, only(*first)), warehouse)
-        ingest(write(landing, FILES), warehouse)
+        ingest(write_files(landing, only(*first)), warehouse)
+        ingest(write_files(landing, FILES), warehouse)
         orders[name] = warehouse
     return together, report, orders
 

@@ -338,17 +338,17 @@ def merge_table(ctx: RunContext, name: str, parts: Sequence[TablePart]) -> None:
     """
     table = ctx.config.table(name)
     tenants = sorted({t for p in parts for t in p.tenants})
-    if len(parts) > 1 and not {"_seq", "_batch_id"} <= set(table.column_names):
+    several = len(parts) > 1
+    if several and not {"_seq", "_batch_id"} <= set(table.column_names):
         raise ValueError(f"table {name}: written by streams {[p.stream.name for p in parts]} "
                          "but without the _seq and _batch_id columns to rank and count them")
     if tenants:
         source = merge_source(ctx.engine, table, parts)
-        if table.policy == "attribute" or len(parts) > 1:
+        if table.policy == "attribute" or several:
             # Resolved against stored rows or ranked across streams: computed once for the
             # MERGE, its split and the hooks. A single stream's winners filter its cached
             # ranked rows, which costs less than a second copy.
             source = source.persist(ctx.storage)
-        several = len(parts) > 1
         split: bool | tuple[str, ...] = ("tenant_id", "_batch_id") if several else len(tenants) > 1
         result = ctx.engine.merge(table, source, plan_for(table, tenants), split=split)
         if several:
