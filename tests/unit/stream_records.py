@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -12,6 +13,7 @@ from feedlake.ingest.stages import with_sequence
 from feedlake.landing.parsing import parse_json_line
 from feedlake.rules.contracts import validate
 from feedlake.settings.config import StreamSpec
+from feedlake.settings.session import pinned
 
 RECORDS_SCHEMA = (
     "tenant_id STRING, stream STRING, source_file STRING, line_number BIGINT, raw_record STRING, landing_time TIMESTAMP, "
@@ -30,7 +32,12 @@ def validated(
     source_system: str | None = None,
     landed: datetime = datetime(2024, 3, 1, tzinfo=timezone.utc),
 ) -> DataFrame:
-    """Parse ``lines`` as one file of ``stream``, add its sequence and check the stream contract."""
+    """Parse ``lines`` as one file of ``stream``, add its sequence and check the stream contract.
+
+    Pinned, as the pipeline's validate stage pins it before the mappers read it
+    (:func:`feedlake.ingest.stages.stage_stream`): a mapper's plan starts from the
+    validated rows rather than re-deriving (and re-optimizing) every contract check.
+    """
     rows = []
     for number, line in enumerate(lines, start=1):
         values, json_values, code, message = parse_json_line(line)
@@ -40,7 +47,7 @@ def validated(
              code, message)
         )
     records = spark.createDataFrame(rows, RECORDS_SCHEMA)
-    return validate(with_sequence(records, stream), stream)
+    return pinned(validate(with_sequence(records, stream), stream), StorageLevel.MEMORY_ONLY)
 
 
 def accepted(df: DataFrame) -> DataFrame:

@@ -2,8 +2,9 @@
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
-from feedlake.rules.contracts import validate
+from feedlake.rules.contracts import apply_checks, validate
 from feedlake.settings.config import FieldSpec, StreamSpec
 
 SCHEMA = "line INT, values MAP<STRING,STRING>, json_values MAP<STRING,STRING>, error_code STRING, error_message STRING"
@@ -74,3 +75,39 @@ def test_simple_types(spark, ftype, good, bad):
         "line INT, error_code STRING",
     )
     assert_df_equality(result, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_splitting_on_the_verdict_evaluates_each_check_once(spark, capsys):
+    """Accepted and refused rows split on ``error_code`` without copying the checks into the filter.
+
+    A filter on a projected column is normally rewritten in terms of its inputs and pushed
+    below the projection: every check would be planned and evaluated twice, and a mapper's
+    plan grew 5x (a Segment unit test spent most of its time optimizing it).
+    """
+    marker = "zz-only-here"
+    rows = [record(1, {"f": "a"}), record(2, {"f": marker}), record(3, {"f": "b"}, "malformed_json"), record(4, None)]
+    checks = [(F.col("values").getItem("f").rlike(f"^{marker}$"), "invalid_type", F.lit("f is the marker"))]
+    # Checkpointed, as the pipeline pins its validated records: over an in-memory relation
+    # Spark would compute the filter while optimizing (ConvertToLocalRelation).
+    checked = apply_checks(spark.createDataFrame(rows, SCHEMA).localCheckpoint(), checks)
+    accepted = checked.where(F.col("error_code").isNull())
+    refused = checked.where(F.col("error_code").isNotNull()).select("line", "error_code", "error_message")
+
+    accepted.explain(mode="extended")
+    plan = capsys.readouterr().out.split("== Optimized Logical Plan ==")[1].split("== Physical Plan ==")[0]
+    assert plan.count(marker) == 1, plan
+    assert_df_equality(
+        accepted.select("line", "error_code"),
+        spark.createDataFrame([(1, None), (4, None)], "line INT, error_code STRING"),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    assert_df_equality(
+        refused,
+        spark.createDataFrame(
+            [(2, "invalid_type", "f is the marker"), (3, "malformed_json", "parse problem")],
+            "line INT, error_code STRING, error_message STRING",
+        ),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
