@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 
 from feedlake.delta.merge import plan_for
 from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec
-from feedlake.settings.session import local_frame
+from feedlake.settings.session import local_frame, union_all
 from feedlake.settings.tables import ACCOUNT_METRICS_WEEKLY, ACCOUNTS, ACTIVITY_WEEKLY, CONTACT_ACCOUNTS, CONTACTS, MOMENTS
 
 SPEC = "seed 002"
@@ -273,7 +273,7 @@ def membership(
     rest = [t for t in tenants if t not in moments.tenants]
     if rest:
         groups.append((rest, moments.default))
-    out: DataFrame | None = None
+    found: list[DataFrame] = []
     for scope, moment_set in groups:
         scoped = subjects.where(F.col("tenant_id").isin(scope))
         for moment in moment_set:
@@ -281,11 +281,10 @@ def membership(
             for condition in moment.conditions:
                 valued = condition_value(condition, members, tables, as_of)
                 members = valued.where(compare(F.col("_v"), condition)).drop("_v")
-            found = members.select("tenant_id", "contact_key", F.lit(moment.name).alias("moment"))
-            out = found if out is None else out.unionByName(found)
-    if out is None:
+            found.append(members.select("tenant_id", "contact_key", F.lit(moment.name).alias("moment")))
+    if not found:
         return local_frame(subjects.sparkSession, [], "tenant_id string, contact_key string, moment string")
-    return out.distinct()
+    return union_all(found).distinct()
 
 
 def moment_changes(current: DataFrame, stored: DataFrame, now: datetime) -> DataFrame:

@@ -54,7 +54,6 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import reduce
 
 import pyarrow as pa
 from pyspark import StorageLevel
@@ -80,7 +79,7 @@ from feedlake.landing.parsing import (
 )
 from feedlake.landing.storage import StorageError, probe_object, spark_path
 from feedlake.rules.contracts import json_string
-from feedlake.settings.session import local_frame, local_master
+from feedlake.settings.session import local_frame, local_master, union_all
 
 PARSED_COLUMNS = ("file_id", "line_number", "raw_record", "values", "json_values", "error_code", "error_message")
 # Hadoop's LineRecordReader skips (never buffers) a longer line; a read option reaches its conf.
@@ -513,10 +512,10 @@ def parse_landing_files(
     if fixed:
         fallible.append(local_frame(spark, fixed, PARSED_SCHEMA))
     if fallible:
-        result.fallible = reduce(DataFrame.unionByName, fallible).select(*PARSED_COLUMNS)
+        result.fallible = union_all(fallible).select(*PARSED_COLUMNS)
     parts.extend(fallible)
     if parts:
-        result.df = reduce(DataFrame.unionByName, parts).select(*PARSED_COLUMNS)
+        result.df = union_all(parts).select(*PARSED_COLUMNS)
     return result
 
 
