@@ -80,6 +80,34 @@ def test_the_jvm_parse_judges_json_lines_as_the_reference_does(spark, tmp_path):
         assert row[2:] == expected
 
 
+@pytest.mark.parametrize(
+    ("lines", "python"),
+    [
+        (['{"a":"x"}', "", '{"b":[1,{"c":null}],"d":2.5}'], False),  # every line judged on the JVM
+        (['{"a":"x"}', '{"a":NaN}', "42"], True),  # flagged: their codes and messages come from the Python rules
+    ],
+    ids=["all-judged", "one-flagged"],
+)
+def test_python_rechecks_only_a_scan_with_flagged_lines(spark, tmp_path, capsys, lines, python):
+    """The re-check is planned only when the scan flagged a line: a ``mapInArrow`` over empty
+    partitions would still start Python workers (about 1.4 s in a fresh run)."""
+    path = tmp_path / "f.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    parsed = parse_landing_files(spark, [(0, str(path), "json", None)], ParseSettings())
+    try:
+        parsed.df.explain()
+        assert ("MapInArrow" in capsys.readouterr().out) is python
+        got = sorted((r.line_number, r.raw_record, r.error_code, r.error_message) for r in parsed.df.collect())
+    finally:
+        parsed.release()
+    expected = []
+    for number, line in enumerate(lines, start=1):
+        if line:
+            _, _, code, message = parse_json_line(line)
+            expected.append((number, line, code, message))
+    assert got == expected
+
+
 def test_jvm_values_match_the_reference_on_ordinary_records(spark, tmp_path):
     """Numbers, strings with escapes, nesting, unicode: the JVM texts are the reference texts."""
     records = [

@@ -378,10 +378,11 @@ class _FileStats:
     blocks: list[tuple[int, int, int]] = field(default_factory=list)  # (block start, first id, lines)
     nbytes: int = 0
     header: tuple[int, str, int] | None = None  # (block start, text, id)
+    flagged: int = 0  # lines the JVM could not judge, for the Python re-check
 
 
 def file_stats(scanned: DataFrame) -> dict[int, _FileStats]:
-    """Per file: its splits (first id, line count), bytes read, CSV header candidate.
+    """Per file: its splits (first id, line count), bytes read, CSV header candidate, flagged lines.
 
     Two streaming passes over the cached scan, no sort: a hash aggregate of fixed-width
     values per split, then only where a split has a CSV header candidate, that one line
@@ -397,6 +398,7 @@ def file_stats(scanned: DataFrame) -> dict[int, _FileStats]:
             F.count(F.lit(1)).alias("lines"),
             F.sum("_nbytes").alias("nbytes"),
             F.min(candidate_id).alias("header_id"),
+            F.count_if(F.col("_recheck")).alias("flagged"),
         )
         .collect()
     )
@@ -415,6 +417,7 @@ def file_stats(scanned: DataFrame) -> dict[int, _FileStats]:
         s = stats[r["file_id"]]
         s.blocks.append((r["_block"], r["first"], r["lines"]))
         s.nbytes += r["nbytes"]
+        s.flagged += r["flagged"]
         if r["header_id"] is not None and (s.header is None or r["_block"] < s.header[0]):
             s.header = (r["_block"], texts.get((r["file_id"], r["_block"])), r["header_id"])
     return stats
@@ -494,9 +497,11 @@ def parse_landing_files(
                 names, problem = read_header(text)
                 headers.append((r.file_id, names, problem, number))
         if good:
-            jvm_rows, rechecked = _jvm_rows(spark, scanned, good, offsets, headers, settings)
-            rechecked = rechecked.persist(result.storage)
-            result.cached.append(rechecked)
+            flagged = sum(stats[file_id].flagged for file_id in good)
+            jvm_rows, rechecked = _jvm_rows(spark, scanned, good, offsets, headers, settings, flagged > 0)
+            if flagged:
+                rechecked = rechecked.persist(result.storage)
+                result.cached.append(rechecked)
             parts.extend([jvm_rows, rechecked])
     python = [(r.file_id, r.location, r.format, r.compression) for r in routes if r.route == "python"]
     if python:
@@ -519,8 +524,13 @@ def parse_landing_files(
     return result
 
 
-def _jvm_rows(spark, scanned, good, offsets, headers, settings) -> tuple[DataFrame, DataFrame]:
-    """The JVM-judged rows and the flagged lines re-checked in Python, both over the cached scan."""
+def _jvm_rows(spark, scanned, good, offsets, headers, settings, recheck: bool) -> tuple[DataFrame, DataFrame]:
+    """The JVM-judged rows and the flagged lines re-checked in Python, both over the cached scan.
+
+    Without flagged lines (``recheck`` false: :func:`file_stats` counted none) the re-check
+    is an empty frame: a ``mapInArrow`` over empty partitions would still start Python
+    workers (a fresh run: about 1.4 s).
+    """
     offsets_df = local_frame(spark, offsets, "file_id INT, _block BIGINT, _first BIGINT, _before BIGINT")
     headers_df = local_frame(
         spark, headers, "file_id INT, _header ARRAY<STRING>, _header_error STRING, _header_line BIGINT"
@@ -536,7 +546,7 @@ def _jvm_rows(spark, scanned, good, offsets, headers, settings) -> tuple[DataFra
         "file_id", "line_number", "format", F.col("_line").alias("line"), F.col("_header").alias("header"),
         F.col("_header_error").alias("header_error"),
     )
-    rechecked = flagged.mapInArrow(recheck_lines(settings), PARSED_SCHEMA)
+    rechecked = flagged.mapInArrow(recheck_lines(settings), PARSED_SCHEMA) if recheck else local_frame(spark, [], PARSED_SCHEMA)
     judged = lines.where(~F.col("_recheck"))
     header, fields = F.col("_header"), F.col("_fields")
     is_csv = F.col("format") == "csv"
