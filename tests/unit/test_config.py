@@ -22,6 +22,12 @@ def test_packaged_config_declares_seed_000_streams():
         (["engine=delta-rs"], {"engine": "delta-rs"}),
         (["spark.conf.spark.sql.shuffle.partitions=8"], {"spark": {"conf": {"spark.sql.shuffle.partitions": 8}}}),
         (["spark.master=local[1]"], {"spark": {"master": "local[1]"}}),
+        (
+            ["spark.small_batch.session_conf.spark.sql.adaptive.enabled=true", "spark.small_batch.max_bytes=0"],
+            {"spark": {"small_batch": {"session_conf": {"spark.sql.adaptive.enabled": True}, "max_bytes": 0}}},
+        ),
+        (["spark.session_conf.spark.sql.ansi.enabled=false"], {"spark": {"session_conf": {"spark.sql.ansi.enabled": False}}}),
+        (["spark.conf=x"], {"spark": {"conf": "x"}}),  # the mapping itself: left to the settings' validation
     ],
 )
 def test_set_options_nest_but_keep_spark_keys_whole(items, expected):

@@ -340,16 +340,24 @@ def load_config(
     return build_config(streams, _read_yaml(base / "tables.yaml"), job)
 
 
+# Job settings whose keys are Spark's own dotted keys: ``--set spark.conf.spark.sql.x=1`` names ``spark.sql.x``.
+SPARK_KEY_MAPPINGS = ("spark.conf", "spark.session_conf", "spark.small_batch.session_conf")
+
+
 def parse_set_option(items: list[str] | None) -> dict[str, Any]:
-    """Turn ``--set a.b=c`` options into a nested mapping (values parsed as YAML scalars)."""
+    """Turn ``--set a.b=c`` options into a nested mapping (values parsed as YAML scalars).
+
+    Under :data:`SPARK_KEY_MAPPINGS` the rest of the name is one Spark key, dots and all.
+    """
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         dotted, value = item.split("=", 1)
         node = out
-        # Spark settings are dotted themselves: spark.conf.<spark key> keeps its key whole.
-        parts = dotted.split(".", 2) if dotted.startswith("spark.conf.") else dotted.split(".")
+        # Spark settings are dotted themselves: after a mapping of Spark keys, the rest is one key.
+        mapping = next((m for m in SPARK_KEY_MAPPINGS if dotted.startswith(m + ".") and len(dotted) > len(m) + 1), None)
+        parts = [*mapping.split("."), dotted[len(mapping) + 1 :]] if mapping else dotted.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
         node[parts[-1]] = yaml.safe_load(value)
