@@ -499,10 +499,11 @@ def parse_landing_files(
         if good:
             flagged = sum(stats[file_id].flagged for file_id in good)
             jvm_rows, rechecked = _jvm_rows(spark, scanned, good, offsets, headers, settings, flagged > 0)
-            if flagged:
+            parts.append(jvm_rows)
+            if rechecked is not None:
                 rechecked = rechecked.persist(result.storage)
                 result.cached.append(rechecked)
-            parts.extend([jvm_rows, rechecked])
+                parts.append(rechecked)
     python = [(r.file_id, r.location, r.format, r.compression) for r in routes if r.route == "python"]
     if python:
         files_df = local_frame(spark, python, "file_id INT, location STRING, format STRING, compression STRING")
@@ -524,11 +525,11 @@ def parse_landing_files(
     return result
 
 
-def _jvm_rows(spark, scanned, good, offsets, headers, settings, recheck: bool) -> tuple[DataFrame, DataFrame]:
+def _jvm_rows(spark, scanned, good, offsets, headers, settings, recheck: bool) -> tuple[DataFrame, DataFrame | None]:
     """The JVM-judged rows and the flagged lines re-checked in Python, both over the cached scan.
 
-    Without flagged lines (``recheck`` false: :func:`file_stats` counted none) the re-check
-    is an empty frame: a ``mapInArrow`` over empty partitions would still start Python
+    Without flagged lines (``recheck`` false: :func:`file_stats` counted none) there is no
+    re-check (``None``): a ``mapInArrow`` over empty partitions would still start Python
     workers (a fresh run: about 1.4 s).
     """
     offsets_df = local_frame(spark, offsets, "file_id INT, _block BIGINT, _first BIGINT, _before BIGINT")
@@ -546,7 +547,7 @@ def _jvm_rows(spark, scanned, good, offsets, headers, settings, recheck: bool) -
         "file_id", "line_number", "format", F.col("_line").alias("line"), F.col("_header").alias("header"),
         F.col("_header_error").alias("header_error"),
     )
-    rechecked = flagged.mapInArrow(recheck_lines(settings), PARSED_SCHEMA) if recheck else local_frame(spark, [], PARSED_SCHEMA)
+    rechecked = flagged.mapInArrow(recheck_lines(settings), PARSED_SCHEMA) if recheck else None
     judged = lines.where(~F.col("_recheck"))
     header, fields = F.col("_header"), F.col("_fields")
     is_csv = F.col("format") == "csv"
