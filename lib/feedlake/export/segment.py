@@ -567,8 +567,7 @@ def run_export(
     now = now or datetime.now(timezone.utc)
     destination = destination_id(request, settings)
     report = ExportReport(run_id, getattr(engine, "name", "?"), destination, request.dry_run)
-    for name in (EXPORT_STATE, MOMENTS):
-        engine.ensure(config.table(name))
+    engine.ensure_all([config.table(name) for name in (EXPORT_STATE, MOMENTS)])
     tenants = list(request.tenants) or _tenants_of(engine, config)
     if request.outbox is None and not request.dry_run:
         keys = write_keys_for(tenants, settings)  # fail before anything is written

@@ -133,8 +133,7 @@ class Ingest:
             files = [f for f in files if f.source_file in self.request.only_files]
         # Every declared table exists after a run, empty or not, so readers never guess
         # (no Spark job: delta-rs reads the log; delta-spark creates or migrates once per engine).
-        for table in self.config.tables.values():
-            self.engine.ensure(table)
+        self.engine.ensure_all(list(self.config.tables.values()))
         tenants = sorted({f.tenant_id for f in files})
         # One writer per tenant: a concurrent run on the same tenants waits here (feedlake.ingest.lease);
         # held from the manifest read to the manifest commit, so the plan and the writes agree.
