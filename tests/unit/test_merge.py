@@ -100,7 +100,9 @@ def test_ensure_all_creates_every_table_then_migrates_columns_and_properties(spa
     from deltalake import DeltaTable
 
     engine = any_engine
+    assert [(engine.exists(t), engine.version(t)) for t in tables.values()] == [(False, None)] * len(tables)
     engine.ensure_all(list(tables.values()))
+    assert [(engine.exists(t), engine.version(t)) for t in tables.values()] == [(True, 0)] * len(tables)
     stored = {name: DeltaTable(f"{engine.warehouse}/{name}") for name in tables}
     assert {name: dt.schema().to_arrow().names for name, dt in stored.items()} == {
         name: list(t.column_names) for name, t in tables.items()

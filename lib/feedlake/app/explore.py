@@ -23,7 +23,7 @@ def tenant_tables(spark: SparkSession, engine: DeltaEngine, config: FeedlakeConf
     rows = []
     for name in sorted(config.tables):
         table = config.table(name)
-        present = engine.version(table) is not None
+        present = engine.exists(table)
         count = engine.read(table, [tenant]).count() if present else None
         rows.append((name, present, count))
     return local_frame(spark, rows, TABLES_SCHEMA)

@@ -254,6 +254,10 @@ class DeltaEngine(Protocol):
 
     def version(self, table: TableSpec) -> int | None: ...
 
+    def exists(self, table: TableSpec) -> bool:
+        """Whether ``table`` was created: ``version(table) is not None`` without reading the history."""
+        ...
+
     def tenants(self, table: TableSpec) -> list[str]:
         """The tenants with rows in ``table`` (its ``tenant_id`` partitions), sorted."""
         ...
@@ -612,6 +616,9 @@ class DeltaRsEngine:
         dt = self._open(table)
         return None if dt is None else dt.version()
 
+    def exists(self, table: TableSpec) -> bool:
+        return self._open(table) is not None
+
     def tenants(self, table: TableSpec) -> list[str]:
         dt = self._open(table)  # the partition values of the log's add actions: no data read
         return [] if dt is None else sorted({p["tenant_id"] for p in dt.partitions()})
@@ -664,7 +671,7 @@ class DeltaSparkEngine:
     def table_path(self, table: TableSpec) -> str:
         return spark_table_path(_join_path(self.warehouse, table.name))
 
-    def _exists(self, table: TableSpec) -> bool:
+    def exists(self, table: TableSpec) -> bool:
         from delta.tables import DeltaTable
 
         return self.table_path(table) in self._tables or DeltaTable.isDeltaTable(self.spark, self.table_path(table))
@@ -740,7 +747,7 @@ class DeltaSparkEngine:
         self.spark.sql(f"ALTER TABLE {_path_identifier(path)} SET TBLPROPERTIES ({assignments})")
 
     def _load(self, table: TableSpec) -> DataFrame | None:
-        if not self._exists(table):
+        if not self.exists(table):
             return None
         return self.spark.read.format("delta").load(self.table_path(table))
 
@@ -824,7 +831,7 @@ class DeltaSparkEngine:
     def delete_matching(self, table: TableSpec, keys: DataFrame, plan: MergePlan) -> int:
         if plan.matched != "delete" or plan.insert:
             raise ValueError("delete_matching takes a feedlake.delta.merge.delete_plan")
-        if not self._exists(table):
+        if not self.exists(table):
             return 0
         dt = self.ensure(table)
         columns = list(plan.source_columns)
@@ -836,7 +843,7 @@ class DeltaSparkEngine:
     def version(self, table: TableSpec) -> int | None:
         from delta.tables import DeltaTable
 
-        if not self._exists(table):
+        if not self.exists(table):
             return None
         return int(DeltaTable.forPath(self.spark, self.table_path(table)).history(1).collect()[0]["version"])
 
@@ -845,7 +852,7 @@ class DeltaSparkEngine:
         return None
 
     def tenants(self, table: TableSpec) -> list[str]:
-        if not self._exists(table):
+        if not self.exists(table):
             return []
         # A distinct over the partition column: Delta answers it from file metadata.
         return sorted(r["tenant_id"] for r in self.read(table).select("tenant_id").distinct().collect())
@@ -853,7 +860,7 @@ class DeltaSparkEngine:
     def vacuum(self, table: TableSpec, retention_hours: int, purge: bool = False) -> int | None:
         from delta.tables import DeltaTable
 
-        if not self._exists(table):
+        if not self.exists(table):
             return 0
         # A purge below Delta's retention floor is allowed for this call only.
         unchecked = {"spark.databricks.delta.retentionDurationCheck.enabled": "false"} if purge else {}

@@ -329,7 +329,7 @@ def _known_tenant(engine: DeltaEngine, config: FeedlakeConfig, tenant_id: str) -
     if not TENANT_ID.fullmatch(tenant_id or ""):
         return False
     manifest = config.table(INGEST_FILES)
-    return engine.version(manifest) is not None and not engine.read(manifest, [tenant_id]).limit(1).isEmpty()
+    return engine.exists(manifest) and not engine.read(manifest, [tenant_id]).limit(1).isEmpty()
 
 
 def forget(
@@ -371,7 +371,7 @@ def forget(
     touched: list[TableSpec] = []
     cached: list[DataFrame] = [idents]
     for table in subject_tables(config):
-        if engine.version(table) is None:
+        if not engine.exists(table):
             continue
         recompute = DERIVED.get(table.name)
         found = matched_rows(engine, table, tenant_id, idents).persist()
@@ -390,7 +390,7 @@ def forget(
         if deleted or changed:
             touched.append(table)
     for table in subject_tables(config):  # verification: nothing of the person is left
-        if engine.version(table) is None:
+        if not engine.exists(table):
             continue
         for request_id, count in _counts(matched_rows(engine, table, tenant_id, idents)).items():
             by_id[request_id].rows_left[table.name] = count

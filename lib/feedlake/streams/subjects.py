@@ -316,7 +316,7 @@ def suppressed_for(engine: DeltaEngine, config: FeedlakeConfig, tenants: Sequenc
     if SUPPRESSED_TABLE not in config.tables or (tenants is not None and not tenants):
         return None
     salt = warehouse_salt(engine.warehouse, s3_settings(config), create=False)
-    if salt is None or engine.version(config.table(SUPPRESSED_TABLE)) is None:
+    if salt is None or not engine.exists(config.table(SUPPRESSED_TABLE)):
         return None
     rows = engine.read(config.table(SUPPRESSED_TABLE), list(tenants) if tenants else None)
     rows = rows.select("tenant_id", "kind", "subject_hash")
