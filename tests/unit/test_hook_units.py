@@ -158,19 +158,8 @@ def mapping(source_id: str, account: str, seq: str) -> dict[str, Any]:
     return {"tenant_id": "t", "source_system": "salesforce", "source_id": source_id, "account_key": account, "_seq": seq}
 
 
-@pytest.mark.parametrize(
-    "sent",
-    [mapping("001A", "acme-corp", "2"), mapping("001A", "acme-old", "1")],
-    ids=["batch-mapping", "older-batch-row-lost-its-merge"],
-)
-def test_entity_map_moves_rows_stored_under_a_mapped_source_id(
-    config: FeedlakeConfig, context: HookContext, sent: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """After an entity_map MERGE, the account_events and accounts rows of the mapped (tenant, source system,
-    source id) move to the canonical account of the *stored* mapping; the accounts row is merged attribute by
-    attribute (higher sequence wins) into the canonical one and removed. Another system, another tenant and
-    unmapped ids stay."""
+def store_mapped_accounts(config: FeedlakeConfig, context: HookContext) -> None:
+    """Stored account_events and accounts under source ids, and the mapping of salesforce 001A (tenant t)."""
     store(context, "account_events", rows(
         config, "account_events",
         account_event("t", "salesforce", "001A"),
@@ -188,6 +177,22 @@ def test_entity_map_moves_rows_stored_under_a_mapped_source_id(
          "properties": '{"name":"Other tenant"}'},
     ))
     store(context, "entity_map", rows(config, "entity_map", mapping("001A", "acme-corp", "2")))
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [mapping("001A", "acme-corp", "2"), mapping("001A", "acme-old", "1")],
+    ids=["batch-mapping", "older-batch-row-lost-its-merge"],
+)
+def test_entity_map_moves_rows_stored_under_a_mapped_source_id(
+    config: FeedlakeConfig, context: HookContext, sent: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """After an entity_map MERGE, the account_events and accounts rows of the mapped (tenant, source system,
+    source id) move to the canonical account of the *stored* mapping; the accounts row is merged attribute by
+    attribute (higher sequence wins) into the canonical one and removed. Another system, another tenant and
+    unmapped ids stay."""
+    store_mapped_accounts(config, context)
     batch = rows(config, "entity_map", sent)
     store(context, "entity_map", batch)  # an older row than the stored one changes nothing
     before = {name: version(context, name) for name in ("account_events", "accounts")}
@@ -230,6 +235,30 @@ def test_entity_map_moves_rows_stored_under_a_mapped_source_id(
     )
     assert_df_equality(accounts, expected_accounts, ignore_row_order=True, ignore_nullable=True)
     assert context.extras["entity_map_moved"] == {"t": {"account_events": 1, "accounts": 1}}
+
+
+@pytest.mark.parametrize("failing", ["account_events", "accounts"])
+def test_entity_map_releases_the_frames_it_held_when_a_move_fails(
+    config: FeedlakeConfig, context: HookContext, failing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A MERGE that raises leaves none of the hook's persisted or pinned frames behind (a notebook or a
+    backfill goes on with the same session), and the error reaches the run."""
+    store_mapped_accounts(config, context)
+    batch = rows(config, "entity_map", mapping("001A", "acme-corp", "2"))
+    store(context, "entity_map", batch)
+    merge = context.engine.merge
+
+    def failing_merge(table, source, plan, **options):
+        if table.name == failing:
+            raise RuntimeError(f"MERGE into {table.name} failed")
+        return merge(table, source, plan, **options)
+
+    monkeypatch.setattr(context.engine, "merge", failing_merge)
+    held = context.spark.sparkContext._jsc.getPersistentRDDs  # noqa: SLF001 -- the cached and checkpointed RDDs
+    before = set(held().keySet())
+    with pytest.raises(RuntimeError, match=f"MERGE into {failing} failed"):
+        EntityMapHook().after_merge(context, config.stream("entity_map"), "entity_map", batch)
+    assert set(held().keySet()) - before == set()
 
 
 # --- feedlake.derived.metric_rollup.MetricsHook -------------------------------------------------

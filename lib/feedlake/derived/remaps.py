@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
@@ -94,15 +95,17 @@ class EntityMapHook(IngestHook):
         mappings = context.engine.read_matching(context.config.table(ENTITY_MAP), keys, list(MAP_KEY)).select(
             *MAP_KEY, "account_key"
         ).persist()
-        tenants = batch_tenants(mappings)
         moved: dict[str, dict[str, int]] = {}
-        if tenants and ACCOUNT_EVENTS in context.config.tables:
-            for tenant, count in self.move_events(context, tenants, mappings).items():
-                moved.setdefault(tenant, {})[ACCOUNT_EVENTS] = count
-        if tenants and ACCOUNTS in context.config.tables:
-            for tenant, count in self.move_accounts(context, tenants, mappings).items():
-                moved.setdefault(tenant, {})[ACCOUNTS] = count
-        mappings.unpersist()
+        try:
+            tenants = batch_tenants(mappings)
+            if tenants and ACCOUNT_EVENTS in context.config.tables:
+                for tenant, count in self.move_events(context, tenants, mappings).items():
+                    moved.setdefault(tenant, {})[ACCOUNT_EVENTS] = count
+            if tenants and ACCOUNTS in context.config.tables:
+                for tenant, count in self.move_accounts(context, tenants, mappings).items():
+                    moved.setdefault(tenant, {})[ACCOUNTS] = count
+        finally:
+            mappings.unpersist()
         for tenant, counts in sorted(moved.items()):
             entry = {name: counts.get(name, 0) for name in (ACCOUNT_EVENTS, ACCOUNTS) if name in context.config.tables}
             if any(entry.values()):
@@ -115,41 +118,44 @@ class EntityMapHook(IngestHook):
         on = ["tenant_id", "source_system", "source_account_id"]
         stored = context.engine.read_matching(table, mappings.withColumnRenamed("source_id", "source_account_id"), on)
         affected = _under_source_ids(stored, mappings, "source_account_id").persist()
-        counts = {r["tenant_id"]: r["count"] for r in affected.groupBy("tenant_id").count().collect()}
-        if counts:
-            rows = affected.select(*[F.col("_canonical" if c == "account_key" else c).alias(c) for c in table.column_names])
-            # Under the canonical key the newer row wins (the table's policy); the stored rows
-            # under their old key are deleted by key in the same MERGE (no id as SQL text).
-            source = source_with_deletes(table, latest_per_key(rows, table.key), affected)
-            context.engine.merge(table, source, plan_for(table, sorted(counts)).with_deletes())
-        affected.unpersist()
-        return counts
+        try:
+            counts = {r["tenant_id"]: r["count"] for r in affected.groupBy("tenant_id").count().collect()}
+            if counts:
+                rows = affected.select(*[F.col("_canonical" if c == "account_key" else c).alias(c) for c in table.column_names])
+                # Under the canonical key the newer row wins (the table's policy); the stored rows
+                # under their old key are deleted by key in the same MERGE (no id as SQL text).
+                source = source_with_deletes(table, latest_per_key(rows, table.key), affected)
+                context.engine.merge(table, source, plan_for(table, sorted(counts)).with_deletes())
+            return counts
+        finally:
+            affected.unpersist()
 
     def move_accounts(self, context: HookContext, tenants: Sequence[str], mappings: DataFrame) -> dict[str, int]:
         """``accounts`` rows keyed by a mapped source id (of that source system) → merged into the canonical one."""
         table = context.config.table(ACCOUNTS)
         under_source = mappings.select("tenant_id", F.col("source_id").alias("account_key"))
         stored = context.engine.read_matching(table, under_source, ["tenant_id", "account_key"])
-        affected = _under_source_ids(stored, mappings, "account_key").persist()
-        pairs = affected.select("tenant_id", "source_system", "account_key").distinct().persist()
-        counts = {r["tenant_id"]: r["count"] for r in pairs.groupBy("tenant_id").count().collect()}
-        if counts:
-            # Pinned: resolve_attributes reads its inputs several times, and each read would
-            # copy their plans into its own (the MERGE source's plan grew to 140 KB, 1.3 s of
-            # optimizing, for a few rows).
-            incoming = pinned(attribute_cells(affected, table, "account_key", "_canonical"), STORAGE)
-            canonical = context.engine.read_matching(
-                table, affected.select("tenant_id", F.col("_canonical").alias("account_key")), ["tenant_id", "account_key"]
-            )
-            merged = pinned(
-                resolve_attributes(incoming, canonical, table.key, table.attributes, table.column_names,
-                                   derive=profile_columns(table)),
-                STORAGE,
-            )
-            source = source_with_deletes(table, merged, pairs)
-            context.engine.merge(table, source, plan_for(table, sorted(counts)).with_deletes())
-            release(merged)
-            release(incoming)
-        affected.unpersist()
-        pairs.unpersist()
-        return counts
+        with ExitStack() as held:  # every frame held here is released, also when the MERGE fails
+            affected = _under_source_ids(stored, mappings, "account_key").persist()
+            held.callback(release, affected)
+            pairs = affected.select("tenant_id", "source_system", "account_key").distinct().persist()
+            held.callback(release, pairs)
+            counts = {r["tenant_id"]: r["count"] for r in pairs.groupBy("tenant_id").count().collect()}
+            if counts:
+                # Pinned: resolve_attributes reads its inputs several times, and each read would
+                # copy their plans into its own (the MERGE source's plan grew to 140 KB, 1.3 s of
+                # optimizing, for a few rows).
+                incoming = pinned(attribute_cells(affected, table, "account_key", "_canonical"), STORAGE)
+                held.callback(release, incoming)
+                canonical = context.engine.read_matching(
+                    table, affected.select("tenant_id", F.col("_canonical").alias("account_key")), ["tenant_id", "account_key"]
+                )
+                merged = pinned(
+                    resolve_attributes(incoming, canonical, table.key, table.attributes, table.column_names,
+                                       derive=profile_columns(table)),
+                    STORAGE,
+                )
+                held.callback(release, merged)
+                source = source_with_deletes(table, merged, pairs)
+                context.engine.merge(table, source, plan_for(table, sorted(counts)).with_deletes())
+            return counts
