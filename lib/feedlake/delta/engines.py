@@ -724,13 +724,9 @@ class DeltaSparkEngine:
         from concurrent.futures import ThreadPoolExecutor
 
         todo = [t for t in tables if self.table_path(t) not in self._tables]
-        if len(todo) < 2:
-            for table in todo:
-                self.ensure(table)
-            return
-        with ThreadPoolExecutor(max_workers=min(ENSURE_THREADS, len(todo)), thread_name_prefix="feedlake-ensure") as pool:
-            for _ in pool.map(self.ensure, todo):
-                pass  # re-raises the first table's error
+        if todo:
+            with ThreadPoolExecutor(max_workers=min(ENSURE_THREADS, len(todo)), thread_name_prefix="feedlake-ensure") as pool:
+                list(pool.map(self.ensure, todo))  # re-raises the first table's error
 
     def _stored_properties(self, path: str) -> dict[str, str]:
         # SHOW TBLPROPERTIES reads the log's metadata action alone; DESCRIBE DETAIL (``detail()``)
