@@ -14,6 +14,7 @@ from chispa import assert_df_equality
 from feedlake.delta.engines import DeltaSparkEngine, make_engine
 from feedlake.delta.merge import plan_for
 from feedlake.settings.config import TableSpec
+from feedlake.settings.session import sql_conf_overlay
 
 pytestmark = pytest.mark.delta_spark
 
@@ -59,3 +60,29 @@ def test_a_local_vacuum_lists_the_table_in_a_few_tasks_and_purges(spark, tmp_pat
     assert 0 < tasks <= 200, tasks  # 70,054 with Spark's default listing parallelism
     assert len(list(folder.glob("*.parquet"))) == 1
     assert_df_equality(engine.read(TABLE, ["t"]), spark.createDataFrame([("t", "a", "new", "2")], SCHEMA), ignore_nullable=True)
+
+
+def merge_stages(spark, engine, rows, group: str) -> int:
+    """The stages of one MERGE's Spark jobs (skipped ones included)."""
+    tracker, context = spark.sparkContext.statusTracker(), spark.sparkContext
+    context.setJobGroup(group, "a MERGE")
+    try:
+        engine.merge(TABLE, spark.createDataFrame(rows, SCHEMA), plan_for(TABLE, ["t", "u"]))
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    return sum(len(tracker.getJobInfo(j).stageIds) for j in tracker.getJobIdsForGroup(group))
+
+
+def test_a_local_merge_writes_without_shuffling_by_tenant_first(spark, tmp_path):
+    """On a local master (``LOCAL_MASTER_CONF``) a MERGE writes its output as it is: Delta's shuffle by the
+    partition column before the write, meant for fewer files per partition on a cluster, is a stage fewer."""
+    engine = make_engine(spark, str(tmp_path / "wh"), "delta-spark")
+    engine.merge(TABLE, spark.createDataFrame([("t", "a", "a1", "1"), ("u", "a", "a1", "1")], SCHEMA), plan_for(TABLE, ["t", "u"]))
+    local = merge_stages(spark, engine, [("t", "a", "a2", "2"), ("u", "b", "b1", "1")], "feedlake-merge-local")
+    with sql_conf_overlay(spark, {"spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "true"}):
+        shuffled = merge_stages(spark, engine, [("t", "a", "a3", "3"), ("u", "c", "c1", "1")], "feedlake-merge-shuffled")
+    assert local < shuffled, (local, shuffled)
+    expected = spark.createDataFrame(
+        [("t", "a", "a3", "3"), ("u", "a", "a1", "1"), ("u", "b", "b1", "1"), ("u", "c", "c1", "1")], SCHEMA
+    )
+    assert_df_equality(engine.read(TABLE), expected, ignore_row_order=True, ignore_nullable=True)

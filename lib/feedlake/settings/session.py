@@ -56,6 +56,11 @@ LOCAL_MASTER_CONF = {
     # 10,000; DeltaFileOperations.recursiveListDirs repartitions to it): a forget's 8
     # VACUUMs of tiny tables took 303 s with 10,000 and 17.5 s with 2.
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+    # delta-spark's MERGE shuffles its output by the partition column (tenant_id) before
+    # writing, for fewer files per partition on a cluster: one more stage per MERGE, and a
+    # local master's few tasks write few files without it. Warm in-session delta-spark runs
+    # of sample/landing: 35.3-36.3 s with it, 29.8-33.4 s without; the same tables.
+    "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "false",
 }
 
 # Java classes PySpark names without their package on every Column and DataFrame call
