@@ -8,6 +8,8 @@ the same tables is tests/integration/test_engine_parity.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from chispa import assert_df_equality
 
@@ -22,6 +24,17 @@ TABLE = TableSpec(
     "smoke", (("tenant_id", "string"), ("k", "string"), ("v", "string"), ("_seq", "string")), ("tenant_id", "k"), "row"
 )
 SCHEMA = "tenant_id STRING, k STRING, v STRING, _seq STRING"
+
+
+def group_stages(spark, group: str, action: Callable[[], object]) -> list[int]:
+    """The stage ids of the Spark jobs ``action`` runs, tagged with job group ``group``."""
+    tracker, context = spark.sparkContext.statusTracker(), spark.sparkContext
+    context.setJobGroup(group, group)
+    try:
+        action()
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    return [s for j in tracker.getJobIdsForGroup(group) for s in tracker.getJobInfo(j).stageIds]
 
 
 def test_delta_spark_engine_loads_and_merges_by_sequence(spark, tmp_path):
@@ -49,13 +62,8 @@ def test_a_local_vacuum_lists_the_table_in_a_few_tasks_and_purges(spark, tmp_pat
     engine.merge(TABLE, spark.createDataFrame([("t", "a", "new", "2")], SCHEMA), plan_for(TABLE, "t"))
     folder = tmp_path / "wh" / "smoke" / "tenant_id=t"
     assert len(list(folder.glob("*.parquet"))) == 2
-    tracker, context = spark.sparkContext.statusTracker(), spark.sparkContext
-    context.setJobGroup("feedlake-vacuum-probe", "a purge VACUUM")
-    try:
-        engine.vacuum(TABLE, 0, purge=True)
-    finally:
-        context.setLocalProperty("spark.jobGroup.id", None)
-    stages = [s for j in tracker.getJobIdsForGroup("feedlake-vacuum-probe") for s in tracker.getJobInfo(j).stageIds]
+    stages = group_stages(spark, "feedlake-vacuum-probe", lambda: engine.vacuum(TABLE, 0, purge=True))
+    tracker = spark.sparkContext.statusTracker()
     tasks = sum(tracker.getStageInfo(s).numTasks for s in stages if tracker.getStageInfo(s) is not None)
     assert 0 < tasks <= 200, tasks  # 70,054 with Spark's default listing parallelism
     assert len(list(folder.glob("*.parquet"))) == 1
@@ -63,14 +71,9 @@ def test_a_local_vacuum_lists_the_table_in_a_few_tasks_and_purges(spark, tmp_pat
 
 
 def merge_stages(spark, engine, rows, group: str) -> int:
-    """The stages of one MERGE's Spark jobs (skipped ones included)."""
-    tracker, context = spark.sparkContext.statusTracker(), spark.sparkContext
-    context.setJobGroup(group, "a MERGE")
-    try:
-        engine.merge(TABLE, spark.createDataFrame(rows, SCHEMA), plan_for(TABLE, ["t", "u"]))
-    finally:
-        context.setLocalProperty("spark.jobGroup.id", None)
-    return sum(len(tracker.getJobInfo(j).stageIds) for j in tracker.getJobIdsForGroup(group))
+    """The number of stages of one MERGE's Spark jobs (skipped ones included)."""
+    return len(group_stages(spark, group, lambda: engine.merge(TABLE, spark.createDataFrame(rows, SCHEMA),
+                                                               plan_for(TABLE, ["t", "u"]))))
 
 
 def test_a_local_merge_writes_without_shuffling_by_tenant_first(spark, tmp_path):
