@@ -8,13 +8,16 @@ the same tables is tests/integration/test_engine_parity.py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from chispa import assert_df_equality
 
-from feedlake.delta.engines import DeltaSparkEngine, make_engine
+from feedlake.delta.engines import RETENTION_CHECK, DeltaSparkEngine, make_engine
 from feedlake.delta.merge import plan_for
+from feedlake.erasure.forget import ForgetResult, vacuum_tables
 from feedlake.settings.config import TableSpec
 from feedlake.settings.session import sql_conf_overlay
 
@@ -89,3 +92,37 @@ def test_a_local_merge_writes_without_shuffling_by_tenant_first(spark, tmp_path)
         [("t", "a", "a3", "3"), ("u", "a", "a1", "1"), ("u", "b", "b1", "1"), ("u", "c", "c1", "1")], SCHEMA
     )
     assert_df_equality(engine.read(TABLE), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_purge_vacuums_run_at_once_under_one_retention_overlay(spark, tmp_path, monkeypatch):
+    """``feedlake forget --purge-now`` VACUUMs its touched tables at once (``vacuum_tables``), all under one
+    overlay of Delta's retention check: each table loses its old files, and the session's check is as before."""
+    engine = make_engine(spark, str(tmp_path / "wh"), "delta-spark")
+    tables = [replace(TABLE, name=f"smoke_{i}") for i in range(3)]
+    for table in tables:
+        engine.merge(table, spark.createDataFrame([("t", "a", "old", "1")], SCHEMA), plan_for(table, "t"))
+        engine.merge(table, spark.createDataFrame([("t", "a", "new", "2")], SCHEMA), plan_for(table, "t"))
+    spans: list[tuple[float, float]] = []
+    vacuum = engine.vacuum
+
+    def timed(table: TableSpec, hours: int, purge: bool = False) -> int | None:
+        start = time.monotonic()
+        try:
+            return vacuum(table, hours, purge)
+        finally:
+            spans.append((start, time.monotonic()))
+
+    monkeypatch.setattr(engine, "vacuum", timed)
+    before = spark.conf.get(RETENTION_CHECK, None)
+    result = ForgetResult("t", [])
+    status = vacuum_tables(engine, tables, 168, True, result)
+    assert (status, result.vacuumed) == (
+        "purged: old data files and log entries removed", {t.name: "purged" for t in tables}
+    )
+    at_once = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+    assert at_once > 1, spans
+    assert spark.conf.get(RETENTION_CHECK, None) == before
+    for table in tables:
+        assert len(list((tmp_path / "wh" / table.name / "tenant_id=t").glob("*.parquet"))) == 1
+        assert_df_equality(engine.read(table, ["t"]), spark.createDataFrame([("t", "a", "new", "2")], SCHEMA),
+                           ignore_nullable=True)

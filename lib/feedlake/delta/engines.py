@@ -24,9 +24,10 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -667,6 +668,11 @@ class DeltaSparkEngine:
         self.warehouse = warehouse
         self._tables: dict[str, object] = {}
         self.write_ids: WriteIds | None = None
+        # Purge VACUUMs running at once (feedlake.erasure.forget.vacuum_tables) share one
+        # overlay of the session's retention check: the first sets it, the last restores it.
+        self._purge_lock = threading.Lock()
+        self._purge_overlay: AbstractContextManager[None] | None = None
+        self._purging = 0
 
     def table_path(self, table: TableSpec) -> str:
         return spark_table_path(_join_path(self.warehouse, table.name))
@@ -858,11 +864,34 @@ class DeltaSparkEngine:
 
         if not self.exists(table):
             return 0
-        # A purge below Delta's retention floor is allowed for this call only.
-        unchecked = {"spark.databricks.delta.retentionDurationCheck.enabled": "false"} if purge else {}
-        with sql_conf_overlay(self.spark, unchecked):
+        with self._retention_unchecked(purge):
             DeltaTable.forPath(self.spark, self.table_path(table)).vacuum(float(retention_hours))
         return None  # delta-spark reports the count in its log, not to the caller
+
+    @contextmanager
+    def _retention_unchecked(self, purge: bool) -> Iterator[None]:
+        """A purge below Delta's retention floor is allowed while purges run, and only then.
+
+        The check is a session setting, shared by every thread: with purges of several
+        tables at once, one overlay covers them all, so a purge that ends first never
+        turns the check back on under another's VACUUM.
+        """
+        if not purge:
+            yield
+            return
+        with self._purge_lock:
+            if not self._purging:
+                self._purge_overlay = sql_conf_overlay(self.spark, {RETENTION_CHECK: "false"})
+                self._purge_overlay.__enter__()
+            self._purging += 1
+        try:
+            yield
+        finally:
+            with self._purge_lock:
+                self._purging -= 1
+                if not self._purging and self._purge_overlay is not None:
+                    self._purge_overlay.__exit__(None, None, None)
+                    self._purge_overlay = None
 
     def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
         current = self.version(table)
@@ -874,6 +903,7 @@ class DeltaSparkEngine:
         return reader.load(self.table_path(table)).select(*table.column_names, "_change_type", "_commit_version")
 
 
+RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 ENSURE_THREADS = 4  # DeltaSparkEngine.ensure_all: past 4, 8 threads measured the same on 2 cores
 _PROPERTY = re.compile(r"delta\.[A-Za-z0-9_.]+")
 _PROPERTY_VALUE = re.compile(r"[A-Za-z0-9_.,: -]*")
