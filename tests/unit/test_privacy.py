@@ -8,8 +8,12 @@ import hmac
 import pytest
 from pyspark.sql import functions as F
 
-from feedlake.erasure.forget import parse_requests_csv
-from feedlake.settings.config import ConfigError, build_config, parse_tables
+from feedlake.delta.engines import DeltaRsEngine
+from feedlake.delta.merge import plan_for
+from feedlake.erasure.forget import left_behind, parse_requests_csv
+from feedlake.settings.config import ConfigError, TableSpec, build_config, parse_tables
+from feedlake.settings.session import local_frame
+from feedlake.settings.tables import CONTACTS, CRM_LEADS, QUARANTINE
 from feedlake.streams.subjects import (
     ErasureRequest,
     PrivacyRequestError,
@@ -191,3 +195,34 @@ def test_rewrite_landing_file_drops_the_lines_keeps_gzip_header_and_mode(tmp_pat
     assert rewrite_landing_file(files["tenant=acme/group/l.csv"], who) == 1
     assert links.read_text() == "contact_key,account_key\nc-2,a\n" and links.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in links.parent.iterdir()) == ["l.csv"]  # no temporary file left
+
+
+def stored(spark, engine: DeltaRsEngine, table: TableSpec, *rows: dict) -> None:
+    """``rows`` (column -> value, the rest null) merged into ``table``."""
+    engine.ensure(table)
+    frame = local_frame(spark, [tuple(r.get(c) for c in table.column_names) for r in rows], table.ddl)
+    engine.merge(table, frame, plan_for(table, sorted({r["tenant_id"] for r in rows})))
+
+
+def test_left_behind_counts_what_still_names_each_request_per_table_in_table_order(spark, config, tmp_path):
+    """The verification of ``forget``: per subject table and request, the tenant's rows still naming one of
+    its identifiers (email lower-cased and trimmed, keys as they are, raw text by whole tokens); another
+    tenant's rows never count, and a table not stored is skipped (seed: erasure requests, issue 15)."""
+    engine = DeltaRsEngine(spark, str(tmp_path / "wh"))
+    stored(spark, engine, config.table(CONTACTS),
+           {"tenant_id": "t", "contact_key": "c-ada", "email": " ADA@acme.com"},
+           {"tenant_id": "t", "contact_key": "c-bob", "email": "bob@acme.com"},
+           {"tenant_id": "t", "contact_key": "c-cy", "email": None},
+           {"tenant_id": "u", "contact_key": "c-ada", "email": "ada@acme.com"})
+    stored(spark, engine, config.table(QUARANTINE),
+           {"tenant_id": "t", "stream": "identify", "source_file": "f", "line_number": 1,
+            "raw_record": '{"email":"ada@acme.com"}', "error_message": "missing contact_key"},
+           {"tenant_id": "t", "stream": "identify", "source_file": "f", "line_number": 2,
+            "raw_record": '{"email":"nada@acme.com"}', "error_message": None})
+    idents = local_frame(spark, [("r1", "email", "ada@acme.com"), ("r2", "contact_key", "c-bob")],
+                         "request_id STRING, kind STRING, value STRING")
+    assert not engine.exists(config.table(CRM_LEADS))
+    assert left_behind(engine, config, "t", idents) == [
+        (CONTACTS, "r1", 1), (CONTACTS, "r2", 1), (QUARANTINE, "r1", 1),
+    ]
+    assert left_behind(engine, config, "nobody", idents) == []

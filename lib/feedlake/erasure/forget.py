@@ -237,7 +237,9 @@ def matched_rows(engine: DeltaEngine, table: TableSpec, tenant_id: str, idents: 
     """
     parts: list[DataFrame] = []
     tenant = F.lit(tenant_id)
-    ids = F.broadcast(idents)
+    # Hinted where joined, not on ``idents``: read_matching also collects the keys, and a
+    # hint outside a join is a warning per query ("join hint ... not part of a join relation").
+    ids = idents
     whole: DataFrame | None = None
     for kind, columns in table.subject.items():
         for column in columns:
@@ -246,13 +248,16 @@ def matched_rows(engine: DeltaEngine, table: TableSpec, tenant_id: str, idents: 
                     tenant.alias("tenant_id"), F.col("value").alias(column), "request_id"
                 )
                 found = engine.read_matching(table, keys, ["tenant_id", column])
-                parts.append(found.join(keys, on=["tenant_id", column]).select(*table.column_names, "request_id"))
+                parts.append(
+                    found.join(F.broadcast(keys), on=["tenant_id", column], how="inner")
+                    .select(*table.column_names, "request_id")
+                )
                 continue
             whole = whole if whole is not None else engine.read(table, [tenant_id])
             if kind == "email":
                 emails = ids.where(F.col("kind") == "email").select(F.col("value").alias("_value"), "request_id")
                 parts.append(
-                    whole.join(emails, normalized_column("email", F.col(column)) == F.col("_value"))
+                    whole.join(F.broadcast(emails), normalized_column("email", F.col(column)) == F.col("_value"), how="inner")
                     .select(*table.column_names, "request_id")
                 )
             else:
@@ -260,18 +265,37 @@ def matched_rows(engine: DeltaEngine, table: TableSpec, tenant_id: str, idents: 
                 named = ids.select(F.col("request_id").alias("_request_id"), F.col("kind").alias("_kind"),
                                    F.col("value").alias("_value"))
                 parts.append(
-                    whole.crossJoin(named).where(raw_match(F.col(column), F.col("_kind"), F.col("_value")))
+                    whole.crossJoin(F.broadcast(named)).where(raw_match(F.col(column), F.col("_kind"), F.col("_value")))
                     .select(*table.column_names, F.col("_request_id").alias("request_id"))
                 )
                 # Checks over all tenants keep their rows under tenant "*" and name each value
                 # with its tenant ("acme/anon-ada" in a sample): those rows name the person too.
                 prefixed = named.select("_request_id", "_kind", F.concat(F.lit(tenant_id + TENANT_SEPARATOR), F.col("_value")).alias("_value"))
                 parts.append(
-                    engine.read(table, [ALL_TENANTS]).crossJoin(prefixed)
+                    engine.read(table, [ALL_TENANTS]).crossJoin(F.broadcast(prefixed))
                     .where(raw_match(F.col(column), F.col("_kind"), F.col("_value")))
                     .select(*table.column_names, F.col("_request_id").alias("request_id"))
                 )
     return union_all(parts).dropDuplicates([*table.key, "request_id"])
+
+
+def left_behind(engine: DeltaEngine, config: FeedlakeConfig, tenant_id: str, idents: DataFrame) -> list[tuple[str, str, int]]:
+    """The verification after the deletes: ``(table, request_id, rows)`` still naming a request, in table order.
+
+    ``idents`` holds ``request_id, kind, value`` (the requests' resolved identifiers).
+    One aggregation over the union of every stored subject table's matches, one collect:
+    not a count job per table (delta-spark, sample/landing's 8 subject tables: 5.6-7.2 s
+    one table after the other, 4.3-5.3 s as one).
+    """
+    tables = [t for t in subject_tables(config) if engine.exists(t)]
+    if not tables:
+        return []
+    order = {t.name: i for i, t in enumerate(tables)}
+    matches = union_all([
+        matched_rows(engine, t, tenant_id, idents).select(F.lit(t.name).alias("_table"), "request_id") for t in tables
+    ])
+    counts = matches.groupBy("_table", "request_id").count().collect()
+    return sorted(((r["_table"], r["request_id"], r["count"]) for r in counts), key=lambda r: (order[r[0]], r[1]))
 
 
 def _counts(found: DataFrame) -> dict[str, int]:
@@ -391,11 +415,8 @@ def forget(
         log.info("forget %s: %s: %d rows deleted", tenant_id, table.name, deleted)
         if deleted or changed:
             touched.append(table)
-    for table in subject_tables(config):  # verification: nothing of the person is left
-        if not engine.exists(table):
-            continue
-        for request_id, count in _counts(matched_rows(engine, table, tenant_id, idents)).items():
-            by_id[request_id].rows_left[table.name] = count
+    for table_name, request_id, count in left_behind(engine, config, tenant_id, idents):
+        by_id[request_id].rows_left[table_name] = count
     _suppress(spark, config, engine, tenant_id, outcomes, salt, now)
     result = ForgetResult(tenant_id, outcomes)
     purge = vacuum_tables(engine, touched, hours, purge_now, result)
