@@ -14,8 +14,11 @@ import pytest
 from chispa import assert_df_equality
 
 from feedlake.delta.engines import make_engine
+from feedlake.ingest import backfill as backfill_module
+from feedlake.ingest import pipeline
 from feedlake.ingest.backfill import BackfillRequest, run_backfill
 from feedlake.ingest.hooks import IngestHook
+from feedlake.landing.layouts import discover
 from feedlake.settings.config import load_config
 from tests.conftest import ingest_report, jsonl, read_table, run_cli, without_quality, write_files
 from tests.integration.same_tables import DATA_TABLES, assert_same_tables
@@ -112,6 +115,7 @@ class Resumed:
     again: str  # output of the same command once everything is done
     first_runs: dict[str, str]  # source_file -> run_id after the stopped run
     after_crash: dict[str, str]  # the manifest once the crash interrupted chunk 2
+    listings: int  # landing-zone listings of the run that finished the range (2 chunks)
 
 
 def cli_output(*extra: str, landing: Path, warehouse: Path) -> str:
@@ -139,12 +143,28 @@ def resumed(spark, zones, tmp_path_factory) -> Resumed:
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_backfill(spark, config, engine, request, hooks=lambda: [CrashAfterFirstMerge()], echo=lambda line: None)
     after_crash = manifest_runs(spark, warehouse)
-    finished = cli_output(landing=full, warehouse=warehouse)
+    listings: list[str] = []
+
+    def counted(landing, *args, **kwargs):
+        listings.append(landing)
+        return discover(landing, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (backfill_module, pipeline):
+            patch.setattr(module, "discover", counted)
+        finished = cli_output(landing=full, warehouse=warehouse)
     again = cli_output(landing=full, warehouse=warehouse)
-    return Resumed(warehouse, stopped, finished, again, first_runs, after_crash)
+    return Resumed(warehouse, stopped, finished, again, first_runs, after_crash, len(listings))
 
 
 PROGRESS = re.compile(r"chunk (\d)/3 \[(\S+) \.\. (\S+)\]: (\d) files read .* (\d+) rows in .* rows/s\).* ETA (\S+)")
+
+
+def test_a_backfill_lists_the_landing_zone_once_not_once_per_chunk(resumed):
+    """The run that finished the range ran 2 chunks on one listing (a large S3 landing zone is
+    listed page by page: once per chunk would cost its listing times the chunks)."""
+    assert resumed.listings == 1
+    assert "backfill complete: 2 chunks run" in resumed.resumed
 
 
 def test_the_plan_names_bounded_chunks_and_the_files_left_out(resumed):

@@ -257,6 +257,10 @@ def run_backfill(
                 tenants=request.tenants,
                 streams=request.streams,
                 only_files=chunk.source_files,
+                # One listing for the whole backfill: re-listing a large landing zone per
+                # chunk costs its LIST pages once per chunk. A file changed since is read as
+                # it is now, and the next run sees it as changed (file_plan) and reads it again.
+                listed=tuple(found),
             ),
             hooks(),
         )
