@@ -237,14 +237,13 @@ def matched_rows(engine: DeltaEngine, table: TableSpec, tenant_id: str, idents: 
     """
     parts: list[DataFrame] = []
     tenant = F.lit(tenant_id)
-    # Hinted where joined, not on ``idents``: read_matching also collects the keys, and a
-    # hint outside a join is a warning per query ("join hint ... not part of a join relation").
-    ids = idents
+    # Broadcast hints go where the identifiers are joined, not on ``idents``: read_matching
+    # also collects the keys, and a hint outside a join is a warning per query.
     whole: DataFrame | None = None
     for kind, columns in table.subject.items():
         for column in columns:
             if kind == "contact_key":
-                keys = ids.where(F.col("kind") == "contact_key").select(
+                keys = idents.where(F.col("kind") == "contact_key").select(
                     tenant.alias("tenant_id"), F.col("value").alias(column), "request_id"
                 )
                 found = engine.read_matching(table, keys, ["tenant_id", column])
@@ -255,14 +254,14 @@ def matched_rows(engine: DeltaEngine, table: TableSpec, tenant_id: str, idents: 
                 continue
             whole = whole if whole is not None else engine.read(table, [tenant_id])
             if kind == "email":
-                emails = ids.where(F.col("kind") == "email").select(F.col("value").alias("_value"), "request_id")
+                emails = idents.where(F.col("kind") == "email").select(F.col("value").alias("_value"), "request_id")
                 parts.append(
                     whole.join(F.broadcast(emails), normalized_column("email", F.col(column)) == F.col("_value"), how="inner")
                     .select(*table.column_names, "request_id")
                 )
             else:
                 # Renamed: a table may have columns named like them (quality_results.kind).
-                named = ids.select(F.col("request_id").alias("_request_id"), F.col("kind").alias("_kind"),
+                named = idents.select(F.col("request_id").alias("_request_id"), F.col("kind").alias("_kind"),
                                    F.col("value").alias("_value"))
                 parts.append(
                     whole.crossJoin(F.broadcast(named)).where(raw_match(F.col(column), F.col("_kind"), F.col("_value")))
@@ -284,8 +283,8 @@ def left_behind(engine: DeltaEngine, config: FeedlakeConfig, tenant_id: str, ide
 
     ``idents`` holds ``request_id, kind, value`` (the requests' resolved identifiers).
     One aggregation over the union of every stored subject table's matches, one collect:
-    not a count job per table (delta-spark, sample/landing's 8 subject tables: 5.6-7.2 s
-    one table after the other, 4.3-5.3 s as one).
+    not a count job per table (delta-spark, a forget in sample/landing's warehouse:
+    5.6-7.2 s one table after the other, 4.3-5.5 s as one).
     """
     tables = [t for t in subject_tables(config) if engine.exists(t)]
     if not tables:
