@@ -15,7 +15,7 @@ from dataclasses import replace
 import pytest
 from chispa import assert_df_equality
 
-from feedlake.delta.engines import RETENTION_CHECK, DeltaSparkEngine, make_engine
+from feedlake.delta.engines import RETENTION_CHECK, DeltaRsEngine, DeltaSparkEngine, make_engine
 from feedlake.delta.merge import plan_for
 from feedlake.erasure.forget import ForgetResult, vacuum_tables
 from feedlake.settings.config import TableSpec
@@ -96,12 +96,17 @@ def test_a_local_merge_writes_without_shuffling_by_tenant_first(spark, tmp_path)
 
 def test_purge_vacuums_run_at_once_under_one_retention_overlay(spark, tmp_path, monkeypatch):
     """``feedlake forget --purge-now`` VACUUMs its touched tables at once (``vacuum_tables``), all under one
-    overlay of Delta's retention check: each table loses its old files, and the session's check is as before."""
-    engine = make_engine(spark, str(tmp_path / "wh"), "delta-spark")
-    tables = [replace(TABLE, name=f"smoke_{i}") for i in range(3)]
+    overlay of Delta's retention check: each table loses its old files, and the session's check is as before.
+
+    The tables are written with delta-rs (milliseconds a commit; the same Delta protocol) and
+    vacuumed by delta-spark, whose VACUUMs take long enough to overlap.
+    """
+    writer = DeltaRsEngine(spark, str(tmp_path / "wh"))
+    tables = [replace(TABLE, name=f"smoke_{i}") for i in range(2)]
     for table in tables:
-        engine.merge(table, spark.createDataFrame([("t", "a", "old", "1")], SCHEMA), plan_for(table, "t"))
-        engine.merge(table, spark.createDataFrame([("t", "a", "new", "2")], SCHEMA), plan_for(table, "t"))
+        writer.merge(table, spark.createDataFrame([("t", "a", "old", "1")], SCHEMA), plan_for(table, "t"))
+        writer.merge(table, spark.createDataFrame([("t", "a", "new", "2")], SCHEMA), plan_for(table, "t"))
+    engine = make_engine(spark, str(tmp_path / "wh"), "delta-spark")
     spans: list[tuple[float, float]] = []
     vacuum = engine.vacuum
 
@@ -124,5 +129,5 @@ def test_purge_vacuums_run_at_once_under_one_retention_overlay(spark, tmp_path, 
     assert spark.conf.get(RETENTION_CHECK, None) == before
     for table in tables:
         assert len(list((tmp_path / "wh" / table.name / "tenant_id=t").glob("*.parquet"))) == 1
-        assert_df_equality(engine.read(table, ["t"]), spark.createDataFrame([("t", "a", "new", "2")], SCHEMA),
+        assert_df_equality(writer.read(table, ["t"]), spark.createDataFrame([("t", "a", "new", "2")], SCHEMA),
                            ignore_nullable=True)
