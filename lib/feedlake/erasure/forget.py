@@ -283,9 +283,12 @@ def left_behind(engine: DeltaEngine, config: FeedlakeConfig, tenant_id: str, ide
 
     ``idents`` holds ``request_id, kind, value`` (the requests' resolved identifiers).
     """
-    return request_counts({
-        t.name: matched_rows(engine, t, tenant_id, idents) for t in subject_tables(config) if engine.exists(t)
-    })
+    return request_counts(subject_matches(engine, config, tenant_id, idents))
+
+
+def subject_matches(engine: DeltaEngine, config: FeedlakeConfig, tenant_id: str, idents: DataFrame) -> dict[str, DataFrame]:
+    """Every stored subject table's :func:`matched_rows`, by table name, in :func:`subject_tables` order."""
+    return {t.name: matched_rows(engine, t, tenant_id, idents) for t in subject_tables(config) if engine.exists(t)}
 
 
 def request_counts(found_in: Mapping[str, DataFrame]) -> list[tuple[str, str, int]]:
@@ -398,7 +401,7 @@ def forget(
     touched: list[TableSpec] = []
     cached: list[DataFrame] = [idents]
     # Every table's matches first, counted in one job (which also fills their caches), then the deletes.
-    found_in = {t.name: matched_rows(engine, t, tenant_id, idents).persist() for t in subject_tables(config) if engine.exists(t)}
+    found_in = {name: found.persist() for name, found in subject_matches(engine, config, tenant_id, idents).items()}
     cached.extend(found_in.values())
     for table_name, request_id, count in request_counts(found_in):
         by_id[request_id].rows_removed[table_name] = count
