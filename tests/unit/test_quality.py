@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -11,6 +12,7 @@ from pyspark.sql import functions as F
 
 from feedlake.delta.engines import DeltaRsEngine
 from feedlake.delta.merge import plan_for
+from feedlake.quality import checks as checks_module
 from feedlake.quality.checks import EXIT_QUALITY, Outcome, QualityChecks, QualityRun
 from feedlake.quality.suites import load_quality
 from feedlake.settings.config import load_config
@@ -173,6 +175,56 @@ def test_references_flag_events_whose_contact_is_unknown_in_that_tenant(spark, c
         ("*", "expect_column_pair_values_to_be_equal(tenant_id/contact_key, contacts:tenant_id/contact_key)", "warning",
          1, '[["b/c1", null]]')
     ]
+
+
+def test_check_frames_are_built_ahead_of_gx_and_the_outcomes_are_those_of_one_table_at_a_time(
+    spark, config, checks, tmp_path, monkeypatch
+):
+    """While GX validates one table, the next tables' frames are already being built on other
+    threads (``CHECK_THREADS``); GX still takes the tables one after the other in name
+    order, so the outcomes equal those of building one table at a time (``CHECK_THREADS = 0``)."""
+    engine = DeltaRsEngine(spark, str(tmp_path / "warehouse"))
+    contacts, events, links = config.table("contacts"), config.table("contact_events"), config.table("contact_accounts")
+    engine.merge(contacts, _contacts(spark, config, [("a", "c1"), ("a", "c2"), ("b", "c1")]), plan_for(contacts, ["a", "b"]))
+    engine.merge(events, _rows(spark, events, [
+        {"tenant_id": t, "event_key": e, "contact_key": c, "event_text": "x", "event_timestamp": MARCH_2024, "_seq": "0"}
+        for t, e, c in (("a", "e1", "c1"), ("b", "e2", "c9"), ("b", "e3", None))
+    ]), plan_for(events, ["a", "b"]))
+    engine.merge(links, _rows(spark, links, [
+        {"tenant_id": t, "contact_key": c, "account_key": k, "_seq": "0"} for t, c, k in (("a", "c1", "x"), ("a", "c1", "y"))
+    ]), plan_for(links, ["a"]))
+    names = ["contact_accounts", "contact_events", "contacts"]
+
+    monkeypatch.setattr(checks_module, "CHECK_THREADS", 0)
+    alone = checks("run-1")
+    alone.tables(None, names)
+
+    monkeypatch.setattr(checks_module, "CHECK_THREADS", 2)
+    ahead = checks("run-2")
+    counted = {name: threading.Event() for name in names}
+    row_counts, validate = ahead.engine.row_counts, ahead.context.run
+    seen: list[tuple[str, bool]] = []
+
+    def counting(table, tenants=None):
+        counted[table.name].set()
+        return row_counts(table, tenants)
+
+    def validating(checkpoint, frame, *args, **kwargs):
+        first = names[0] if not seen else None
+        if first is not None:  # the second table's frame is being built while GX validates the first
+            seen.append((first, counted[names[1]].wait(timeout=30)))
+        return validate(checkpoint, frame, *args, **kwargs)
+
+    monkeypatch.setattr(ahead.engine, "row_counts", counting)
+    monkeypatch.setattr(ahead.context, "run", validating)
+    ahead.tables(None, names)
+    assert seen == [("contact_accounts", True)]
+    assert ahead.run.outcomes == alone.run.outcomes
+    assert {(o.table_name, o.expectation) for o in alone.run.failed()} == {
+        ("contact_accounts", "expect_compound_columns_to_be_unique(tenant_id, contact_key)"),
+        ("contact_accounts", "expect_column_pair_values_to_be_equal(tenant_id/account_key, accounts:tenant_id/account_key)"),
+        ("contact_events", "expect_column_pair_values_to_be_equal(tenant_id/contact_key, contacts:tenant_id/contact_key)"),
+    }
 
 
 @pytest.mark.parametrize(

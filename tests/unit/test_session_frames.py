@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import nullcontext
+
 import pytest
 from chispa import assert_df_equality
 from py4j.java_gateway import JavaClass
@@ -15,6 +18,7 @@ from feedlake.settings.session import (
     import_jvm_names,
     memoize_jvm_lookups,
     pinned,
+    prepared_ahead,
     release,
     union_all,
 )
@@ -105,3 +109,51 @@ def test_union_all_matches_columns_by_name_and_needs_a_frame(spark):
     assert_df_equality(union_all([first, swapped]), expected, ignore_row_order=True)
     with pytest.raises(ValueError, match="at least one"):
         union_all([])
+
+
+def test_prepared_ahead_yields_in_order_builds_at_most_threads_ahead_and_inherits_local_properties(spark):
+    built: list[int] = []
+    lock = threading.Lock()
+
+    def prepare(i: int) -> tuple[int, str | None, str]:
+        with lock:
+            built.append(i)
+        return i, spark.sparkContext.getLocalProperty("feedlake.test"), threading.current_thread().name
+
+    spark.sparkContext.setLocalProperty("feedlake.test", "caller")
+    try:
+        got, waiting = [], []
+        for result in prepared_ahead(spark, prepare, range(6), threads=2):
+            with lock:
+                waiting.append(len(built) - len(got) - 1)
+            got.append(result)
+    finally:
+        spark.sparkContext.setLocalProperty("feedlake.test", None)
+    assert [(i, prop) for i, prop, _ in got] == [(i, "caller") for i in range(6)]
+    assert all(name.startswith("feedlake-prepare") for _, _, name in got)
+    assert max(waiting) <= 2
+
+
+@pytest.mark.parametrize("stop", ["break", "raise"])
+def test_prepared_ahead_discards_what_the_consumer_never_took(spark, stop):
+    """A consumer that stops (or a build that fails) leaves built results to ``discard``; later items are never built."""
+    built: list[int] = []
+    discarded: list[int] = []
+
+    def prepare(i: int) -> int:
+        built.append(i)
+        if stop == "raise" and i == 1:
+            raise ValueError("item 1 cannot be built")
+        return i
+
+    taken = []
+    with pytest.raises(ValueError, match="item 1") if stop == "raise" else nullcontext():
+        for i in prepared_ahead(spark, prepare, range(10), threads=2, discard=discarded.append):
+            taken.append(i)
+            if stop == "break":
+                break
+    assert taken == [0]
+    # At most two items were submitted beyond the one asked for (any of them may be cancelled
+    # before it starts); each one built and never taken is discarded once (the failed one has no result).
+    assert 0 in built and set(built) <= set(range(3 if stop == "break" else 4))
+    assert sorted(discarded) == sorted(set(built) - {0} - ({1} if stop == "raise" else set()))

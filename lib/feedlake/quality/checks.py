@@ -61,7 +61,7 @@ from feedlake.quality.suites import (
     load_quality,
 )
 from feedlake.settings.config import ALL_TENANTS, ConfigError, FeedlakeConfig, StreamSpec, TableSpec
-from feedlake.settings.session import local_frame, release
+from feedlake.settings.session import local_frame, prepared_ahead, release
 from feedlake.settings.tables import QUALITY_RESULTS
 
 log = logging.getLogger("feedlake.quality.checks")
@@ -71,6 +71,8 @@ ROW_COUNT_CHECK = "row_count_never_shrinks"
 EXIT_QUALITY = 3
 FAIL_ON = ("critical", "warning")
 SAMPLE_SIZE = 10
+# Table check frames built ahead of GX (feedlake.settings.session.prepared_ahead), each on its thread.
+CHECK_THREADS = 2
 EARLIEST_EVENT_UNIX = 946684800  # 2000-01-01T00:00:00Z
 # BASIC: counts and a sample of unexpected values, ~40 % cheaper per gate run than SUMMARY
 # (which adds value counts and row indexes); the gate's tenant is known anyway.
@@ -243,6 +245,60 @@ def table_check_frame(engine: DeltaEngine, config: FeedlakeConfig, quality: Tabl
         )
     extra = [c for r in quality.references for c in (r.frame_column, r.known_column)]
     return frame.select(*(F.col(f"`{c}`") for c in (*quality.table_columns, *extra)))
+
+
+@dataclass
+class TableCheck:
+    """One table's input to its ``<table>.table`` checkpoint, built by :func:`prepare_table_check`.
+
+    ``rows``: stored rows per tenant in scope; ``frame``: what GX validates (pandas when
+    ``in_driver``, else a Spark frame on local disk), ``None`` when nothing is checked;
+    ``held``: the cached frames to release once GX is done.
+    """
+
+    quality: TableQuality
+    rows: dict[str, int]
+    frame: Any = None
+    in_driver: bool = True
+    held: tuple[DataFrame, ...] = ()
+
+    def release(self) -> None:
+        for df in self.held:
+            release(df)
+
+
+def prepare_table_check(engine: DeltaEngine, config: FeedlakeConfig, quality: TableQuality,
+                        tenants: Sequence[str] | None) -> TableCheck:
+    """Read ``quality``'s table for ``tenants``, count its rows per tenant and build its check frame.
+
+    The per-tenant row counts come from the Delta log where it has them exactly
+    (:meth:`~feedlake.delta.engines.DeltaEngine.row_counts`), else from one Spark
+    aggregation over the cached rows. No stored rows in scope: nothing to be unique or
+    to reference (a table that lost all its rows is caught by the row counts).
+    """
+    stored = engine.read(quality.table, tenants).select(*quality.table_columns)
+    rows = engine.row_counts(quality.table, tenants)
+    if rows is None:  # the log cannot tell (delta-spark): one aggregation over the cached rows
+        stored = stored.persist()
+    check = TableCheck(quality, {}, held=(stored,))
+    try:
+        check.rows = rows if rows is not None else tenant_counts(stored)
+        if not quality.table_expectations or not any(check.rows.values()):
+            return check
+        frame = table_check_frame(engine, config, quality, stored, tenants)
+        check.in_driver = sum(check.rows.values()) <= config.settings.quality.driver_max_rows
+        if check.in_driver:
+            check.frame = driver_frame(frame)
+            check.release()  # the rows are in the driver frame now: no cache held while GX waits its turn
+            check.held = ()
+        else:
+            # Read and joined once for GX's metric jobs, as the gate's frame (on local disk: it is large).
+            check.frame = frame.persist(StorageLevel.DISK_ONLY)
+            check.held = (stored, check.frame)
+        return check
+    except BaseException:
+        check.release()
+        raise
 
 
 @dataclass
@@ -438,48 +494,33 @@ class QualityChecks:
     def tables(self, tenants: Sequence[str] | None, names: Sequence[str] | None = None) -> None:
         """Table checks on the stored rows of ``tenants`` (``None``: all) of the chosen tables.
 
-        Each table's check frame is built by Spark (:func:`table_check_frame`); the
-        per-tenant row counts come from the Delta log where it has them exactly
-        (:meth:`~feedlake.delta.engines.DeltaEngine.row_counts`), else from one Spark
-        aggregation per table. A frame of at most ``quality.driver_max_rows`` rows is
-        validated by GX in pandas (one ``toArrow``); a larger one by GX's Spark data
-        source, so what reaches the driver is bounded by the setting, not by the
-        warehouse (issue 12).
+        Each table's check frame is built by Spark (:func:`prepare_table_check`) on up to
+        :data:`CHECK_THREADS` threads ahead of GX, which validates one table after the
+        other in table order on this thread (a GX project is not thread-safe). A frame of
+        at most ``quality.driver_max_rows`` rows is validated by GX in pandas (one
+        ``toArrow``); a larger one by GX's Spark data source, so what reaches the driver is
+        bounded by the setting times ``CHECK_THREADS + 1``, not by the warehouse (issue 12).
         """
-        driver_max_rows = self.config.settings.quality.driver_max_rows
         chosen = self.quality.checked(names)
         counts: dict[str, dict[str, int]] = {}
-        for quality in chosen:
-            checked: DataFrame | None = None
-            stored = self.engine.read(quality.table, tenants).select(*quality.table_columns)
-            rows = self.engine.row_counts(quality.table, tenants)
-            if rows is None:  # the log cannot tell (delta-spark): one aggregation over the cached rows
-                stored = stored.persist()
-                rows = tenant_counts(stored)
+
+        def prepare(quality: TableQuality) -> TableCheck:
+            return prepare_table_check(self.engine, self.config, quality, tenants)
+
+        for check in prepared_ahead(self.spark, prepare, chosen, CHECK_THREADS, discard=TableCheck.release):
             try:
-                if quality.row_count_never_shrinks:
-                    counts[quality.table.name] = rows
-                checks = quality.table_expectations
-                # No stored rows in scope: nothing to be unique or to reference (a table that
-                # lost all its rows is caught by the row counts below).
-                if not checks or not any(rows.values()):
+                if check.quality.row_count_never_shrinks:
+                    counts[check.quality.table.name] = check.rows
+                if check.frame is None:
                     continue
-                frame = table_check_frame(self.engine, self.config, quality, stored, tenants)
-                in_driver = sum(rows.values()) <= driver_max_rows
-                if in_driver:
-                    frame = driver_frame(frame)
-                else:
-                    # Read and joined once for GX's metric jobs, as the gate's frame (on local disk: it is large).
-                    frame = checked = frame.persist(StorageLevel.DISK_ONLY)
-                name = quality.table.name
-                checkpoint = self.context.checkpoint(f"{name}.{TABLE}", name, checks, TABLE_RESULT_FORMAT,
-                                                     DATA_SOURCE if in_driver else SPARK_SOURCE)
-                result = self.context.run(checkpoint, frame, self.parameters, self.run.run_id, datetime.now(timezone.utc))
+                name = check.quality.table.name
+                checkpoint = self.context.checkpoint(f"{name}.{TABLE}", name, check.quality.table_expectations,
+                                                     TABLE_RESULT_FORMAT, DATA_SOURCE if check.in_driver else SPARK_SOURCE)
+                result = self.context.run(checkpoint, check.frame, self.parameters, self.run.run_id,
+                                          datetime.now(timezone.utc))
                 self.run.outcomes.extend(outcomes_of(result, TABLE, name, ALL_TENANTS, None))
             finally:
-                for df in (stored, checked):
-                    if df is not None:
-                        release(df)
+                check.release()
         self._row_counts([q for q in chosen if q.row_count_never_shrinks], counts, tenants)
 
     def _row_counts(self, chosen: Sequence[TableQuality], counts: Mapping[str, Mapping[str, int]],

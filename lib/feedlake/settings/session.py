@@ -12,10 +12,12 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from py4j.java_gateway import JavaClass, JavaMember, JVMView
@@ -26,6 +28,9 @@ from pyspark.sql.types import StructType
 from feedlake.settings.job import JobSettings, SparkSettings
 
 log = logging.getLogger("feedlake.settings.session")
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Settings the transforms depend on, applied to every session (built or given).
 REQUIRED_SQL_CONF = {
@@ -446,6 +451,47 @@ def release(df: DataFrame) -> None:
     plan = df._jdf.queryExecution().analyzed()  # noqa: SLF001 -- pyspark's only route to the plan's RDD
     if plan.getClass().getSimpleName() == "LogicalRDD":
         plan.rdd().unpersist(False)
+
+
+def prepared_ahead(
+    spark: SparkSession,
+    prepare: Callable[[T], R],
+    items: Iterable[T],
+    threads: int,
+    discard: Callable[[R], None] | None = None,
+) -> Iterator[R]:
+    """``prepare(item)`` of every item, yielded in order, built up to ``threads`` items ahead on threads.
+
+    The consumer works on one result while the next ones are built: Spark jobs submitted
+    from several threads run side by side on the executors, and their driver-side
+    planning (analysis, Delta's log replay and file listing) uses more than one core. At
+    most ``threads`` results wait built and unconsumed, so the memory they hold is
+    bounded; ``threads=0`` builds one item at a time. Each thread inherits the caller's
+    Spark local properties and job tags (:func:`pyspark.inheritable_thread_target`). Results the
+    consumer never takes, because it stopped early or failed, go to ``discard``.
+    """
+    from pyspark import inheritable_thread_target
+
+    pending: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="feedlake-prepare") as pool:
+        build = inheritable_thread_target(spark)(prepare)
+        try:
+            for item in items:
+                pending.append(pool.submit(build, item))
+                if len(pending) > threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                if future.cancel():
+                    continue
+                try:
+                    leftover = future.result()
+                except Exception:  # noqa: S112 - the consumer's own failure is the one to report
+                    continue
+                if discard is not None:
+                    discard(leftover)
 
 
 def jvm(spark: SparkSession):
