@@ -10,11 +10,13 @@ read stream by stream in separate runs, in either order (the one ordering rule o
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
 
+from feedlake.ingest import stages
 from tests.conftest import ingest_report, read_table, write_files
 
 BOTH_LAYOUTS = "landing_layout=[tenant_stream, objects]"
@@ -62,37 +64,73 @@ def commits(warehouse: Path, table: str) -> int:
     return len(list((warehouse / table / "_delta_log").glob("*.json")))
 
 
+def watched_ingest(landing: Path, warehouse: Path) -> tuple[dict, bool]:
+    """:func:`ingest`, and whether the second stream was being prepared while the first was counted.
+
+    The first stream's ``count_stage`` (after its gate, before its MERGE, on the run's
+    thread) waits up to 30 s for another stream's ``prepare_stream`` to start.
+    """
+    prepare, count = stages.prepare_stream, stages.count_stage
+    started: list[str] = []
+    another = threading.Event()
+    overlapped: list[bool] = []
+
+    def preparing(ctx, stream, records):
+        started.append(stream.name)
+        if len(started) > 1:
+            another.set()
+        return prepare(ctx, stream, records)
+
+    def counting(ctx, stream, counts):
+        if not overlapped:
+            overlapped.append(another.wait(timeout=30))
+        return count(ctx, stream, counts)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stages, "prepare_stream", preparing)
+        patch.setattr(stages, "count_stage", counting)
+        report = ingest(landing, warehouse)
+    return report, overlapped == [True]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One run of every file; the same files in two runs, each order."""
+    """One run of every file (watched: :func:`watched_ingest`); the same files in two runs, each order."""
     base = tmp_path_factory.mktemp("one_merge")
     together = base / "together"
-    report = ingest(write_files(base / "landing", FILES), together)
+    report, overlapped = watched_ingest(write_files(base / "landing", FILES), together)
     orders = {}
     for name, first in {"people_first": ("identify", "track"), "objects_first": ("contact", "contact_event")}.items():
         landing, warehouse = base / f"landing_{name}", base / name
         ingest(write_files(landing, only(*first)), warehouse)
         ingest(write_files(landing, FILES), warehouse)
         orders[name] = warehouse
-    return together, report, orders
+    return together, report, orders, overlapped
+
+
+def test_the_next_stream_is_prepared_while_one_is_gated_counted_and_merged(runs):
+    """Streams that read nothing another writes are prepared (validated, mapped, ranked) one ahead on
+    another thread (``stages.STREAMS_AHEAD``); the tables below still equal a run per stream."""
+    _, _, _, overlapped = runs
+    assert overlapped
 
 
 @pytest.mark.parametrize("table", TABLES)
 def test_one_run_commits_each_table_once(runs, table):
-    together, _, _ = runs
+    together, _, _, _ = runs
     assert commits(together, table) == 2  # the table's creation, then one MERGE of both streams
 
 
 @pytest.mark.parametrize("order", ["people_first", "objects_first"])
 @pytest.mark.parametrize("table", TABLES)
 def test_one_merge_of_several_streams_equals_a_run_per_stream(spark, runs, order, table):
-    together, _, orders = runs
+    together, _, orders, _ = runs
     expected = read_table(spark, orders[order], table)
     assert_df_equality(read_table(spark, together, table), expected, ignore_nullable=True)
 
 
 def test_the_cross_stream_winners(spark, runs):
-    together, _, _ = runs
+    together, _, _, _ = runs
     contacts = read_table(spark, together, "contacts", ["contact_key", "email", "first_name", "source_system"])
     expected = spark.createDataFrame(
         [("c-1", "ada@acme.com", "Ada", "dataapi"), ("c-2", "bob@acme.com", None, None), ("c-3", "cy@acme.com", None, "dataapi")],
@@ -109,7 +147,7 @@ def test_the_cross_stream_winners(spark, runs):
 
 def test_the_report_splits_one_merge_per_stream(runs):
     """Each row the MERGE writes counts once, for the stream whose record it stores (its ``_batch_id``)."""
-    _, report, _ = runs
+    _, report, _, _ = runs
     tables = {(s["stream"], t): (c["inserted"], c["updated"]) for s in report["streams"] for t, c in s["tables"].items()}
     assert tables == {
         # c-1's resolved row carries the lineage of its latest record: the contact file landed later.

@@ -52,7 +52,7 @@ from feedlake.rules.contracts import validate
 from feedlake.rules.dedupe import LINEAGE_COLUMNS, latest_per_key, rank_by_seq, resolve_attributes, sequence
 from feedlake.rules.profiles import profile_columns
 from feedlake.settings.config import FeedlakeConfig, StreamSpec, TableSpec
-from feedlake.settings.session import local_frame, pinned, release, union_all
+from feedlake.settings.session import local_frame, pinned, prepared_ahead, release, union_all
 from feedlake.streams.mappers import DUPLICATES, QUARANTINE_COLUMNS, REJECTED, StoredTables, mapper_for
 
 log = logging.getLogger("feedlake.ingest.stages")
@@ -373,10 +373,37 @@ def merge_table(ctx: RunContext, name: str, parts: Sequence[TablePart]) -> None:
 
 # --- one stream ----------------------------------------------------------------------
 
+# Streams prepared (validated, mapped, ranked) ahead of the one being gated, counted and
+# merged (feedlake.settings.session.prepared_ahead): each holds its pinned frames until its turn.
+STREAMS_AHEAD = 1
 
-def stage_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> tuple[DataFrame, dict[str, TablePart]]:
-    """validate → suppress → map → rank → gate → count for one stream: its quarantine rows and its
-    part of each target table, to MERGE with the other streams' parts (:func:`merge_table`)."""
+
+@dataclass
+class PreparedStream:
+    """One stream's records validated, suppressed, mapped and ranked (:func:`prepare_stream`): no hook
+    has seen them, nothing is counted or written yet (:func:`finish_stream`)."""
+
+    stream: StreamSpec
+    validated: DataFrame
+    suppressed: DataFrame | None
+    rejected: DataFrame | None
+    quarantine: DataFrame
+    ranked: dict[str, DataFrame]
+    outcomes: DataFrame
+
+    def release(self) -> None:
+        """Give back the ranked frames (the validated and rejected ones go with the run's cache)."""
+        for df in self.ranked.values():
+            release(df)
+
+
+def prepare_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> PreparedStream:
+    """validate → suppress → map → rank for one stream: Spark work only, no hook, no report entry.
+
+    It reads stored tables only where the stream ``reads`` them (and the erasure list), so
+    :func:`process_streams` prepares a stream ahead only when none of those is written
+    earlier in the run.
+    """
     validated = pinned(validate_stage(stream, records), ctx.storage)
     ctx.cached.append(validated)  # kept until the quarantine is written from it
     validated, suppressed = suppress_stage(ctx, stream, validated)  # quarantine-bound records too (issue 15)
@@ -392,9 +419,18 @@ def stage_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> tup
         quarantine = quarantine.unionByName(rejected)
     ranked = {name: pinned(df, ctx.storage) for name, df in rank_stage(ctx.config, mapped).items()}
     outcomes = record_outcomes(ctx.config, stream, ranked, repeated)
+    return PreparedStream(stream, validated, suppressed, rejected, quarantine, ranked, outcomes)
+
+
+def finish_stream(ctx: RunContext, prepared: PreparedStream) -> tuple[DataFrame, dict[str, TablePart]]:
+    """gate → count for one prepared stream: its quarantine rows and its part of each target table,
+    to MERGE with the other streams' parts (:func:`merge_table`)."""
+    stream, ranked = prepared.stream, prepared.ranked
     reasons = gate_stage(ctx, stream, ranked)
     blocked = blocked_frame(ctx.spark, list(reasons)) if reasons else None
-    tenants = count_stage(ctx, stream, stream_counts(validated, rejected, with_blocked(outcomes, blocked), suppressed))
+    counts = stream_counts(prepared.validated, prepared.rejected, with_blocked(prepared.outcomes, blocked),
+                           prepared.suppressed)
+    tenants = count_stage(ctx, stream, counts)
     for tenant, reason in reasons.items():
         ctx.report.stream(tenant, stream.name).blocked = reason
         ctx.blocked.add((tenant, stream.name))
@@ -406,31 +442,69 @@ def stage_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> tup
             continue
         rows = df if blocked is None else df.join(F.broadcast(blocked), on="tenant_id", how="left_anti")
         parts[name] = TablePart(stream, rows, merging, cached=df)
-    return quarantine, parts
+    return prepared.quarantine, parts
+
+
+def stage_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> tuple[DataFrame, dict[str, TablePart]]:
+    """validate → suppress → map → rank → gate → count for one stream (:func:`prepare_stream`, then
+    :func:`finish_stream`): its quarantine rows and its part of each target table."""
+    return finish_stream(ctx, prepare_stream(ctx, stream, records))
+
+
+def independent_runs(streams: Sequence[StreamSpec]) -> list[list[StreamSpec]]:
+    """``streams`` (in processing order) cut before each stream that ``reads`` a table an earlier one writes.
+
+    Within a run of streams, none reads what another of the run writes, so each can be
+    prepared while the one before it is gated, counted and merged; a stream that reads
+    an earlier stream's table starts a new run, prepared once that table is merged.
+
+    >>> from feedlake.settings.config import load_config
+    >>> config = load_config()
+    >>> names = ["entity_map", "account", "identify", "track"]
+    >>> [[s.name for s in run] for run in independent_runs([config.stream(n) for n in names])]
+    [['entity_map'], ['account', 'identify', 'track']]
+    """
+    runs: list[list[StreamSpec]] = []
+    written: set[str] = set()
+    for stream in streams:
+        if not runs or set(stream.reads) & written:
+            runs.append([])
+        runs[-1].append(stream)
+        written.update(stream.targets)
+    return runs
 
 
 def process_streams(ctx: RunContext, streams: Sequence[StreamSpec], records: DataFrame) -> list[DataFrame]:
     """Stage every stream in order and MERGE each table once, when its last writer is staged; the quarantine rows.
 
-    A table another stream ``reads`` is merged before that stream is staged (e.g.
+    A table another stream ``reads`` is merged before that stream is prepared (e.g.
     ``entity_map`` before ``account``: an account and its mapping dropped together
     resolve at once, seed 004), so :func:`feedlake.ingest.pipeline.processing_order`
-    puts its writers first.
+    puts its writers first. Within each of :func:`independent_runs`, the next stream is
+    prepared (:func:`prepare_stream`, Spark jobs only) on another thread while this one
+    is gated, counted and merged here: hooks, report counts and MERGEs keep the
+    processing order.
     """
     last_writer = {t: s.name for s in streams for t in s.targets}
     pending: dict[str, list[TablePart]] = defaultdict(list)
     quarantine = []
-    for stream in streams:
-        for name in stream.reads:
+
+    def prepare(stream: StreamSpec) -> PreparedStream:
+        return prepare_stream(ctx, stream, records)
+
+    for run in independent_runs(streams):
+        for name in run[0].reads:
             if name in pending:
                 merge_table(ctx, name, pending.pop(name))
-        rows, parts = stage_stream(ctx, stream, records)
-        quarantine.append(rows)
-        for name, part in parts.items():
-            pending[name].append(part)
-        for name in stream.targets:
-            if last_writer[name] == stream.name and name in pending:
-                merge_table(ctx, name, pending.pop(name))
+        for prepared in prepared_ahead(ctx.spark, prepare, run, STREAMS_AHEAD, discard=PreparedStream.release):
+            stream = prepared.stream
+            rows, parts = finish_stream(ctx, prepared)
+            quarantine.append(rows)
+            for name, part in parts.items():
+                pending[name].append(part)
+            for name in stream.targets:
+                if last_writer[name] == stream.name and name in pending:
+                    merge_table(ctx, name, pending.pop(name))
     return quarantine
 
 
