@@ -35,7 +35,7 @@ def validated(
     """Parse ``lines`` as one file of ``stream``, add its sequence and check the stream contract.
 
     Pinned, as the pipeline's validate stage pins it before the mappers read it
-    (:func:`feedlake.ingest.stages.stage_stream`): a mapper's plan starts from the
+    (:func:`feedlake.ingest.stages.prepare_stream`): a mapper's plan starts from the
     validated rows rather than re-deriving (and re-optimizing) every contract check.
     """
     rows = []

@@ -2,10 +2,10 @@
 
 A run (:class:`feedlake.ingest.pipeline.Ingest`, the thin orchestrator) is: **plan** (which
 landing files, :mod:`feedlake.ingest.file_plan`) → **read** (parse, :mod:`feedlake.landing.jvm_parse`)
-→ per stream, in :func:`feedlake.ingest.pipeline.processing_order` (:func:`stage_stream`):
-**validate** (:func:`validate_stage`) → *suppress* (erasure, :func:`suppress_stage`) →
-**map** (:func:`map_stage`) → **rank** (:func:`rank_stage`) → **gate** (:func:`gate_stage`)
-→ **count** (:func:`count_stage`) → per table, once its last writer is staged:
+→ per stream, in :func:`feedlake.ingest.pipeline.processing_order` (:func:`prepare_stream`,
+then :func:`finish_stream`): **validate** (:func:`validate_stage`) → *suppress* (erasure,
+:func:`suppress_stage`) → **map** (:func:`map_stage`) → **rank** (:func:`rank_stage`) →
+**gate** (:func:`gate_stage`) → **count** (:func:`count_stage`) → per table, once its last writer is staged:
 **merge** (:func:`merge_table`) → then **bookkeeping** (quarantine, manifest, report).
 
 Rules (issue 12, items 2–5; issue 13, items 4 and 9):
@@ -443,12 +443,6 @@ def finish_stream(ctx: RunContext, prepared: PreparedStream) -> tuple[DataFrame,
         rows = df if blocked is None else df.join(F.broadcast(blocked), on="tenant_id", how="left_anti")
         parts[name] = TablePart(stream, rows, merging, cached=df)
     return prepared.quarantine, parts
-
-
-def stage_stream(ctx: RunContext, stream: StreamSpec, records: DataFrame) -> tuple[DataFrame, dict[str, TablePart]]:
-    """validate → suppress → map → rank → gate → count for one stream (:func:`prepare_stream`, then
-    :func:`finish_stream`): its quarantine rows and its part of each target table."""
-    return finish_stream(ctx, prepare_stream(ctx, stream, records))
 
 
 def independent_runs(streams: Sequence[StreamSpec]) -> list[list[StreamSpec]]:
