@@ -263,6 +263,30 @@ def test_a_run_validates_after_another_run_registered_the_same_suite(tmp_path):
     assert [r.success for r in result.run_results.values()] == [False]
 
 
+def test_opening_a_project_declares_every_asset_and_a_reopen_keeps_their_ids(tmp_path):
+    """Both data sources get every declared asset with its ``whole`` batch when the project opens; another
+    run opening the same project later finds them all and rewrites nothing, so the ids the first run's
+    checkpoints hold stay valid, and an asset nobody declared is still added when a checkpoint needs it."""
+    from feedlake.quality.context import DATA_SOURCE, SPARK_SOURCE, WHOLE, QualityContext
+    from feedlake.quality.suites import ExpectationSpec
+
+    def ids(project: QualityContext) -> dict:
+        sources = {name: project.context.data_sources.get(name) for name in (DATA_SOURCE, SPARK_SOURCE)}
+        return {name: {asset.name: (str(asset.id), str(asset.get_batch_definition(WHOLE).id)) for asset in source.assets}
+                for name, source in sources.items()}
+
+    root = str(tmp_path / "_quality")
+    first = ids(QualityContext(root, assets=["contacts", "accounts", "contacts"]))
+    assert {name: sorted(assets) for name, assets in first.items()} == {
+        DATA_SOURCE: ["accounts", "contacts"], SPARK_SOURCE: ["accounts", "contacts"]}
+    assert QualityContext(root).context.data_sources.get(SPARK_SOURCE).persist is False
+    again = QualityContext(root, assets=["accounts", "contacts"])
+    assert ids(again) == first
+    specs = [ExpectationSpec("expect_column_values_to_not_be_null", {"column": "event_key"}, "critical")]
+    again.checkpoint("contact_events.gate", "contact_events", specs, {"result_format": "SUMMARY"})
+    assert sorted(ids(again)[DATA_SOURCE]) == ["accounts", "contact_events", "contacts"]
+
+
 @pytest.mark.parametrize("driver_max_rows", [None, 0], ids=["pandas", "gx-on-spark"])
 def test_mostly_is_judged_on_each_tenants_own_rows(spark, tmp_path, driver_max_rows):
     """Tenant isolation: 80 % of the batch has a contact, but t9's only rows have none: t9 is blocked alone."""

@@ -380,7 +380,7 @@ class QualityChecks:
         self.engine = engine
         self.quality = quality
         self.warehouse = warehouse
-        self.context = QualityContext.for_warehouse(warehouse, config.settings.quality)
+        self.context = QualityContext.for_warehouse(warehouse, config.settings.quality, [*quality.tables, ROW_COUNTS])
         self.run = QualityRun(run_id, datetime.now(timezone.utc))
         self.parameters = run_parameters(self.run.checked_at)
 
