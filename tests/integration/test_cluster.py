@@ -24,8 +24,8 @@ import pyspark
 import pytest
 
 from feedlake.app.bundle import build_bundle
-from feedlake.settings.session import DELTA_SPARK_CONF, jvm_packages
-from tests.conftest import jsonl, read_table, run_cli, without_quality, write_files
+from feedlake.settings.session import DELTA_SPARK_CONF, LOCAL_MASTER_CONF, jvm_packages
+from tests.conftest import TEST_SPARK_CONF, jsonl, read_table, run_cli, without_quality, write_files
 from tests.integration.same_tables import assert_same_tables
 
 pytestmark = [pytest.mark.cluster, pytest.mark.system]
@@ -35,6 +35,15 @@ SPARK_HOME = Path(pyspark.__file__).parent
 WORKERS = 2
 START_TIMEOUT_S = 120
 JOB_TIMEOUT_S = 1200
+# The job's tables hold a few hundred rows. A cluster master keeps Spark's and Delta's task
+# counts sized for large tables (50 tasks per Delta snapshot), so the test gives the job
+# what feedlake gives a local master, and the test session's interpreted, non-adaptive
+# plans (tests/conftest.py): where the tasks run, which is what this test proves, is the same.
+TINY_DATA_CONF = {
+    **LOCAL_MASTER_CONF,
+    **{k: v for k, v in TEST_SPARK_CONF["conf"].items() if k.startswith(("spark.sql.codegen", "spark.sql.adaptive"))},
+    "spark.driver.extraJavaOptions": TEST_SPARK_CONF["conf"]["spark.driver.extraJavaOptions"],
+}
 
 
 def free_port() -> int:
@@ -151,6 +160,7 @@ def test_spark_submit_runs_on_two_executors_with_the_delta_spark_merge_on_execut
         # The pinned Delta + S3A packages, from the Ivy cache the install step warmed (python -m feedlake.app.jars).
         "--packages", ",".join(jvm_packages()),
         *[arg for key, value in DELTA_SPARK_CONF.items() for arg in ("--conf", f"{key}={value}")],
+        *[arg for key, value in TINY_DATA_CONF.items() for arg in ("--conf", f"{key}={value}")],
         "--driver-memory", "1g",
         "--conf", "spark.executor.memory=768m",
         "--conf", "spark.executor.cores=1",
