@@ -10,10 +10,10 @@ from chispa import assert_df_equality
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from feedlake.delta.engines import DeltaRsEngine
+from feedlake.delta.engines import DeltaRsEngine, DeltaSparkEngine
 from feedlake.delta.merge import plan_for
 from feedlake.quality import checks as checks_module
-from feedlake.quality.checks import EXIT_QUALITY, Outcome, QualityChecks, QualityRun
+from feedlake.quality.checks import EXIT_QUALITY, Outcome, QualityChecks, QualityRun, prepare_table_check
 from feedlake.quality.suites import load_quality
 from feedlake.settings.config import load_config
 from tests.conftest import read_table
@@ -175,6 +175,46 @@ def test_references_flag_events_whose_contact_is_unknown_in_that_tenant(spark, c
         ("*", "expect_column_pair_values_to_be_equal(tenant_id/contact_key, contacts:tenant_id/contact_key)", "warning",
          1, '[["b/c1", null]]')
     ]
+
+
+@pytest.mark.delta_spark
+@pytest.mark.parametrize("driver_max_rows", [100, 0], ids=["pandas", "gx-on-spark"])
+def test_a_table_check_counts_and_checks_the_same_rows_whether_the_log_or_the_frame_counts(
+    spark, tmp_path, driver_max_rows
+):
+    """delta-rs counts a table's rows per tenant from the Delta log; delta-spark's log cannot
+    tell (deletion vectors), so the check frame (one row per stored row) counts them. Both give
+    the same counts and the same frame, for every tenant in scope and none outside it."""
+    config = load_config(None, {"engine": "delta-rs", "quality": {"driver_max_rows": driver_max_rows}})
+    quality = load_quality(None, config)
+    contacts, events = config.table("contacts"), config.table("contact_events")
+    contact_rows = _contacts(spark, config, [("a", "c1"), ("b", "c2")])
+    event_rows = _rows(spark, events, [
+        {"tenant_id": t, "event_key": e, "contact_key": c, "event_text": "x", "event_timestamp": MARCH_2024, "_seq": "0"}
+        for t, e, c in (("a", "e1", "c1"), ("a", "e2", "c2"), ("a", "e3", None), ("b", "e4", "c2"), ("z", "e5", "c1"))
+    ])
+    prepared = {}
+    for engine in (DeltaRsEngine(spark, str(tmp_path / "rs")), DeltaSparkEngine(spark, str(tmp_path / "ds"))):
+        engine.merge(contacts, contact_rows, plan_for(contacts, ["a", "b"]))
+        engine.merge(events, event_rows, plan_for(events, ["a", "b", "z"]))
+        prepared[engine.name] = [
+            prepare_table_check(engine, config, quality.checked([name])[0], tenants)
+            for name, tenants in (("contact_events", ["a", "b", "nobody"]), ("contact_events", ["nobody"]),
+                                  ("contacts", None))
+        ]
+    for rs, ds in zip(prepared["delta-rs"], prepared["delta-spark"], strict=True):
+        assert ds.rows == rs.rows
+        if rs.frame is None or ds.frame is None:  # no stored row in scope: nothing to check
+            assert rs.frame is ds.frame is None
+            continue
+        assert ds.in_driver == rs.in_driver == (driver_max_rows > 0)
+        if rs.in_driver:
+            assert_df_equality(spark.createDataFrame(ds.frame), spark.createDataFrame(rs.frame), ignore_row_order=True)
+        else:
+            assert_df_equality(ds.frame, rs.frame, ignore_row_order=True, ignore_nullable=True)
+        rs.release()
+        ds.release()
+    assert [check.rows for check in prepared["delta-spark"]] == [{"a": 3, "b": 1}, {}, {"a": 1, "b": 1}]
 
 
 def test_check_frames_are_built_ahead_of_gx_and_the_outcomes_are_those_of_one_table_at_a_time(
