@@ -177,31 +177,41 @@ def test_references_flag_events_whose_contact_is_unknown_in_that_tenant(spark, c
     ]
 
 
-@pytest.mark.delta_spark
-@pytest.mark.parametrize("driver_max_rows", [100, 0], ids=["pandas", "gx-on-spark"])
-def test_a_table_check_counts_and_checks_the_same_rows_whether_the_log_or_the_frame_counts(
-    spark, tmp_path, driver_max_rows
-):
-    """delta-rs counts a table's rows per tenant from the Delta log; delta-spark's log cannot
-    tell (deletion vectors), so the check frame (one row per stored row) counts them. Both give
-    the same counts and the same frame, for every tenant in scope and none outside it."""
-    config = load_config(None, {"engine": "delta-rs", "quality": {"driver_max_rows": driver_max_rows}})
-    quality = load_quality(None, config)
+@pytest.fixture(scope="module")
+def both_engines(spark, config, tmp_path_factory):
+    """contacts (tenants a, b) and contact_events (a, b, z) MERGEd by delta-rs and by delta-spark."""
+    root = tmp_path_factory.mktemp("both_engines")
     contacts, events = config.table("contacts"), config.table("contact_events")
     contact_rows = _contacts(spark, config, [("a", "c1"), ("b", "c2")])
     event_rows = _rows(spark, events, [
         {"tenant_id": t, "event_key": e, "contact_key": c, "event_text": "x", "event_timestamp": MARCH_2024, "_seq": "0"}
         for t, e, c in (("a", "e1", "c1"), ("a", "e2", "c2"), ("a", "e3", None), ("b", "e4", "c2"), ("z", "e5", "c1"))
     ])
-    prepared = {}
-    for engine in (DeltaRsEngine(spark, str(tmp_path / "rs")), DeltaSparkEngine(spark, str(tmp_path / "ds"))):
+    engines = (DeltaRsEngine(spark, str(root / "rs")), DeltaSparkEngine(spark, str(root / "ds")))
+    for engine in engines:
         engine.merge(contacts, contact_rows, plan_for(contacts, ["a", "b"]))
         engine.merge(events, event_rows, plan_for(events, ["a", "b", "z"]))
-        prepared[engine.name] = [
+    return engines
+
+
+@pytest.mark.delta_spark
+@pytest.mark.parametrize("driver_max_rows", [100, 0], ids=["pandas", "gx-on-spark"])
+def test_a_table_check_counts_and_checks_the_same_rows_whether_the_log_or_the_frame_counts(
+    spark, both_engines, driver_max_rows
+):
+    """delta-rs counts a table's rows per tenant from the Delta log; delta-spark's log cannot
+    tell (deletion vectors), so the check frame (one row per stored row) counts them. Both give
+    the same counts and the same frame, for every tenant in scope and none outside it."""
+    config = load_config(None, {"engine": "delta-rs", "quality": {"driver_max_rows": driver_max_rows}})
+    quality = load_quality(None, config)
+    prepared = {
+        engine.name: [
             prepare_table_check(engine, config, quality.checked([name])[0], tenants)
             for name, tenants in (("contact_events", ["a", "b", "nobody"]), ("contact_events", ["nobody"]),
                                   ("contacts", None))
         ]
+        for engine in both_engines
+    }
     for rs, ds in zip(prepared["delta-rs"], prepared["delta-spark"], strict=True):
         assert ds.rows == rs.rows
         if rs.frame is None or ds.frame is None:  # no stored row in scope: nothing to check
