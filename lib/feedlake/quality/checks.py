@@ -192,6 +192,11 @@ def tenant_counts(frame: DataFrame) -> dict[str, int]:
     return {r["tenant_id"]: r["rows"] for r in frame.groupBy("tenant_id").agg(F.count(F.lit(1)).alias("rows")).collect()}
 
 
+def driver_counts(frame) -> dict[str, int]:
+    """Rows per tenant of a frame already in the driver (pandas): no Spark job."""
+    return {str(t): int(n) for t, n in frame.groupby("tenant_id").size().items()}
+
+
 def driver_frame(frame: DataFrame):
     """``frame`` as pandas for GX, in one ``toArrow``; a missing text stays ``None``
     (pandas 3 turns it into NaN, which a sample would record as ``NaN``, not ``null``)."""
@@ -283,28 +288,24 @@ def prepare_table_check(engine: DeltaEngine, config: FeedlakeConfig, quality: Ta
     """
     stored = engine.read(quality.table, tenants).select(*quality.table_columns)
     logged = engine.row_counts(quality.table, tenants)
-    check = TableCheck(quality, logged or {})
-    if not quality.table_expectations or (logged is not None and not any(logged.values())):
-        if logged is None:
-            check.rows = tenant_counts(stored)
-        return check
+    if not quality.table_expectations:
+        return TableCheck(quality, logged if logged is not None else tenant_counts(stored))
+    if logged is not None and not any(logged.values()):
+        return TableCheck(quality, logged)
     frame = table_check_frame(engine, config, quality, stored, tenants)
     max_rows = config.settings.quality.driver_max_rows
     if logged is None:
-        head, check.in_driver = bounded_frame(frame, max_rows)
-        if check.in_driver:
-            check.rows = {str(t): int(n) for t, n in head.groupby("tenant_id").size().items()}
-            check.frame = None if head.empty else head
-            return check
-        check.rows = tenant_counts(stored)
+        head, in_driver = bounded_frame(frame, max_rows)
+        if in_driver:
+            return TableCheck(quality, driver_counts(head), None if head.empty else head)
+        counts = tenant_counts(stored)
     elif sum(logged.values()) <= max_rows:
-        check.frame = driver_frame(frame)
-        return check
+        return TableCheck(quality, logged, driver_frame(frame))
+    else:
+        counts = logged
     # Read and joined once for GX's metric jobs, as the gate's frame (on local disk: it is large).
-    check.in_driver = False
-    check.frame = frame.persist(StorageLevel.DISK_ONLY)
-    check.held = (check.frame,)
-    return check
+    persisted = frame.persist(StorageLevel.DISK_ONLY)
+    return TableCheck(quality, counts, persisted, in_driver=False, held=(persisted,))
 
 
 @dataclass
@@ -432,7 +433,7 @@ class QualityChecks:
         """The gate of one target table: its outcomes into the run, the tenants to block into ``reasons``."""
         source = DATA_SOURCE if in_driver else SPARK_SOURCE
         checkpoint = self.context.checkpoint(f"{name}.{GATE}", name, quality.gate, GATE_RESULT_FORMAT, source)
-        sizes = frame.groupby("tenant_id").size().to_dict() if in_driver else tenant_counts(rows)
+        sizes = driver_counts(frame) if in_driver else tenant_counts(rows)
         tenants = sorted(str(t) for t in sizes)
         label = tenants[0] if len(tenants) == 1 else ALL_TENANTS
         result = self.context.run(checkpoint, frame, self.parameters, f"{self.run.run_id}_{label}_{stream.name}",
