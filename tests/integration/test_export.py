@@ -99,6 +99,11 @@ def _files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
+def _commits(warehouse: Path) -> int:
+    """The number of commits of every table of the warehouse (their ``_delta_log`` JSON entries)."""
+    return len(list(warehouse.glob("*/_delta_log/*.json")))
+
+
 @pytest.fixture(scope="module", params=["delta-rs", "delta-spark"])
 def scenario(request, spark, tmp_path_factory):
     engine = request.param
@@ -118,8 +123,10 @@ def scenario(request, spark, tmp_path_factory):
     s["first"] = export("--outbox", str(outbox), *common)
     s["after_first"] = _files(outbox)
     s["first_messages"] = outbox_messages(outbox)
+    commits = _commits(warehouse)
     s["rerun"] = export("--outbox", str(outbox), *common)
     s["after_rerun"] = _files(outbox)
+    s["rerun_commits"] = _commits(warehouse) - commits
     ingest(SECOND)
     before = _files(outbox)
     s["second"] = export("--outbox", str(outbox), *common)
@@ -134,7 +141,9 @@ def scenario(request, spark, tmp_path_factory):
         before = _files(outbox)
         s["retry"] = export("--outbox", str(outbox), *common)  # marker exists: the state write succeeds
         s["retry_files"] = sorted(_files(outbox) - before)
+        commits = _commits(warehouse)
         s["after_retry"] = export("--outbox", str(outbox), *common)
+        s["after_retry_commits"] = _commits(warehouse) - commits
     s["marker"] = marker.exists()
     s["crash_messages"] = read_files(outbox, s["crash_files"])
     s["retry_messages"] = read_files(outbox, s["retry_files"])
@@ -204,6 +213,9 @@ def test_no_change_rerun_sends_nothing(scenario):
     assert code == 0
     assert scenario["after_rerun"] == scenario["after_first"]
     assert total(out) == 0
+    # nothing new since the last export: no table gets a new version (export_state, moments)
+    assert scenario["rerun_commits"] == 0
+    assert scenario["after_retry_commits"] == 0
 
 
 def test_only_changed_attributes_are_sent(scenario):

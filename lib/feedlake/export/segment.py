@@ -22,7 +22,8 @@ moment began. Here:
   a run first records the range it is about to send (``pending_version``), then sends,
   then records it as exported. A crash between sending and recording leaves the pending
   range: the next run re-sends exactly that range, i.e. the same messages with the same
-  ids (tested with :data:`FAIL_STATE_ENV`).
+  ids (tested with :data:`FAIL_STATE_ENV`). A run with nothing to send records only the
+  rows whose exported version moved: a no-change rerun commits nothing.
 * **Destinations**, written by Spark tasks on the executors (no collect of messages):
   an outbox of gzip JSON-lines files ``OUTBOX/tenant=<id>/segment/dt=<run>/part-*.jsonl.gz``
   (local or S3; each file written under a temporary name and renamed, or put whole), or
@@ -322,6 +323,15 @@ class Span:
     start: int
     end: int
     exported: int | None
+    pending: int | None = None
+
+    def recorded(self) -> int | None:
+        """The ``exported_version`` once the span is sent: its end, never below what was exported before."""
+        return max(self.end, self.exported if self.exported is not None else -1)
+
+    def changes_state(self) -> bool:
+        """Whether recording the span as exported changes its ``export_state`` row (else no write is due)."""
+        return self.pending is not None or self.recorded() != self.exported
 
 
 def plan_spans(
@@ -345,7 +355,7 @@ def plan_spans(
                 start, end = (exported + 1 if exported is not None else 0), pending
             else:
                 start, end = (exported + 1 if exported is not None else 0), now
-            spans.append(Span(tenant, table, start, end, exported))
+            spans.append(Span(tenant, table, start, end, exported, pending))
     return spans
 
 
@@ -598,10 +608,11 @@ def run_export(
                 report.add(tenant, "track", messages=n)
             return report
         stamp = now
-        _write_state(engine, config, [
-            (s.tenant_id, destination, s.table, s.exported, s.end, run_id, stamp) for s in spans
-        ])
         if total:
+            # The range about to be sent, recorded first: a crash before the final write re-sends it.
+            _write_state(engine, config, [
+                (s.tenant_id, destination, s.table, s.exported, s.end, run_id, stamp) for s in spans
+            ])
             partitions = max(1, min(spark.sparkContext.defaultParallelism * 2,
                                     -(-total // settings.outbox_messages_per_file)))
             if request.segment:
@@ -627,10 +638,12 @@ def run_export(
                 _upload_staged(staging, root, config.settings.s3)
             for r in stats:
                 report.add(r["tenant_id"], r["type"], **{k: r[k] for k in ("messages", "batches", "retries", "files", "skipped")})
-        _fail_once_for_tests()
+            _fail_once_for_tests()
+        # After a send every row's pending range is cleared; otherwise only rows that change are
+        # written, so a run with no new version and nothing pending commits nothing.
         _write_state(engine, config, [
-            (s.tenant_id, destination, s.table, max(s.end, s.exported if s.exported is not None else -1), None, None, stamp)
-            for s in spans
+            (s.tenant_id, destination, s.table, s.recorded(), None, None, stamp)
+            for s in spans if total or s.changes_state()
         ])
     finally:
         messages.unpersist()
