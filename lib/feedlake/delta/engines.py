@@ -272,7 +272,10 @@ class DeltaEngine(Protocol):
         ...
 
     def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
-        """The Change Data Feed of versions ``start_version..end_version`` (``_change_type``, ``_commit_version``)."""
+        """The Change Data Feed of versions ``start_version..end_version`` (``_change_type``, ``_commit_version``).
+
+        ``end_version``, when given, is a version the table has (as the caller read it); by default its latest.
+        """
         ...
 
 
@@ -894,7 +897,8 @@ class DeltaSparkEngine:
                     self._purge_overlay = None
 
     def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
-        current = self.version(table)
+        # A given end is a version the caller read the table at: no second read of the history.
+        current = self.version(table) if end_version is None else end_version
         if current is None or start_version > current:
             return local_frame(self.spark, [], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
         reader = self.spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", start_version)
