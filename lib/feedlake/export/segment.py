@@ -325,7 +325,7 @@ class Span:
     exported: int | None
     pending: int | None = None
 
-    def recorded(self) -> int | None:
+    def recorded(self) -> int:
         """The ``exported_version`` once the span is sent: its end, never below what was exported before."""
         return max(self.end, self.exported if self.exported is not None else -1)
 
