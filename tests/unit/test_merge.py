@@ -154,6 +154,37 @@ def test_every_column_type_crosses_to_delta_rs_unchanged_and_staging_is_removed(
     assert list(spool.iterdir()) == []
 
 
+
+@pytest.mark.parametrize("driver_read_rows", [0, 1_000], ids=["parquet-scan", "arrow"])
+def test_a_change_feed_past_driver_read_rows_is_a_parquet_scan_of_every_column_type(spark, tmp_path, driver_read_rows):
+    """delta-rs's change feed crosses the driver batch by batch: past ``driver_read_rows``
+    rows Spark scans a staged Parquet file (a backfill's feed is the table's whole history)."""
+    table = build_config({}, {"typed": {**TYPED, "properties": {"delta.enableChangeDataFeed": True}}}).tables["typed"]
+    first = spark.createDataFrame(
+        [
+            ("a", "k1", 2**40, 7, 1.5, True, dt.date(2024, 2, 29), dt.datetime(2024, 3, 1, 23, 59, 59, 123456), "1"),
+            ("a", "k2", None, None, None, None, None, None, "1"),
+        ],
+        TYPED_DDL,
+    )
+    second = spark.createDataFrame([("a", "k1", -1, 0, -0.25, False, dt.date(1999, 12, 31), dt.datetime(1970, 1, 1), "2")],
+                                   TYPED_DDL)
+    engine = DeltaRsEngine(spark, str(tmp_path / "wh"), driver_read_rows=driver_read_rows)
+    for rows in (first, second):
+        engine.merge(table, rows, plan_for(table, "a"))
+    feed = engine.changes(table, 0)
+    staged = feed.inputFiles()
+    assert bool(staged) == (driver_read_rows == 0)
+    assert all(f.endswith(".parquet") and "feedlake-staging-" in f for f in staged)
+    stored = [tuple(r) for r in first.collect()], [tuple(r) for r in second.collect()]
+    expected = spark.createDataFrame(
+        [(*stored[0][0], "insert", 1), (*stored[0][1], "insert", 1), (*stored[0][0], "update_preimage", 2),
+         (*stored[1][0], "update_postimage", 2)],
+        f"{TYPED_DDL}, _change_type STRING, _commit_version BIGINT",
+    )
+    assert_df_equality(feed, expected, ignore_row_order=True, ignore_nullable=True)
+    assert engine.changes(table, 3).count() == 0
+
 SPLITS = {
     # row policy: a newer or equal _seq updates, an older one does not, a new key inserts.
     "events": (

@@ -18,7 +18,9 @@ the JVM classes load, else delta-rs.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -641,24 +643,79 @@ class DeltaRsEngine:
         return len(removed)
 
     def changes(self, table: TableSpec, start_version: int, end_version: int | None = None) -> DataFrame:
+        """The change feed read by delta-rs batch by batch; past ``driver_read_rows`` rows, a Parquet scan.
+
+        A feed of at most ``driver_read_rows`` rows becomes a frame from Arrow (no Spark
+        job). A longer one (a backfill's ``--since-version 0`` is the table's whole
+        history) is written batch by batch to a Parquet file in the engine's staging
+        folder, which Spark then scans on the executors: the driver holds one batch at a
+        time, never the feed. The file lives as long as the frame may be read, until the
+        process exits. A cluster's executors cannot see the driver's disk: there the
+        feed crosses the driver as Arrow, with a warning (such warehouses belong on
+        delta-spark).
+        """
+        ddl = f"{table.ddl}, _change_type STRING, _commit_version BIGINT"
         dt = self._open(table)
         if dt is None or start_version > dt.version():
-            return local_frame(self.spark, [], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
-        reader = dt.load_cdf(starting_version=start_version, ending_version=end_version)
-        data = pa.RecordBatchReader.from_stream(reader).read_all()
-        if data.num_rows == 0:
-            return local_frame(self.spark, [], f"{table.ddl}, _change_type STRING, _commit_version BIGINT")
-        # delta-rs 1.6 returns string columns as Arrow string_view, which Spark's Arrow
-        # conversion refuses: cast to the declared schema (columns missing from older
-        # versions of the table, before a schema migration, come back as NULLs).
+            return local_frame(self.spark, [], ddl)
         schema = arrow_schema(table).append(pa.field("_change_type", pa.string())).append(
             pa.field("_commit_version", pa.int64())
         )
-        columns = [
-            data.column(f.name).cast(f.type) if f.name in data.column_names else pa.nulls(data.num_rows, f.type)
-            for f in schema
-        ]
-        return self.spark.createDataFrame(pa.Table.from_arrays(columns, schema=schema)).select(*schema.names)
+        feed = pa.RecordBatchReader.from_stream(dt.load_cdf(starting_version=start_version, ending_version=end_version))
+        batches = (conform_batch(batch, schema) for batch in feed)
+        head: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in batches:
+            head.append(batch)
+            rows += batch.num_rows
+            if rows > self.driver_read_rows and self.stage_locally:
+                break
+        else:
+            if rows == 0:
+                return local_frame(self.spark, [], ddl)
+            if rows > self.driver_read_rows:
+                log.warning("delta-rs: %s's change feed (%d rows) crosses the driver: Spark's executors cannot "
+                            "read a driver-side staging file", table.name, rows)
+            return self.spark.createDataFrame(pa.Table.from_batches(head, schema)).select(*schema.names)
+        import pyarrow.parquet as pq
+
+        path = os.path.join(staging_folder(), f"changes-{table.name}-{next(_STAGED)}.parquet")
+        with pq.ParquetWriter(path, schema) as writer:
+            for batch in head:
+                writer.write_batch(batch)
+            del head
+            for batch in batches:
+                writer.write_batch(batch)
+        return self.spark.read.schema(ddl).parquet(path).select(*schema.names)
+
+
+def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` in ``schema``: columns cast, those it lacks as NULLs.
+
+    delta-rs 1.6 returns string columns as Arrow ``string_view``, which Spark's Arrow
+    conversion refuses; columns missing from older versions of a table (before a
+    schema migration) come back as NULLs.
+    """
+    columns = [
+        batch.column(f.name).cast(f.type) if f.name in batch.schema.names else pa.nulls(batch.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+_STAGED = itertools.count()
+_STAGING: list[str] = []
+_STAGING_LOCK = threading.Lock()
+
+
+def staging_folder() -> str:
+    """This process's private folder (0700) for files Spark reads lazily; removed when the process exits."""
+    with _STAGING_LOCK:
+        if not _STAGING:
+            folder = tempfile.mkdtemp(prefix="feedlake-staging-")
+            atexit.register(shutil.rmtree, folder, True)
+            _STAGING.append(folder)
+        return _STAGING[0]
 
 
 class DeltaSparkEngine:
