@@ -176,6 +176,28 @@ def test_ingest_prints_the_run_page_and_the_page_shows_the_run(reported, tmp_pat
     assert "acme: 3 events" in text and "globex: 1 events" in text
 
 
+
+def test_the_report_says_where_the_time_went(reported):
+    """Every stage of a run that read files is timed on the run's thread, in the order it ran;
+    the stages before the run's end add up to no more than the run took (clock of whole seconds)."""
+    from datetime import datetime
+
+    from feedlake.ingest.report import STAGES
+
+    page = _page_path(reported["first"])
+    report = json.loads((page.parent / f"{_run_id(page)}.json").read_text())
+    seconds = report["stage_seconds"]
+    assert set(seconds) == set(STAGES) and all(v >= 0 for v in seconds.values())
+    took = (datetime.fromisoformat(report["finished_at"]) - datetime.fromisoformat(report["started_at"])).total_seconds()
+    assert sum(v for k, v in seconds.items() if k != "after_run") <= took + 1.05
+    printed = next(line for line in reported["first"].splitlines() if line.startswith("seconds per stage: "))
+    assert [part.split()[0] for part in printed.removeprefix("seconds per stage: ").split("  ")] == list(STAGES)
+    text = visible_text(page.read_text())
+    assert "Where the time went" in text
+    rows = re.findall(r"\b(" + "|".join(STAGES) + r") (\d+\.\d) (\d+) %", text.split("Where the time went")[1])
+    assert [stage for stage, _, _ in rows] == list(STAGES)
+    assert [float(s) for _, s, _ in rows] == [round(seconds[stage], 1) for stage in STAGES]
+
 def test_markup_from_records_and_file_names_is_escaped(reported, tmp_path: Path):
     page = _page_path(reported["first"])
     rendered = dom(page, tmp_path / "profile")

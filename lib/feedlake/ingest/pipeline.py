@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -126,28 +127,34 @@ class Ingest:
 
     def _run(self) -> RunReport:
         layouts = self.config.settings.landing_layout
-        files = list(self.request.listed) if self.request.listed is not None else discover(
-            self.request.landing, self.request.tenants, self.request.streams, layouts, s3=self.s3
-        )
+        with self.report.timed("list"):
+            files = list(self.request.listed) if self.request.listed is not None else discover(
+                self.request.landing, self.request.tenants, self.request.streams, layouts, s3=self.s3
+            )
         if self.request.only_files is not None:
             files = [f for f in files if f.source_file in self.request.only_files]
         # Every declared table exists after a run, empty or not, so readers never guess
         # (no Spark job: delta-rs reads the log; delta-spark creates or migrates once per engine).
-        self.engine.ensure_all(list(self.config.tables.values()))
+        with self.report.timed("tables"):
+            self.engine.ensure_all(list(self.config.tables.values()))
         tenants = sorted({f.tenant_id for f in files})
         # One writer per tenant: a concurrent run on the same tenants waits here (feedlake.ingest.lease);
         # held from the manifest read to the manifest commit, so the plan and the writes agree.
-        with tenant_leases(self.request.warehouse, tenants, self.config.settings.concurrency, s3=self.s3):
+        with ExitStack() as held:
+            with self.report.timed("lease"):
+                held.enter_context(tenant_leases(self.request.warehouse, tenants, self.config.settings.concurrency,
+                                                 s3=self.s3))
             return self._run_leased(files, tenants)
 
     def _run_leased(self, files: list[LandingFile], tenants: list[str]) -> RunReport:
-        manifest = read_manifest(self.engine, self.config, tenants) if tenants else {}
-        plan = plan_files(files, self.config, manifest)
-        # Every commit of the batch carries a Delta transaction id derived from its input
-        # files: a rerun after a crash skips the commits that had landed (issue 13).
-        # The manifest's version is part of it: a deliberate reprocess (manifest rows removed)
-        # is a new batch, while a crashed run never committed the manifest.
-        manifest_version = self.engine.version(self.config.table(INGEST_FILES))
+        with self.report.timed("plan"):
+            manifest = read_manifest(self.engine, self.config, tenants) if tenants else {}
+            plan = plan_files(files, self.config, manifest)
+            # Every commit of the batch carries a Delta transaction id derived from its input
+            # files: a rerun after a crash skips the commits that had landed (issue 13).
+            # The manifest's version is part of it: a deliberate reprocess (manifest rows removed)
+            # is a new batch, while a crashed run never committed the manifest.
+            manifest_version = self.engine.version(self.config.table(INGEST_FILES))
         with (
             sql_conf_overlay(self.spark, self._small_batch_conf(plan)),
             idempotent_writes(self.engine, plan_fingerprint(plan, manifest_version)) as ids,
@@ -171,18 +178,22 @@ class Ingest:
         self.ctx.batch_streams = {batch: stream for (_, stream), batch in batches.items()}
         quarantined: list[DataFrame] = [self._rejected_rows(plan, batches)]
         if plan.to_read:
-            records, parsing = self._read(plan.to_read, batches)
+            with self.report.timed("parse"):
+                records, parsing = self._read(plan.to_read, batches)
             streams = [self.config.stream(n) for n in processing_order(self.config, {f.stream for f in plan.to_read})]
             quarantined.extend(process_streams(self.ctx, streams, records))
             parsing.release()
         # Every record accounted for, each count from what was written: checked before
         # the quarantine and manifest commits, so a broken run leaves its files to be read again.
         check_invariant(self.report)
-        self._write_quarantine(quarantined, plan)
-        self._write_manifest(plan, batches)
+        with self.report.timed("quarantine"):
+            self._write_quarantine(quarantined, plan)
+        with self.report.timed("manifest"):
+            self._write_manifest(plan, batches)
         self.report.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        for hook in self.hooks:
-            hook.after_run(self.hook_context, self.report)
+        with self.report.timed("after_run"):
+            for hook in self.hooks:
+                hook.after_run(self.hook_context, self.report)
         if self.s3_access.mode:
             self.report.extras["s3_landing_read"] = self.s3_access.summary()
         self.report.check()

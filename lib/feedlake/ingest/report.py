@@ -5,13 +5,31 @@ blocked_records + suppressed == records_read`` for every tenant and stream, each
 counted from what the run wrote (see :mod:`feedlake.ingest.stages`), none derived from the
 others. A file that cannot be read at all (unknown stream, unsupported format, corrupt
 gzip) counts as one record read and one quarantined.
+
+The report also says where the run's time went: :attr:`RunReport.stage_seconds`, the
+wall-clock seconds of each of :data:`STAGES` on the run's thread.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_END = object()
+
+# A run's stages in the order they run (feedlake.ingest.pipeline, feedlake.ingest.stages):
+# listing the landing zone, creating or migrating the tables, waiting for the tenants'
+# leases, reading the manifest and planning the files, parsing them, waiting for each
+# stream's validation, mapping and ranking (prepared ahead on another thread), the
+# quality gate, counting, the MERGEs, the hooks that derive tables after a MERGE, the
+# quarantine and manifest commits, and the hooks after the run (table checks, Data Docs).
+STAGES = ("list", "tables", "lease", "plan", "parse", "prepare", "gate", "count", "merge", "derive", "quarantine",
+          "manifest", "after_run")
 
 
 class ReportInvariantError(AssertionError):
@@ -68,6 +86,36 @@ class RunReport:
     finished_at: str = ""
     streams: list[StreamReport] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Wall-clock seconds of the run's stages on the run's thread, in the order they ran
+    # (:data:`STAGES`); ``prepare`` is the wait for the streams prepared ahead on another thread.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the block's wall-clock seconds to ``stage_seconds[stage]`` (a stage may run several times)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown run stage {stage!r} (known: {', '.join(STAGES)})")
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - started
+            self.stage_seconds[stage] = round(self.stage_seconds.get(stage, 0.0) + spent, 3)
+
+    def timed_items(self, stage: str, items: Iterable[T]) -> Iterator[T]:
+        """``items``, the time spent waiting for each next one added to ``stage``."""
+        iterator = iter(items)
+        try:
+            while True:
+                with self.timed(stage):
+                    item = next(iterator, _END)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()  # a generator's own cleanup runs now, when its consumer stops early
 
     def stream(self, tenant_id: str, stream: str) -> StreamReport:
         for s in self.streams:
@@ -119,6 +167,8 @@ class RunReport:
                 lines.append("  ".join("-" * w for w in widths))
         for key, value in sorted(self.extras.items()):
             lines.append(f"{key}: {value}")
+        if self.stage_seconds:
+            lines.append("seconds per stage: " + "  ".join(f"{k} {v:.1f}" for k, v in self.stage_seconds.items()))
         return "\n".join(lines)
 
 

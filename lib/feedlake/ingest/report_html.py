@@ -36,6 +36,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from feedlake.delta.engines import open_delta_rs
+from feedlake.ingest.report import STAGES
 from feedlake.landing.storage import StorageError, list_objects, parse_s3_uri, read_text, s3_client, write_text
 from feedlake.settings.job import QualitySettings
 from feedlake.settings.locations import docs_location, is_remote
@@ -371,6 +372,18 @@ def _reason_bars(streams: Sequence[Mapping[str, Any]]) -> list[Bar]:
     return [Bar(code, n, [(code, n, "bad")]) for code, n in sorted(per.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
+def _stage_rows(seconds: Mapping[str, float]) -> list[tuple[str, float, int]]:
+    """(stage, seconds, whole-percent share) in the order the stages run (the JSON report sorts its keys).
+
+    >>> _stage_rows({"merge": 1.0, "parse": 3.0})
+    [('parse', 3.0, 75), ('merge', 1.0, 25)]
+    """
+    total = sum(seconds.values()) or 1.0
+    order = {stage: i for i, stage in enumerate(STAGES)}
+    ranked = sorted(seconds.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+    return [(stage, float(s), round(100 * s / total)) for stage, s in ranked]
+
+
 def _svg_bars(bars: Sequence[Bar], width: int = 560, row: int = 22, label_width: int = 170) -> dict:
     """Geometry of a horizontal (stacked) bar chart, drawn by the template as inline SVG."""
     top = max((b.value for b in bars), default=0) or 1
@@ -482,6 +495,7 @@ def render_run_page(report: Mapping[str, Any], *, kind: str = "ingest", examples
         quality=_quality_model(quality),
         quality_summary=(report.get("extras") or {}).get("quality"),
         extras=[(k, v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)) for k, v in sorted(extras.items())],
+        stages=_stage_rows(report.get("stage_seconds") or {}),
         docs_link=docs_link,
     )
 

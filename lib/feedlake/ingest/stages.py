@@ -343,29 +343,31 @@ def merge_table(ctx: RunContext, name: str, parts: Sequence[TablePart]) -> None:
         raise ValueError(f"table {name}: written by streams {[p.stream.name for p in parts]} "
                          "but without the _seq and _batch_id columns to rank and count them")
     if tenants:
-        source = merge_source(ctx.engine, table, parts)
-        if table.policy == "attribute" or several:
-            # Resolved against stored rows or ranked across streams: computed once for the
-            # MERGE, its split and the hooks. A single stream's winners filter its cached
-            # ranked rows, which costs less than a second copy.
-            source = source.persist(ctx.storage)
-        split: bool | tuple[str, ...] = ("tenant_id", "_batch_id") if several else len(tenants) > 1
-        result = ctx.engine.merge(table, source, plan_for(table, tenants), split=split)
-        if several:
-            counts = table_counts(ctx, parts, result)
-        elif len(tenants) == 1:
-            counts = {(tenants[0], parts[0].stream.name): TableCounts(result.inserted, result.updated)}
-        else:
-            counts = {(t, parts[0].stream.name): TableCounts(*c) for t, c in (result.by_tenant or {}).items()}
-        split_total = (sum(c.inserted for c in counts.values()), sum(c.updated for c in counts.values()))
-        if split and result.by_group and split_total != (result.inserted, result.updated):
-            log.warning("MERGE into %s: per-tenant split %s differs from the MERGE's metrics %s (a concurrent writer?)",
-                        name, split_total, (result.inserted, result.updated))
-        for part in parts:
-            for tenant in part.tenants:
-                ctx.report.stream(tenant, part.stream.name).tables[name] = counts.get((tenant, part.stream.name), TableCounts())
-        for hook in ctx.hooks:
-            hook.after_merge(ctx.hook_context, parts[-1].stream, name, source)
+        with ctx.report.timed("merge"):
+            source = merge_source(ctx.engine, table, parts)
+            if table.policy == "attribute" or several:
+                # Resolved against stored rows or ranked across streams: computed once for the
+                # MERGE, its split and the hooks. A single stream's winners filter its cached
+                # ranked rows, which costs less than a second copy.
+                source = source.persist(ctx.storage)
+            split: bool | tuple[str, ...] = ("tenant_id", "_batch_id") if several else len(tenants) > 1
+            result = ctx.engine.merge(table, source, plan_for(table, tenants), split=split)
+            if several:
+                counts = table_counts(ctx, parts, result)
+            elif len(tenants) == 1:
+                counts = {(tenants[0], parts[0].stream.name): TableCounts(result.inserted, result.updated)}
+            else:
+                counts = {(t, parts[0].stream.name): TableCounts(*c) for t, c in (result.by_tenant or {}).items()}
+            split_total = (sum(c.inserted for c in counts.values()), sum(c.updated for c in counts.values()))
+            if split and result.by_group and split_total != (result.inserted, result.updated):
+                log.warning("MERGE into %s: per-tenant split %s differs from the MERGE's metrics %s (a concurrent writer?)",
+                            name, split_total, (result.inserted, result.updated))
+            for part in parts:
+                for tenant in part.tenants:
+                    ctx.report.stream(tenant, part.stream.name).tables[name] = counts.get((tenant, part.stream.name), TableCounts())
+        with ctx.report.timed("derive"):
+            for hook in ctx.hooks:
+                hook.after_merge(ctx.hook_context, parts[-1].stream, name, source)
         release(source)
     for part in parts:
         release(part.cached)
@@ -426,11 +428,13 @@ def finish_stream(ctx: RunContext, prepared: PreparedStream) -> tuple[DataFrame,
     """gate → count for one prepared stream: its quarantine rows and its part of each target table,
     to MERGE with the other streams' parts (:func:`merge_table`)."""
     stream, ranked = prepared.stream, prepared.ranked
-    reasons = gate_stage(ctx, stream, ranked)
+    with ctx.report.timed("gate"):
+        reasons = gate_stage(ctx, stream, ranked)
     blocked = blocked_frame(ctx.spark, list(reasons)) if reasons else None
-    counts = stream_counts(prepared.validated, prepared.rejected, with_blocked(prepared.outcomes, blocked),
-                           prepared.suppressed)
-    tenants = count_stage(ctx, stream, counts)
+    with ctx.report.timed("count"):
+        counts = stream_counts(prepared.validated, prepared.rejected, with_blocked(prepared.outcomes, blocked),
+                               prepared.suppressed)
+        tenants = count_stage(ctx, stream, counts)
     for tenant, reason in reasons.items():
         ctx.report.stream(tenant, stream.name).blocked = reason
         ctx.blocked.add((tenant, stream.name))
@@ -490,7 +494,8 @@ def process_streams(ctx: RunContext, streams: Sequence[StreamSpec], records: Dat
         for name in run[0].reads:
             if name in pending:
                 merge_table(ctx, name, pending.pop(name))
-        for prepared in prepared_ahead(ctx.spark, prepare, run, STREAMS_AHEAD, discard=PreparedStream.release):
+        preparing = prepared_ahead(ctx.spark, prepare, run, STREAMS_AHEAD, discard=PreparedStream.release)
+        for prepared in ctx.report.timed_items("prepare", preparing):
             stream = prepared.stream
             rows, parts = finish_stream(ctx, prepared)
             quarantine.append(rows)
