@@ -14,7 +14,8 @@ d. DuckDB doing (b)'s parse + dedupe + Parquet on one machine (the floor; ``pip 
 e. the parse stage alone, as the ingest runs it (conf's ``parsing`` settings, large scans
    spread over the cores): :func:`feedlake.landing.jvm_parse.parse_landing_files` → ``noop``.
 
-Prints every time, (c)/(b) — the goal is ≤ 1.3 — and (c)/(a). (a), (b) and (e) share
+Prints every time, (c)/(b) — the goal is ≤ 1.3 — and (c)/(a), and where (c)'s time went (the
+stage seconds of its run report). (a), (b) and (e) share
 one warm SparkSession with conf/ingest.yaml's ``spark`` settings. Usage::
 
     python bench/ingest_bench.py --events 2000000
@@ -68,6 +69,15 @@ def generate(path: Path, events: int, seed: int = 7) -> dict[str, int]:
                     previous.append(line)
             fh.write(line + "\n")
     return {"duplicates": dupes, "corrupt": corrupt}
+
+
+def stage_profile(warehouse: Path) -> str:
+    """The ``stage_seconds`` of the warehouse's run report: where (c)'s time went."""
+    reports = sorted((warehouse / "_reports").glob("*.json"))
+    stages = json.loads(reports[-1].read_text()).get("stage_seconds", {}) if reports else {}
+    from feedlake.ingest.report import STAGES
+
+    return "  ".join(f"{k} {stages[k]:.1f}" for k in STAGES if k in stages) or "-"
 
 
 def hand_written_job(spark, data: Path, out: Path) -> None:
@@ -168,6 +178,7 @@ def main() -> None:
         label = f"{engine or 'default':<11}" + (f", driver {args.driver_memory}" if args.driver_memory else "")
         print(f"(c) feedlake ingest (fresh warehouse, CLI, {label})  : {elapsed:7.1f} s", flush=True)
         print(f"    (c)/(b): {elapsed / timings['b']:.2f}x (goal <= 1.3x)   (c)/(a): {elapsed / timings['a']:.2f}x")
+        print(f"    (c) seconds per stage (its run report): {stage_profile(warehouse)}")
     print(f"events: {args.events:,}  file: {data.stat().st_size / 1e6:.1f} MB gzip")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
