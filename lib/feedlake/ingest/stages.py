@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
@@ -495,15 +496,17 @@ def process_streams(ctx: RunContext, streams: Sequence[StreamSpec], records: Dat
             if name in pending:
                 merge_table(ctx, name, pending.pop(name))
         preparing = prepared_ahead(ctx.spark, prepare, run, STREAMS_AHEAD, discard=PreparedStream.release)
-        for prepared in ctx.report.timed_items("prepare", preparing):
-            stream = prepared.stream
-            rows, parts = finish_stream(ctx, prepared)
-            quarantine.append(rows)
-            for name, part in parts.items():
-                pending[name].append(part)
-            for name in stream.targets:
-                if last_writer[name] == stream.name and name in pending:
-                    merge_table(ctx, name, pending.pop(name))
+        # Closed on the way out, a failure included: streams prepared and never finished are released now.
+        with closing(ctx.report.timed_items("prepare", preparing)) as prepared_streams:
+            for prepared in prepared_streams:
+                stream = prepared.stream
+                rows, parts = finish_stream(ctx, prepared)
+                quarantine.append(rows)
+                for name, part in parts.items():
+                    pending[name].append(part)
+                for name in stream.targets:
+                    if last_writer[name] == stream.name and name in pending:
+                        merge_table(ctx, name, pending.pop(name))
     return quarantine
 
 
