@@ -647,10 +647,11 @@ class DeltaRsEngine:
 
         A feed of at most ``driver_read_rows`` rows becomes a frame from Arrow (no Spark
         job). A longer one (a backfill's ``--since-version 0`` is the table's whole
-        history) is written batch by batch to a Parquet file in the engine's staging
-        folder, which Spark then scans on the executors: the driver holds one batch at a
-        time, never the feed. The file lives as long as the frame may be read, until the
-        process exits. A cluster's executors cannot see the driver's disk: there the
+        history) is written batch by batch to a Parquet file in the process's staging
+        folder (:func:`staging_folder`), which Spark then scans on the executors: the
+        driver holds one batch at a time, never the feed. The file lives as long as the
+        frame may be read: until the process exits (a long-lived notebook keeps one file
+        per large feed it read until its kernel stops). A cluster's executors cannot see the driver's disk: there the
         feed crosses the driver as Arrow, with a warning (such warehouses belong on
         delta-spark).
         """
