@@ -339,39 +339,46 @@ def merge_table(ctx: RunContext, name: str, parts: Sequence[TablePart]) -> None:
     """
     table = ctx.config.table(name)
     tenants = sorted({t for p in parts for t in p.tenants})
-    several = len(parts) > 1
-    if several and not {"_seq", "_batch_id"} <= set(table.column_names):
+    if len(parts) > 1 and not {"_seq", "_batch_id"} <= set(table.column_names):
         raise ValueError(f"table {name}: written by streams {[p.stream.name for p in parts]} "
                          "but without the _seq and _batch_id columns to rank and count them")
     if tenants:
         with ctx.report.timed("merge"):
-            source = merge_source(ctx.engine, table, parts)
-            if table.policy == "attribute" or several:
-                # Resolved against stored rows or ranked across streams: computed once for the
-                # MERGE, its split and the hooks. A single stream's winners filter its cached
-                # ranked rows, which costs less than a second copy.
-                source = source.persist(ctx.storage)
-            split: bool | tuple[str, ...] = ("tenant_id", "_batch_id") if several else len(tenants) > 1
-            result = ctx.engine.merge(table, source, plan_for(table, tenants), split=split)
-            if several:
-                counts = table_counts(ctx, parts, result)
-            elif len(tenants) == 1:
-                counts = {(tenants[0], parts[0].stream.name): TableCounts(result.inserted, result.updated)}
-            else:
-                counts = {(t, parts[0].stream.name): TableCounts(*c) for t, c in (result.by_tenant or {}).items()}
-            split_total = (sum(c.inserted for c in counts.values()), sum(c.updated for c in counts.values()))
-            if split and result.by_group and split_total != (result.inserted, result.updated):
-                log.warning("MERGE into %s: per-tenant split %s differs from the MERGE's metrics %s (a concurrent writer?)",
-                            name, split_total, (result.inserted, result.updated))
-            for part in parts:
-                for tenant in part.tenants:
-                    ctx.report.stream(tenant, part.stream.name).tables[name] = counts.get((tenant, part.stream.name), TableCounts())
+            source = merge_and_count(ctx, table, parts, tenants)
         with ctx.report.timed("derive"):
             for hook in ctx.hooks:
                 hook.after_merge(ctx.hook_context, parts[-1].stream, name, source)
         release(source)
     for part in parts:
         release(part.cached)
+
+
+def merge_and_count(ctx: RunContext, table: TableSpec, parts: Sequence[TablePart], tenants: Sequence[str]) -> DataFrame:
+    """The MERGE of :func:`merge_table` and its counts in the report; the source it merged (for the hooks)."""
+    several = len(parts) > 1
+    source = merge_source(ctx.engine, table, parts)
+    if table.policy == "attribute" or several:
+        # Resolved against stored rows or ranked across streams: computed once for the
+        # MERGE, its split and the hooks. A single stream's winners filter its cached
+        # ranked rows, which costs less than a second copy.
+        source = source.persist(ctx.storage)
+    split: bool | tuple[str, ...] = ("tenant_id", "_batch_id") if several else len(tenants) > 1
+    result = ctx.engine.merge(table, source, plan_for(table, tenants), split=split)
+    if several:
+        counts = table_counts(ctx, parts, result)
+    elif len(tenants) == 1:
+        counts = {(tenants[0], parts[0].stream.name): TableCounts(result.inserted, result.updated)}
+    else:
+        counts = {(t, parts[0].stream.name): TableCounts(*c) for t, c in (result.by_tenant or {}).items()}
+    split_total = (sum(c.inserted for c in counts.values()), sum(c.updated for c in counts.values()))
+    if split and result.by_group and split_total != (result.inserted, result.updated):
+        log.warning("MERGE into %s: per-tenant split %s differs from the MERGE's metrics %s (a concurrent writer?)",
+                    table.name, split_total, (result.inserted, result.updated))
+    for part in parts:
+        for tenant in part.tenants:
+            ctx.report.stream(tenant, part.stream.name).tables[table.name] = counts.get((tenant, part.stream.name),
+                                                                                      TableCounts())
+    return source
 
 
 # --- one stream ----------------------------------------------------------------------
