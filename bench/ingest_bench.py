@@ -74,10 +74,9 @@ def generate(path: Path, events: int, seed: int = 7) -> dict[str, int]:
 def stage_profile(warehouse: Path) -> str:
     """The ``stage_seconds`` of the warehouse's run report: where (c)'s time went."""
     reports = sorted((warehouse / "_reports").glob("*.json"))
-    stages = json.loads(reports[-1].read_text()).get("stage_seconds", {}) if reports else {}
-    from feedlake.ingest.report import STAGES
+    from feedlake.ingest.report import stage_line
 
-    return "  ".join(f"{k} {stages[k]:.1f}" for k in STAGES if k in stages) or "-"
+    return stage_line(json.loads(reports[-1].read_text()).get("stage_seconds", {}) if reports else {})
 
 
 def hand_written_job(spark, data: Path, out: Path) -> None:

@@ -651,9 +651,9 @@ class DeltaRsEngine:
         folder (:func:`staging_folder`), which Spark then scans on the executors: the
         driver holds one batch at a time, never the feed. The file lives as long as the
         frame may be read: until the process exits (a long-lived notebook keeps one file
-        per large feed it read until its kernel stops). A cluster's executors cannot see the driver's disk: there the
-        feed crosses the driver as Arrow, with a warning (such warehouses belong on
-        delta-spark).
+        per large feed it read until its kernel stops). A cluster's executors cannot see
+        the driver's disk: there the feed crosses the driver as Arrow, with a warning
+        (such warehouses belong on delta-spark).
         """
         ddl = f"{table.ddl}, _change_type STRING, _commit_version BIGINT"
         dt = self._open(table)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -30,6 +30,21 @@ _END = object()
 # quarantine and manifest commits, and the hooks after the run (table checks, Data Docs).
 STAGES = ("list", "tables", "lease", "plan", "parse", "prepare", "gate", "count", "merge", "derive", "quarantine",
           "manifest", "after_run")
+
+
+def ordered_stages(seconds: Mapping[str, float]) -> list[tuple[str, float]]:
+    """``stage_seconds`` in the order of :data:`STAGES` (a JSON report sorts its keys); unknown names last.
+
+    >>> ordered_stages({"merge": 1.0, "parse": 3.0})
+    [('parse', 3.0), ('merge', 1.0)]
+    """
+    order = {stage: i for i, stage in enumerate(STAGES)}
+    return sorted(seconds.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+
+
+def stage_line(seconds: Mapping[str, float]) -> str:
+    """``stage_seconds`` as one line of text: ``parse 36.2  prepare 31.1 ...`` (``-`` when empty)."""
+    return "  ".join(f"{stage} {s:.1f}" for stage, s in ordered_stages(seconds)) or "-"
 
 
 class ReportInvariantError(AssertionError):
@@ -168,7 +183,7 @@ class RunReport:
         for key, value in sorted(self.extras.items()):
             lines.append(f"{key}: {value}")
         if self.stage_seconds:
-            lines.append("seconds per stage: " + "  ".join(f"{k} {v:.1f}" for k, v in self.stage_seconds.items()))
+            lines.append("seconds per stage: " + stage_line(self.stage_seconds))
         return "\n".join(lines)
 
 

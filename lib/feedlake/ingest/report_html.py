@@ -36,7 +36,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from feedlake.delta.engines import open_delta_rs
-from feedlake.ingest.report import STAGES
+from feedlake.ingest.report import ordered_stages
 from feedlake.landing.storage import StorageError, list_objects, parse_s3_uri, read_text, s3_client, write_text
 from feedlake.settings.job import QualitySettings
 from feedlake.settings.locations import docs_location, is_remote
@@ -379,9 +379,7 @@ def _stage_rows(seconds: Mapping[str, float]) -> list[tuple[str, float, int]]:
     [('parse', 3.0, 75), ('merge', 1.0, 25)]
     """
     total = sum(seconds.values()) or 1.0
-    order = {stage: i for i, stage in enumerate(STAGES)}
-    ranked = sorted(seconds.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
-    return [(stage, float(s), round(100 * s / total)) for stage, s in ranked]
+    return [(stage, float(s), round(100 * s / total)) for stage, s in ordered_stages(seconds)]
 
 
 def _svg_bars(bars: Sequence[Bar], width: int = 560, row: int = 22, label_width: int = 170) -> dict:
