@@ -56,6 +56,12 @@ JSON_CASES = [
     ('{"s":"\\ud83d\\ude00"}', {"s": "\U0001f600"}, None),  # a whole pair is fine
     ('{"n":1e400}', None, "number_out_of_range"),  # issue 13: not a finite double
     ('{"n":1e100}', {"n": "1.0E100"}, None),
+    # Each pattern the JVM scan sends to the Python re-check (jvm_parse.JSON_SUSPECT):
+    ('{"n":1234567890123456789012345678901234567890}', {"n": "1.2345678901234568E39"}, None),  # past DECIMAL(38)
+    ('{"n":-1.5e+300}', {"n": "-1.5E300"}, None),  # a 3-digit exponent
+    ('{"n":2E-300}', {"n": "2.0E-300"}, None),
+    ('{"s":"\\uDBFF"}', None, "invalid_encoding"),  # a lone surrogate in upper case
+    ('{"s":"caf\\u00e9","k":"e123"}', {"s": "caf\u00e9", "k": "e123"}, None),  # no surrogate; "e123" is re-checked
 ]
 
 

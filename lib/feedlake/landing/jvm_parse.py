@@ -88,8 +88,9 @@ RECHECK_SCHEMA = "file_id INT, line_number BIGINT, format STRING, line BINARY, h
 # What Python's str.strip() removes (str.isspace): a line of only these is blank.
 BLANK = "^[\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$"
 # Lines the VARIANT cannot judge alike with Python: \\u escapes of UTF-16 surrogates (a
-# lone one becomes '?'), numbers beyond a DECIMAL(38) or with a 3-digit exponent (may not be finite).
-JSON_SUSPECT = "\\\\u[dD][89abAB]|[0-9]{39,}|[eE][-+]?[0-9]{3,}"
+# lone one becomes '?'), numbers beyond a DECIMAL(38) or with a 3-digit exponent (may not be
+# finite). One pattern each: a line matches any of them (see _suspect).
+JSON_SUSPECT = ("\\\\u[dD][89abAB]", "[0-9]{39}", "[eE][-+]?[0-9]{3}")
 _QUOTED = '"(?:[^"\\r\\x00]|"")*+"'
 _PLAIN = '[^",\\r\\x00]*+'
 CSV_LINE = f"^(?:{_QUOTED}|{_PLAIN})(?:,(?:{_QUOTED}|{_PLAIN}))*+$"
@@ -221,6 +222,18 @@ def _strip_cr(value: Column) -> Column:
     return F.when(F.endswith(value, F.lit("\r")), F.substr(value, F.lit(1), F.length(value) - 1)).otherwise(value)
 
 
+def _suspect(line: Column) -> Column:
+    """Whether ``line`` holds any of the :data:`JSON_SUSPECT` patterns.
+
+    One ``rlike`` per pattern, the surrogate escape's only where the line holds ``\\u``
+    at all: java.util.regex tries every branch of an alternation at every character, and
+    the three patterns as one alternation cost the scan nearly as much as the VARIANT parse
+    (500,000 bench lines: 1.2 s against about 0.35 s for the three apart).
+    """
+    surrogate, digits, exponent = JSON_SUSPECT
+    return (F.contains(line, F.lit("\\u")) & line.rlike(surrogate)) | line.rlike(digits) | line.rlike(exponent)
+
+
 def _array_size(json_text: Column) -> Column:
     return F.size(F.try_parse_json(json_text).try_cast("array<variant>"))
 
@@ -334,7 +347,7 @@ def scan(spark: SparkSession, routes: Sequence[FileRoute], settings: ParseSettin
     members = F.col("_members")
     # '[' + line + ']' stops at a ']' right after the object: '[' + line + ',0]' must then have 2 elements.
     closed = F.when(F.instr(line, "]") > 0, _array_size(F.concat(F.lit("["), line, F.lit(",0]"))) == 2).otherwise(True)
-    json_ok = (F.col("_elements") == 1) & members.isNotNull() & closed & ~line.rlike(JSON_SUSPECT)
+    json_ok = (F.col("_elements") == 1) & members.isNotNull() & closed & ~_suspect(line)
     step = step.select(
         "*",
         F.when(json_ok, F.map_filter(members, lambda _k, v: ~F.is_variant_null(v))).alias("_present"),
