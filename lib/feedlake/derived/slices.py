@@ -102,15 +102,7 @@ def _apply(
     slice ranges ride along as code-computed literals so files outside them are skipped.
     """
     plan = plan_for(table, _tenants(tenant_id)).with_within(slices).with_deletes()
-    # Both engines read a MERGE source more than once (delta-rs: its size probe, then the
-    # staging write of a large source; delta-spark: the touched-files join, then the
-    # rewrite), and a diff is a join of stored rows with their recomputation: pinned, it
-    # is computed once (a 2 M-event ingest computed the activity diff twice).
-    diff = diff.persist()
-    try:
-        written = engine.merge(table, diff, plan)
-    finally:
-        diff.unpersist()
+    written = engine.merge(table, diff, plan)
     return SliceWrite(table.name, written.inserted, written.updated, written.deleted)
 
 
