@@ -21,7 +21,7 @@ warehouse = param(globals(), "warehouse", "warehouse")
 tenant = param(globals(), "tenant", "")  # empty: every tenant found in the landing zone
 profile = param(globals(), "profile", "databricks" if on_databricks(globals()) else "local")
 config = notebook_config(profile)
-spark = notebook_spark(globals(), config)
+spark = notebook_spark(globals(), config, landing)
 
 # COMMAND ----------
 

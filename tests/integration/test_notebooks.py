@@ -24,7 +24,11 @@ REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 SAMPLE = REPO / "sample" / "landing"
 ORDER = ("ingest.py", "explore_tenant.py", "data_quality.py")
-RUN_IN_ORDER = "import runpy, sys\nfor path in sys.argv[1:]:\n    runpy.run_path(path, run_name='__main__')\n"
+RUN_IN_ORDER = (
+    "import runpy, sys\nfor path in sys.argv[1:]:\n    runpy.run_path(path, run_name='__main__')\n"
+    "from pyspark.sql import SparkSession\n"
+    "print('driver JVM options:', SparkSession.getActiveSession().sparkContext.getConf().get('spark.driver.extraJavaOptions'))\n"
+)
 
 
 @pytest.mark.parametrize("name", ORDER)
@@ -59,6 +63,9 @@ def test_notebooks_run_locally_with_a_session_from_the_factory(local_run):
                   "records of tenant acme per stream", "activity_weekly of tenant acme", "expectations of run"):
         assert f"== {title}" in out
     assert "|malformed_json" in out  # the sample's corrupt track line, shown by reason
+    # The ingest notebook built the session for its small landing zone (spark.small_batch), as the CLI does.
+    options = next(line for line in out.splitlines() if line.startswith("driver JVM options:"))
+    assert "-XX:TieredStopAtLevel=1" in options.split()
 
 
 class Widgets:
