@@ -20,15 +20,16 @@ landing = param(globals(), "landing", "sample/landing")
 warehouse = param(globals(), "warehouse", "warehouse")
 tenant = param(globals(), "tenant", "")  # empty: every tenant found in the landing zone
 profile = param(globals(), "profile", "databricks" if on_databricks(globals()) else "local")
-config = notebook_config(profile)
-spark = notebook_spark(globals(), config, landing)
 
 # COMMAND ----------
 
 arguments = ["ingest", "--landing", landing, "--warehouse", warehouse, "--profile", profile]
 if tenant:
     arguments += ["--tenant", tenant]
+# The run takes the notebook's Spark session (Databricks' predefined one); elsewhere it starts
+# one itself, sized for the landing files it lists (spark.small_batch), as `feedlake ingest` does.
 exit_code = main(arguments)
+spark = notebook_spark(globals(), notebook_config(profile))  # that session, for later cells
 # A failed run must fail the notebook (and the Databricks job task running it).
 if exit_code != 0:
     raise RuntimeError(f"feedlake ingest exited with code {exit_code}: see the log above")

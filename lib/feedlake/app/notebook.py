@@ -19,7 +19,6 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from feedlake.delta.engines import DeltaEngine, engine_for
-from feedlake.landing.layouts import LandingError, discover
 from feedlake.settings.config import FeedlakeConfig, load_config
 
 
@@ -42,13 +41,10 @@ def notebook_config(profile: str | None) -> FeedlakeConfig:
     return load_config(None, {"profile": profile} if profile else None)
 
 
-def notebook_spark(namespace: MutableMapping[str, Any], config: FeedlakeConfig, landing: str | None = None) -> SparkSession:
+def notebook_spark(namespace: MutableMapping[str, Any], config: FeedlakeConfig) -> SparkSession:
     """The predefined ``spark`` when there is one, else a session built from ``config``.
 
-    A session built for a run over ``landing`` is sized for its files as ``feedlake
-    ingest`` sizes its own (``spark.small_batch``: a small input on a local master starts
-    the driver JVM with C1 compilation only). The session is put back into the namespace
-    as ``spark``, as on Databricks.
+    The session is put back into the namespace as ``spark``, as on Databricks.
     """
     from feedlake.settings.session import build_session, prepare_session
 
@@ -56,21 +52,9 @@ def notebook_spark(namespace: MutableMapping[str, Any], config: FeedlakeConfig, 
     if spark is not None:
         spark = prepare_session(spark, config.settings.spark.session_conf)
     else:
-        spark = build_session(config.settings.spark, landing_bytes=landing_bytes(landing, config) if landing else 0)
+        spark = build_session(config.settings.spark)
     namespace["spark"] = spark
     return spark
-
-
-def landing_bytes(landing: str, config: FeedlakeConfig) -> int:
-    """The bytes of the landing files under ``landing`` (conf's layouts and S3 settings), 0 when it cannot be listed.
-
-    Only sizes the session: a landing zone that cannot be listed is reported by the run itself.
-    """
-    try:
-        files = discover(landing, layouts=config.settings.landing_layout, s3=config.settings.s3)
-    except LandingError:
-        return 0
-    return sum(f.size_bytes for f in files)
 
 
 def warehouse_engine(spark: SparkSession, warehouse: str, config: FeedlakeConfig) -> DeltaEngine:
