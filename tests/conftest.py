@@ -47,7 +47,8 @@ TEST_SPARK_CONF = {
         # JVM's CPU in delta-spark runs (a test worker has one core to itself). Alternated A/B,
         # 3 warm delta-spark sample/landing runs per process: 113-115 s (JVM 142-144 CPU-s)
         # against 118-121 s (150-154) with G1; test_quality, test_ingest_cli, test_merge -n 0:
-        # 103-107 s against 107-109 s.
+        # 103-107 s against 107-109 s; test_cluster alone, whose executors take these options too:
+        # 98 s against 105-108 s.
         "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m -XX:+UseParallelGC",
     },
 }
