@@ -1,9 +1,13 @@
 import logging
+import shutil
+from importlib import resources
 
 import pytest
 
+from feedlake.derived.moments import load_moments
 from feedlake.derived.remaps import EntityMapHook
 from feedlake.quality.checks import QualityGate
+from feedlake.quality.suites import load_quality
 from feedlake.settings.config import ConfigError, build_config, load_config, load_object, parse_set_option
 from feedlake.streams.segment import segment_rows
 
@@ -57,6 +61,28 @@ def test_overrides_and_unknown_profile(tmp_path):
     assert load_config(None, {"engine": "delta-spark"}).job["engine"] == "delta-spark"
     with pytest.raises(ConfigError, match="unknown profile"):
         load_config(None, {"profile": "nope"})
+
+
+@pytest.mark.parametrize(
+    ("file", "load", "named"),
+    [
+        ("streams.yaml", lambda conf: load_config(conf), "streams.yaml"),
+        ("quality/contacts.yaml", lambda conf: load_quality(conf, load_config(None)), "quality/contacts.yaml"),
+        ("moments.yaml", lambda conf: load_moments(conf, load_config(None)), "moments.yaml"),
+    ],
+)
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just text\n"])
+def test_a_conf_file_that_is_not_a_mapping_names_itself(tmp_path, file, load, named, text):
+    """Every conf YAML file holds a mapping: a list or a scalar is refused with the file's name, and an
+    empty file is an empty mapping."""
+    conf = tmp_path / "conf"
+    shutil.copytree(str(resources.files("feedlake.conf")), conf)
+    (conf / file).write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"{named}: expected a mapping at the top level"):
+        load(conf)
+    (conf / file).write_text("", encoding="utf-8")
+    if file != "streams.yaml":  # no stream at all is a conf error of its own
+        load(conf)
 
 
 @pytest.mark.parametrize(

@@ -27,12 +27,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feedlake.delta.merge import plan_for
-from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec
+from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec, read_yaml
 from feedlake.settings.session import local_frame, union_all
 from feedlake.settings.tables import ACCOUNT_METRICS_WEEKLY, ACCOUNTS, ACTIVITY_WEEKLY, CONTACT_ACCOUNTS, CONTACTS, MOMENTS
 
@@ -173,10 +172,7 @@ def load_moments(conf_dir: str | Path | None, config: FeedlakeConfig) -> Moments
     path = base / "moments.yaml"
     if not path.is_file():
         return MomentsConf((), {})
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return parse_moments(raw, config.tables)
+    return parse_moments(read_yaml(path), config.tables)
 
 
 def as_of_day(setting: Any, today: date | None = None) -> date:

@@ -31,9 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec
+from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec, read_yaml
 
 SEVERITIES = ("critical", "warning")
 OFF = "off"
@@ -259,9 +257,7 @@ def load_quality(conf_dir: str | Path | None, config: FeedlakeConfig) -> Quality
         for entry in sorted(base.iterdir(), key=lambda p: p.name):
             if not entry.name.endswith(".yaml"):
                 continue
-            data = yaml.safe_load(entry.read_text(encoding="utf-8")) or {}
-            if not isinstance(data, Mapping):
-                raise ConfigError(f"quality/{entry.name}: expected a mapping at the top level")
+            data = read_yaml(entry, f"quality/{entry.name}")
             if entry.name == "defaults.yaml":
                 defaults = data
             else:

