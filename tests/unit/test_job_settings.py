@@ -49,6 +49,7 @@ def test_the_packaged_conf_parses_to_its_documented_defaults():
         "spark.sql.codegen.wholeStage": "false",
         "spark.sql.codegen.factoryMode": "NO_CODEGEN",
         "spark.sql.adaptive.enabled": "false",
+        "spark.sql.shuffle.partitions": "1",
     }
     assert settings.spark.small_batch.driver_java_options == "-XX:TieredStopAtLevel=1"
     assert settings.s3 == S3Settings()
