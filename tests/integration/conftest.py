@@ -130,8 +130,9 @@ class Launch:
             Path(f"/tmp/seaweedfs-{role}-grpc-{port}.sock").unlink(missing_ok=True)
 
 
-def launch_server(root: Path) -> Launch:
+def launch_server() -> Launch:
     """Start SeaweedFS (master, volume, filer, S3 gateway) on 127.0.0.1 and free ports, without waiting for it."""
+    root = Path(tempfile.mkdtemp(prefix="feedlake-seaweedfs-"))
     data = root / "data"
     data.mkdir()
     access_key, secret_key = "fl" + secrets.token_hex(8), secrets.token_hex(20)
@@ -178,7 +179,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     (pytest_sessionfinish).
     """
     if any("s3_server" in getattr(item, "fixturenames", ()) for item in session.items):
-        _EARLY.append(launch_server(Path(tempfile.mkdtemp(prefix="feedlake-seaweedfs-"))))
+        _EARLY.append(launch_server())
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -187,9 +188,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory) -> Iterator[S3Server]:
+def s3_server() -> Iterator[S3Server]:
     """SeaweedFS on 127.0.0.1, free ports, one bucket: the one launched at collection, else a new one."""
-    launch = _EARLY.pop() if _EARLY else launch_server(tmp_path_factory.mktemp("seaweedfs"))
+    launch = _EARLY.pop() if _EARLY else launch_server()
     try:
         _wait_until_ready(launch.server, launch.process)
         yield launch.server

@@ -66,7 +66,7 @@ def test_overrides_and_unknown_profile(tmp_path):
 @pytest.mark.parametrize(
     ("file", "load", "named"),
     [
-        ("streams.yaml", lambda conf: load_config(conf), "streams.yaml"),
+        ("streams.yaml", load_config, "streams.yaml"),
         ("quality/contacts.yaml", lambda conf: load_quality(conf, load_config(None)), "quality/contacts.yaml"),
         ("moments.yaml", lambda conf: load_moments(conf, load_config(None)), "moments.yaml"),
     ],
