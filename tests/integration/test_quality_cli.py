@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import struct
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ from deltalake import DeltaTable
 
 from feedlake.quality.checks import EXIT_QUALITY
 from tests.conftest import jsonl, read_table, run_cli, write_files
+from tests.integration.browser import dom, screenshot
 
 MARCH_2024 = 1709251200
 YEAR_2100 = 4102444800  # more than a day in the future: the track gate's critical range check
@@ -127,48 +125,16 @@ def test_feedlake_quality_exit_codes(spark, warned: Path):
     ]
 
 
-def _chromium() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-headless-shell")
-    if found or not shutil.which("apt-get") or os.geteuid() != 0:
-        return found
-    # .ci/run installs it; a machine set up by hand may lack it: Debian's package, as CI does.
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        subprocess.run(command, env=env, capture_output=True, timeout=900, check=False)
-    return shutil.which("chromium")
-
-
-def _chromium_args(binary: str, profile: Path) -> list[str]:
-    # No network at all: no host resolves and every request goes to a dead proxy, so the pages
-    # render from local files only (feedlake rewrites GX's CDN links to vendored copies, issue #16).
-    return [binary, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
-            "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-            "--disable-background-networking", "--disable-component-update", "--no-first-run",
-            f"--user-data-dir={profile}", "--window-size=1280,1400"]
-
-
 def test_data_docs_render_in_headless_chromium(warned: Path, tmp_path: Path):
     index = warned / "_quality" / "data_docs" / "index.html"
     assert index.is_file()
     pages = sorted((index.parent / "validations").rglob("*.html"))
     gate_page = next(p for p in pages if "contacts/gate" in p.as_posix())
-    binary = _chromium()
-    if binary is None:
-        pytest.skip("chromium is not installed and could not be installed with apt-get (Debian package `chromium`)")
-    screenshot = tmp_path / "data_docs.png"
-    shot = subprocess.run(_chromium_args(binary, tmp_path / "profile") + [f"--screenshot={screenshot}", index.as_uri()],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert screenshot.is_file(), shot.stderr[-2000:]
-    png = screenshot.read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", png[16:24]) == (1280, 1400)
-    dom = subprocess.run(_chromium_args(binary, tmp_path / "profile") + ["--dump-dom", gate_page.as_uri()],
-                         capture_output=True, text=True, timeout=300, check=True).stdout
+    screenshot(index, tmp_path / "data_docs.png", tmp_path / "profile", height=1400)
+    gate = dom(gate_page, tmp_path / "profile")
     for text in ("Expectation Validation Result", "contacts.gate", "Unsuccessful Expectations", "not-an-email"):
-        assert text in dom
+        assert text in gate
     # The validation list of the index is drawn by bootstrap-table (jQuery, Bootstrap): offline
     # it exists only when those scripts load from the vendored copies.
-    listing = subprocess.run(_chromium_args(binary, tmp_path / "profile") + ["--virtual-time-budget=5000", "--dump-dom",
-                                                                           index.as_uri()],
-                             capture_output=True, text=True, timeout=300, check=True).stdout
+    listing = dom(index, tmp_path / "profile")
     assert "Showing 1 to" in listing and "contacts.gate" in listing
