@@ -51,7 +51,7 @@ def test_the_packaged_conf_parses_to_its_documented_defaults():
         "spark.sql.adaptive.enabled": "false",
         "spark.sql.shuffle.partitions": "1",
     }
-    assert settings.spark.small_batch.driver_java_options == "-XX:TieredStopAtLevel=1"
+    assert settings.spark.small_batch.driver_java_options == "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"
     assert settings.s3 == S3Settings()
     assert settings.backfill == ChunkLimits(files=500, bytes=2 << 30)
     assert settings.parsing == ParseSettings(max_record_bytes=16 << 20, raw_record_max_chars=65_536, spread_lines=True)
@@ -110,12 +110,20 @@ def test_a_small_batch_is_small_and_local(max_bytes, batch_bytes, master, applie
     assert jvm.applies(batch_bytes, master) is False  # JVM options alone: no SQL settings to overlay on a run
 
 
+C1_PARALLEL = "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"
+
+
 @pytest.mark.parametrize(
     ("landing_bytes", "master", "own", "expected"),
     [
-        (2197, "local[2]", None, "-XX:TieredStopAtLevel=1"),  # sample/landing: C1 only
-        (2197, "local[2]", "-Dx=1 -XX:TieredStopAtLevel=4", "-XX:TieredStopAtLevel=1 -Dx=1 -XX:TieredStopAtLevel=4"),
-        (2 << 20, "local[2]", "-Dx=1", "-Dx=1"),  # over max_bytes: the JVM's defaults (C2)
+        (2197, "local[2]", None, C1_PARALLEL),  # sample/landing: C1 only, the parallel collector
+        (2197, "local[2]", "-Dx=1 -XX:TieredStopAtLevel=4", f"{C1_PARALLEL} -Dx=1 -XX:TieredStopAtLevel=4"),
+        # The user's collector replaces the small input's: a JVM given two refuses to start.
+        (2197, "local[2]", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1 -XX:+UseG1GC"),
+        (2197, "local[2]", "-Dx=1 -XX:+UseZGC -XX:+ZGenerational", "-XX:TieredStopAtLevel=1 -Dx=1 -XX:+UseZGC -XX:+ZGenerational"),
+        (2197, "local[2]", "-XX:+UseParallelGC", "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"),
+        (2197, "local[2]", "-XX:-UseG1GC", f"{C1_PARALLEL} -XX:-UseG1GC"),  # turns one off, chooses none
+        (2 << 20, "local[2]", "-Dx=1", "-Dx=1"),  # over max_bytes: the JVM's defaults (C2, G1)
         (0, "local[2]", None, ""),  # nothing listed: nothing known to be small
         (2197, None, None, ""),  # spark-submit's or the cluster's master
         (2197, "spark://10.0.0.1:7077", None, ""),
@@ -128,7 +136,7 @@ def test_the_driver_jvm_of_a_small_landing_input_compiles_with_c1_only(tmp_path,
     conf = {"spark.jars.ivy": str(tmp_path)}  # no class-data archive trained there
     if own is not None:
         conf["spark.driver.extraJavaOptions"] = own
-    spark = {"master": master, "conf": conf, "small_batch": {"max_bytes": 1 << 20, "driver_java_options": " -XX:TieredStopAtLevel=1 "}}
+    spark = {"master": master, "conf": conf, "small_batch": {"max_bytes": 1 << 20, "driver_java_options": f" {C1_PARALLEL} "}}
     assert driver_java_options(parse_job_settings({"spark": spark}).spark, landing_bytes) == expected
 
 

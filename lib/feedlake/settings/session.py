@@ -270,26 +270,38 @@ def build_session(
     return prepare_session(session, settings.session_conf)
 
 
+# A JVM option choosing the garbage collector (HotSpot: -XX:+Use<name>GC).
+COLLECTOR_OPTION = re.compile(r"(?<!\S)-XX:\+Use(?:Serial|Parallel|ParallelOld|G1|Z|Shenandoah|Epsilon|ConcMarkSweep)GC(?!\S)")
+
+
 def driver_java_options(settings: SparkSettings, landing_bytes: int = 0) -> str:
     """``spark.driver.extraJavaOptions`` of a driver JVM feedlake starts for ``landing_bytes`` of landing files.
 
     In this order (the JVM takes the last of a repeated option): the small input's
-    ``spark.small_batch.driver_java_options`` (conf: C1 compilation only, measured in
-    conf/ingest.yaml), the options of ``spark.conf`` (the user's, which win), then the
-    class-data archive (:func:`with_class_archive`).
+    ``spark.small_batch.driver_java_options`` (conf: C1 compilation only and the parallel
+    collector, measured in conf/ingest.yaml), the options of ``spark.conf`` (the user's,
+    which win), then the class-data archive (:func:`with_class_archive`). A collector is
+    the one option the JVM does not take twice (it refuses to start on "Conflicting
+    collector combinations"), so the user's collector replaces the small input's.
 
     >>> from feedlake.settings.job import SmallBatchSettings
-    >>> small = SmallBatchSettings(max_bytes=100, driver_java_options="-XX:TieredStopAtLevel=1")
+    >>> small = SmallBatchSettings(max_bytes=100, driver_java_options="-XX:TieredStopAtLevel=1 -XX:+UseParallelGC")
     >>> settings = SparkSettings(master="local[2]", conf={"spark.driver.extraJavaOptions": "-Dx=1"}, small_batch=small)
-    >>> driver_java_options(settings, 10).split()[:2]
-    ['-XX:TieredStopAtLevel=1', '-Dx=1']
+    >>> driver_java_options(settings, 10).split()[:3]
+    ['-XX:TieredStopAtLevel=1', '-XX:+UseParallelGC', '-Dx=1']
     >>> driver_java_options(settings, 1000).split()[0]
     '-Dx=1'
+    >>> own = SparkSettings(master="local[2]", conf={"spark.driver.extraJavaOptions": "-XX:+UseG1GC"}, small_batch=small)
+    >>> driver_java_options(own, 10).split()[:2]
+    ['-XX:TieredStopAtLevel=1', '-XX:+UseG1GC']
     """
     small = settings.small_batch.java_options(landing_bytes, settings.master or "")
+    own = settings.conf.get("spark.driver.extraJavaOptions", "")
+    if COLLECTOR_OPTION.search(own):
+        small = " ".join(COLLECTOR_OPTION.sub(" ", small).split())
     if small:
         log.info("a small landing input (%d bytes) on a local master: the driver JVM starts with %s", landing_bytes, small)
-    options = " ".join(o for o in (small, settings.conf.get("spark.driver.extraJavaOptions", "")) if o)
+    options = " ".join(o for o in (small, own) if o)
     archive = class_archive(jvm_packages(), settings.conf.get("spark.jars.ivy"))
     return with_class_archive(options, archive if os.path.isfile(archive) else None)
 
