@@ -140,6 +140,25 @@ def test_the_driver_jvm_of_a_small_landing_input_compiles_with_c1_only(tmp_path,
     assert driver_java_options(parse_job_settings({"spark": spark}).spark, landing_bytes) == expected
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("conf", "spark.driver.defaultJavaOptions"), ("env", "JAVA_TOOL_OPTIONS"), ("env", "JDK_JAVA_OPTIONS")],
+)
+def test_a_collector_the_jvm_gets_from_elsewhere_replaces_the_small_inputs(tmp_path, monkeypatch, key, value):
+    """A JVM given two collectors refuses to start: the small input then names none."""
+    from feedlake.settings.session import driver_java_options
+
+    conf = {"spark.jars.ivy": str(tmp_path)}
+    for variable in ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS"):
+        monkeypatch.delenv(variable, raising=False)
+    if key == "conf":
+        conf[value] = "-XX:+UseSerialGC"
+    else:
+        monkeypatch.setenv(value, "-Xss4m -XX:+UseSerialGC")
+    spark = {"master": "local[2]", "conf": conf, "small_batch": {"max_bytes": 1 << 20, "driver_java_options": C1_PARALLEL}}
+    assert driver_java_options(parse_job_settings({"spark": spark}).spark, 2197) == "-XX:TieredStopAtLevel=1"
+
+
 def test_unknown_top_level_keys_are_accepted_as_before():
     assert parse_job_settings({"profile": "local", "owner": "data-team"}).profile == "local"
 

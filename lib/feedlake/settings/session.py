@@ -270,7 +270,9 @@ def build_session(
     return prepare_session(session, settings.session_conf)
 
 
-# A JVM option choosing the garbage collector (HotSpot: -XX:+Use<name>GC).
+# A JVM option choosing the garbage collector (HotSpot: -XX:+Use<name>GC), and the
+# environment variables whose options every JVM (java launcher) also takes.
+JVM_ENV_OPTIONS = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS")
 COLLECTOR_OPTION = re.compile(r"(?<!\S)-XX:\+Use(?:Serial|Parallel|ParallelOld|G1|Z|Shenandoah|Epsilon|ConcMarkSweep)GC(?!\S)")
 
 
@@ -282,7 +284,9 @@ def driver_java_options(settings: SparkSettings, landing_bytes: int = 0) -> str:
     collector, measured in conf/ingest.yaml), the options of ``spark.conf`` (the user's,
     which win), then the class-data archive (:func:`with_class_archive`). A collector is
     the one option the JVM does not take twice (it refuses to start on "Conflicting
-    collector combinations"), so the user's collector replaces the small input's.
+    collector combinations"), so a collector the JVM gets from the user (``spark.conf``'s
+    ``spark.driver.extraJavaOptions`` or ``defaultJavaOptions``, ``JAVA_TOOL_OPTIONS``,
+    ``JDK_JAVA_OPTIONS``) replaces the small input's.
 
     >>> from feedlake.settings.job import SmallBatchSettings
     >>> small = SmallBatchSettings(max_bytes=100, driver_java_options="-XX:TieredStopAtLevel=1 -XX:+UseParallelGC")
@@ -297,7 +301,8 @@ def driver_java_options(settings: SparkSettings, landing_bytes: int = 0) -> str:
     """
     small = settings.small_batch.java_options(landing_bytes, settings.master or "")
     own = settings.conf.get("spark.driver.extraJavaOptions", "")
-    if COLLECTOR_OPTION.search(own):
+    elsewhere = (settings.conf.get("spark.driver.defaultJavaOptions", ""), *(os.environ.get(v, "") for v in JVM_ENV_OPTIONS))
+    if any(COLLECTOR_OPTION.search(options) for options in (own, *elsewhere)):
         small = " ".join(COLLECTOR_OPTION.sub(" ", small).split())
     if small:
         log.info("a small landing input (%d bytes) on a local master: the driver JVM starts with %s", landing_bytes, small)
