@@ -113,6 +113,15 @@ def test_a_small_batch_is_small_and_local(max_bytes, batch_bytes, master, applie
 C1_PARALLEL = "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"
 
 
+@pytest.fixture
+def no_jvm_env(monkeypatch):
+    """No JVM options from the environment (a collector there would change the driver's options)."""
+    from feedlake.settings.session import JVM_ENV_OPTIONS
+
+    for variable in JVM_ENV_OPTIONS:
+        monkeypatch.delenv(variable, raising=False)
+
+
 @pytest.mark.parametrize(
     ("landing_bytes", "master", "own", "expected"),
     [
@@ -129,7 +138,8 @@ C1_PARALLEL = "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"
         (2197, "spark://10.0.0.1:7077", None, ""),
     ],
 )
-def test_the_driver_jvm_of_a_small_landing_input_compiles_with_c1_only(tmp_path, landing_bytes, master, own, expected):
+def test_the_driver_jvm_of_a_small_landing_input_compiles_with_c1_only(tmp_path, no_jvm_env, landing_bytes, master, own,
+                                                                       expected):
     """The user's ``spark.driver.extraJavaOptions`` follow the small input's options: the JVM takes the last one."""
     from feedlake.settings.session import driver_java_options
 
@@ -144,13 +154,11 @@ def test_the_driver_jvm_of_a_small_landing_input_compiles_with_c1_only(tmp_path,
     ("key", "value"),
     [("conf", "spark.driver.defaultJavaOptions"), ("env", "JAVA_TOOL_OPTIONS"), ("env", "JDK_JAVA_OPTIONS")],
 )
-def test_a_collector_the_jvm_gets_from_elsewhere_replaces_the_small_inputs(tmp_path, monkeypatch, key, value):
+def test_a_collector_the_jvm_gets_from_elsewhere_replaces_the_small_inputs(tmp_path, no_jvm_env, monkeypatch, key, value):
     """A JVM given two collectors refuses to start: the small input then names none."""
     from feedlake.settings.session import driver_java_options
 
     conf = {"spark.jars.ivy": str(tmp_path)}
-    for variable in ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS"):
-        monkeypatch.delenv(variable, raising=False)
     if key == "conf":
         conf[value] = "-XX:+UseSerialGC"
     else:

@@ -301,8 +301,8 @@ def driver_java_options(settings: SparkSettings, landing_bytes: int = 0) -> str:
     """
     small = settings.small_batch.java_options(landing_bytes, settings.master or "")
     own = settings.conf.get("spark.driver.extraJavaOptions", "")
-    elsewhere = (settings.conf.get("spark.driver.defaultJavaOptions", ""), *(os.environ.get(v, "") for v in JVM_ENV_OPTIONS))
-    if any(COLLECTOR_OPTION.search(options) for options in (own, *elsewhere)):
+    users = (own, settings.conf.get("spark.driver.defaultJavaOptions", ""), *(os.environ.get(v, "") for v in JVM_ENV_OPTIONS))
+    if any(COLLECTOR_OPTION.search(options) for options in users):
         small = " ".join(COLLECTOR_OPTION.sub(" ", small).split())
     if small:
         log.info("a small landing input (%d bytes) on a local master: the driver JVM starts with %s", landing_bytes, small)
