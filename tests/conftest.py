@@ -12,6 +12,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from feedlake.settings.config import FeedlakeConfig, load_config
+from feedlake.settings.session import jvm_env_options, yield_collector
 
 TEST_SPARK_CONF = {
     "master": "local[2]",
@@ -49,7 +50,11 @@ TEST_SPARK_CONF = {
         # against 118-121 s (150-154) with G1; test_quality, test_ingest_cli, test_merge -n 0:
         # 103-107 s against 107-109 s; test_cluster alone, whose executors take these options too:
         # 98 s against 105-108 s.
-        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m -XX:+UseParallelGC",
+        # A collector from the environment (JAVA_TOOL_OPTIONS, JDK_JAVA_OPTIONS) replaces this
+        # one: a JVM given two refuses to start.
+        "spark.driver.extraJavaOptions": yield_collector(
+            "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m -XX:+UseParallelGC", jvm_env_options()
+        ),
     },
 }
 

@@ -354,6 +354,25 @@ def test_the_class_archive_is_recorded_next_to_the_jars_of_its_packages(tmp_path
     assert class_archive(packages, str(tmp_path)) != class_archive([*packages, "com.example:other:1.0"], str(tmp_path))
 
 
+@pytest.mark.parametrize("variable", ["JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS"])
+def test_a_jvm_whose_environment_chooses_a_collector_starts_with_feedlakes_options(variable):
+    """Java refuses two collectors; the options feedlake and the test session give drop theirs instead."""
+    import subprocess
+
+    from feedlake.settings.session import jvm_env_options, yield_collector
+
+    env = {**os.environ, variable: "-XX:+UseG1GC"}
+    ours = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m -XX:+UseParallelGC"
+    clash = subprocess.run(["java", *ours.split(), "-version"], env=env, capture_output=True, text=True)
+    assert clash.returncode != 0 and "Multiple garbage collectors selected" in clash.stdout + clash.stderr
+    options = yield_collector(ours, jvm_env_options(env))
+    assert options == "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
+    started = subprocess.run(["java", *options.split(), "-XX:+PrintCommandLineFlags", "-version"], env=env,
+                             capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    assert "-XX:+UseG1GC" in started.stdout + started.stderr
+
+
 def test_the_test_session_maps_the_class_archive_exactly_when_one_was_trained(spark):
     """``python -m feedlake.app.jars`` (the install step) trains it; a session built after that maps it."""
     from feedlake.settings.session import class_archive, jvm, jvm_packages

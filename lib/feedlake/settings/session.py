@@ -276,7 +276,34 @@ JVM_ENV_OPTIONS = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS")
 COLLECTOR_OPTION = re.compile(r"(?<!\S)-XX:\+Use(?:Serial|Parallel|ParallelOld|G1|Z|Shenandoah|Epsilon|ConcMarkSweep)GC(?!\S)")
 
 
-def driver_java_options(settings: SparkSettings, landing_bytes: int = 0) -> str:
+def jvm_env_options(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The options every JVM the ``java`` launcher starts also takes from ``environ`` (default: this process's).
+
+    >>> jvm_env_options({"JAVA_TOOL_OPTIONS": "-XX:+UseG1GC", "PATH": "/bin"})
+    ('-XX:+UseG1GC', '')
+    """
+    env = os.environ if environ is None else environ
+    return tuple(env.get(variable, "") for variable in JVM_ENV_OPTIONS)
+
+
+def yield_collector(options: str, others: Iterable[str]) -> str:
+    """``options`` without their garbage collector when any of ``others`` chooses one.
+
+    A JVM given two collectors refuses to start (Java 17: "Multiple garbage collectors
+    selected"): a collector the JVM gets from the user (``spark.conf``, the environment's
+    :data:`JVM_ENV_OPTIONS`) wins over feedlake's own choice.
+
+    >>> yield_collector("-XX:TieredStopAtLevel=1 -XX:+UseParallelGC", ["", "-XX:+UseG1GC"])
+    '-XX:TieredStopAtLevel=1'
+    >>> yield_collector("-XX:TieredStopAtLevel=1 -XX:+UseParallelGC", ["-XX:-UseG1GC -Dx=1"])
+    '-XX:TieredStopAtLevel=1 -XX:+UseParallelGC'
+    """
+    if any(COLLECTOR_OPTION.search(other) for other in others):
+        return " ".join(COLLECTOR_OPTION.sub(" ", options).split())
+    return options
+
+
+def driver_java_options(settings: SparkSettings, landing_bytes: int = 0, environ: Mapping[str, str] | None = None) -> str:
     """``spark.driver.extraJavaOptions`` of a driver JVM feedlake starts for ``landing_bytes`` of landing files.
 
     In this order (the JVM takes the last of a repeated option): the small input's
@@ -286,24 +313,25 @@ def driver_java_options(settings: SparkSettings, landing_bytes: int = 0) -> str:
     the one option the JVM does not take twice (it refuses to start on "Conflicting
     collector combinations"), so a collector the JVM gets from the user (``spark.conf``'s
     ``spark.driver.extraJavaOptions`` or ``defaultJavaOptions``, ``JAVA_TOOL_OPTIONS``,
-    ``JDK_JAVA_OPTIONS``) replaces the small input's.
+    ``JDK_JAVA_OPTIONS`` in ``environ``, default this process's) replaces the small
+    input's (:func:`yield_collector`).
 
     >>> from feedlake.settings.job import SmallBatchSettings
     >>> small = SmallBatchSettings(max_bytes=100, driver_java_options="-XX:TieredStopAtLevel=1 -XX:+UseParallelGC")
     >>> settings = SparkSettings(master="local[2]", conf={"spark.driver.extraJavaOptions": "-Dx=1"}, small_batch=small)
-    >>> driver_java_options(settings, 10).split()[:3]
+    >>> driver_java_options(settings, 10, environ={}).split()[:3]
     ['-XX:TieredStopAtLevel=1', '-XX:+UseParallelGC', '-Dx=1']
-    >>> driver_java_options(settings, 1000).split()[0]
+    >>> driver_java_options(settings, 1000, environ={}).split()[0]
     '-Dx=1'
+    >>> driver_java_options(settings, 10, environ={"JAVA_TOOL_OPTIONS": "-XX:+UseZGC"}).split()[:2]
+    ['-XX:TieredStopAtLevel=1', '-Dx=1']
     >>> own = SparkSettings(master="local[2]", conf={"spark.driver.extraJavaOptions": "-XX:+UseG1GC"}, small_batch=small)
-    >>> driver_java_options(own, 10).split()[:2]
+    >>> driver_java_options(own, 10, environ={}).split()[:2]
     ['-XX:TieredStopAtLevel=1', '-XX:+UseG1GC']
     """
-    small = settings.small_batch.java_options(landing_bytes, settings.master or "")
     own = settings.conf.get("spark.driver.extraJavaOptions", "")
-    users = (own, settings.conf.get("spark.driver.defaultJavaOptions", ""), *(os.environ.get(v, "") for v in JVM_ENV_OPTIONS))
-    if any(COLLECTOR_OPTION.search(options) for options in users):
-        small = " ".join(COLLECTOR_OPTION.sub(" ", small).split())
+    users = (own, settings.conf.get("spark.driver.defaultJavaOptions", ""), *jvm_env_options(environ))
+    small = yield_collector(settings.small_batch.java_options(landing_bytes, settings.master or ""), users)
     if small:
         log.info("a small landing input (%d bytes) on a local master: the driver JVM starts with %s", landing_bytes, small)
     options = " ".join(o for o in (small, own) if o)
