@@ -310,8 +310,8 @@ def driver_java_options(settings: SparkSettings, landing_bytes: int = 0, environ
     ``spark.small_batch.driver_java_options`` (conf: C1 compilation only and the parallel
     collector, measured in conf/ingest.yaml), the options of ``spark.conf`` (the user's,
     which win), then the class-data archive (:func:`with_class_archive`). A collector is
-    the one option the JVM does not take twice (it refuses to start on "Conflicting
-    collector combinations"), so a collector the JVM gets from the user (``spark.conf``'s
+    the one option the JVM does not take twice (it refuses to start), so a collector the
+    JVM gets from the user (``spark.conf``'s
     ``spark.driver.extraJavaOptions`` or ``defaultJavaOptions``, ``JAVA_TOOL_OPTIONS``,
     ``JDK_JAVA_OPTIONS`` in ``environ``, default this process's) replaces the small
     input's (:func:`yield_collector`).
