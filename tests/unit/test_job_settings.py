@@ -30,7 +30,7 @@ from feedlake.settings.job import (
     parse_job_settings,
 )
 from feedlake.settings.locations import docs_location, quality_root
-from feedlake.settings.session import wants_jvm_packages
+from feedlake.settings.session import JVM_ENV_OPTIONS, wants_jvm_packages
 
 TABLES = {
     "contacts": {"key": ["tenant_id", "contact_key"], "columns": {"tenant_id": "string", "contact_key": "string", "email": "string"}},
@@ -116,8 +116,6 @@ C1_PARALLEL = "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"
 @pytest.fixture
 def no_jvm_env(monkeypatch):
     """No JVM options from the environment (a collector there would change the driver's options)."""
-    from feedlake.settings.session import JVM_ENV_OPTIONS
-
     for variable in JVM_ENV_OPTIONS:
         monkeypatch.delenv(variable, raising=False)
 
@@ -354,7 +352,7 @@ def test_the_class_archive_is_recorded_next_to_the_jars_of_its_packages(tmp_path
     assert class_archive(packages, str(tmp_path)) != class_archive([*packages, "com.example:other:1.0"], str(tmp_path))
 
 
-@pytest.mark.parametrize("variable", ["JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS"])
+@pytest.mark.parametrize("variable", JVM_ENV_OPTIONS)
 def test_a_jvm_whose_environment_chooses_a_collector_starts_with_feedlakes_options(variable):
     """Java refuses two collectors; the options feedlake and the test session give drop theirs instead."""
     import subprocess
