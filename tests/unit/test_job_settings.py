@@ -51,7 +51,8 @@ def test_the_packaged_conf_parses_to_its_documented_defaults():
         "spark.sql.adaptive.enabled": "false",
         "spark.sql.shuffle.partitions": "1",
     }
-    assert settings.spark.small_batch.driver_java_options == "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"
+    assert settings.spark.small_batch.driver_java_options == "-XX:TieredStopAtLevel=1"
+    assert settings.spark.local_driver_java_options == "-XX:+UseParallelGC"
     assert settings.s3 == S3Settings()
     assert settings.backfill == ChunkLimits(files=500, bytes=2 << 30)
     assert settings.parsing == ParseSettings(max_record_bytes=16 << 20, raw_record_max_chars=65_536, spread_lines=True)
@@ -165,6 +166,38 @@ def test_a_collector_the_jvm_gets_from_elsewhere_replaces_the_small_inputs(tmp_p
     assert driver_java_options(parse_job_settings({"spark": spark}).spark, 2197) == "-XX:TieredStopAtLevel=1"
 
 
+@pytest.mark.parametrize(
+    ("landing_bytes", "master", "own", "expected"),
+    [
+        (2 << 20, "local[2]", None, "-XX:+UseParallelGC"),  # a large input: the parallel collector, C2
+        (2197, "local[2]", None, "-XX:+UseParallelGC -XX:TieredStopAtLevel=1"),  # and C1 only for a small one
+        (0, "local[2]", "-Dx=1", "-XX:+UseParallelGC -Dx=1"),
+        (2 << 20, "local[2]", "-XX:+UseG1GC", "-XX:+UseG1GC"),  # the user's collector replaces it
+        (2 << 20, "spark://10.0.0.1:7077", None, ""),  # the driver does not run the tasks
+        (2 << 20, None, None, ""),  # spark-submit's or the cluster's master
+    ],
+)
+def test_a_local_driver_of_any_input_gets_the_local_java_options(tmp_path, no_jvm_env, landing_bytes, master, own,
+                                                                expected):
+    """``spark.local_driver_java_options`` come first: the small input's, then the user's, follow."""
+    from feedlake.settings.session import driver_java_options
+
+    conf = {"spark.jars.ivy": str(tmp_path)}
+    if own is not None:
+        conf["spark.driver.extraJavaOptions"] = own
+    spark = {"master": master, "conf": conf, "local_driver_java_options": "-XX:+UseParallelGC",
+             "small_batch": {"max_bytes": 1 << 20, "driver_java_options": "-XX:TieredStopAtLevel=1"}}
+    assert driver_java_options(parse_job_settings({"spark": spark}).spark, landing_bytes) == expected
+
+
+def test_the_small_inputs_collector_replaces_the_local_drivers(tmp_path, no_jvm_env):
+    from feedlake.settings.session import driver_java_options
+
+    spark = {"master": "local[2]", "conf": {"spark.jars.ivy": str(tmp_path)}, "local_driver_java_options": "-XX:+UseG1GC -Xss4m",
+             "small_batch": {"max_bytes": 1 << 20, "driver_java_options": C1_PARALLEL}}
+    assert driver_java_options(parse_job_settings({"spark": spark}).spark, 2197) == f"-Xss4m {C1_PARALLEL}"
+
+
 def test_unknown_top_level_keys_are_accepted_as_before():
     assert parse_job_settings({"profile": "local", "owner": "data-team"}).profile == "local"
 
@@ -195,6 +228,7 @@ def test_unknown_keys_of_a_lenient_section_are_logged(caplog):
         ({"spark": {"small_batch": {"max_bytes": "8MB"}}}, "spark.small_batch.max_bytes"),
         ({"spark": {"small_batch": {"session_conf": ["x"]}}}, "spark.small_batch.session_conf: expected a mapping"),
         ({"spark": {"small_batch": {"driver_java_options": ["-Xss4m"]}}}, "spark.small_batch.driver_java_options"),
+        ({"spark": {"local_driver_java_options": ["-Xss4m"]}}, "spark.local_driver_java_options"),
         ({"s3": {"read_mode": "stream"}}, "s3.read_mode"),
         ({"s3": {"download_threads": 0}}, "s3.download_threads"),
         ({"s3": {"aws_secret_access_key": "x"}}, "credentials are not read from conf"),

@@ -154,6 +154,12 @@ class SparkSettings:
     extra_packages: tuple[str, ...] = ()  # more Maven coordinates for spark.jars.packages
     s3a_endpoint: str | None = None  # ``s3a: {endpoint: ...}``: S3A's endpoint (default: AWS_ENDPOINT_URL(_S3))
     small_batch: SmallBatchSettings = field(default_factory=SmallBatchSettings)
+    # JVM options of a local driver feedlake starts, whatever its input (conf: the parallel collector)
+    local_driver_java_options: str = ""
+
+    def local_java_options(self) -> str:
+        """``local_driver_java_options`` when the master is local (the driver runs the tasks too), else ``""``."""
+        return self.local_driver_java_options if (self.master or "").startswith("local") else ""
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> SparkSettings:
@@ -164,7 +170,10 @@ class SparkSettings:
 def parse_spark(job: Mapping[str, Any]) -> SparkSettings:
     raw = _section(job, "spark")
     _warn_unknown(
-        "spark", raw, ("master", "app_name", "conf", "session_conf", "resolve_packages", "extra_packages", "s3a", "small_batch")
+        "spark",
+        raw,
+        ("master", "app_name", "conf", "session_conf", "resolve_packages", "extra_packages", "s3a", "small_batch",
+         "local_driver_java_options"),
     )
     resolve = raw.get("resolve_packages", "auto")
     if resolve is None:
@@ -187,7 +196,17 @@ def parse_spark(job: Mapping[str, Any]) -> SparkSettings:
         extra_packages=tuple(str(p) for p in extra),
         s3a_endpoint=str(s3a["endpoint"]) if s3a.get("endpoint") else None,
         small_batch=parse_small_batch(raw),
+        local_driver_java_options=java_options("spark.local_driver_java_options", raw.get("local_driver_java_options")),
     )
+
+
+def java_options(key: str, value: Any) -> str:
+    """JVM options written as one string (``null``: none)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected JVM options as one string, got {value!r}")
+    return value.strip()
 
 
 def parse_small_batch(spark: Mapping[str, Any]) -> SmallBatchSettings:
@@ -197,13 +216,10 @@ def parse_small_batch(spark: Mapping[str, Any]) -> SmallBatchSettings:
             f"spark.small_batch: expected a mapping (max_bytes, session_conf, driver_java_options), got {raw!r}"
         )
     _warn_unknown("spark.small_batch", raw, ("max_bytes", "session_conf", "driver_java_options"))
-    options = raw.get("driver_java_options") or ""
-    if not isinstance(options, str):
-        raise ConfigError(f"spark.small_batch.driver_java_options: expected JVM options as one string, got {options!r}")
     return SmallBatchSettings(
         max_bytes=_whole("spark.small_batch", "max_bytes", raw.get("max_bytes", 0), minimum=0),
         session_conf=_text_mapping("spark.small_batch.session_conf", raw.get("session_conf")),
-        driver_java_options=options.strip(),
+        driver_java_options=java_options("spark.small_batch.driver_java_options", raw.get("driver_java_options")),
     )
 
 

@@ -218,9 +218,9 @@ def build_session(
     ``spark.resolve_packages: false`` (or ``with_delta_jar=False``) starts without them:
     delta-rs only, no S3A. Python workers run this very interpreter (``sys.executable``)
     for a local master, so a venv's ``feedlake`` works without activating the venv.
+    A local master's driver JVM starts with ``spark.local_driver_java_options``, and
     ``landing_bytes`` (the landing files the session is started for, as stored) within
-    ``spark.small_batch.max_bytes`` on a local master starts the driver JVM with
-    ``small_batch.driver_java_options`` (:func:`driver_java_options`).
+    ``spark.small_batch.max_bytes`` add ``small_batch.driver_java_options`` (:func:`driver_java_options`).
     """
     import sys
 
@@ -306,15 +306,16 @@ def yield_collector(options: str, others: Iterable[str]) -> str:
 def driver_java_options(settings: SparkSettings, landing_bytes: int = 0, environ: Mapping[str, str] | None = None) -> str:
     """``spark.driver.extraJavaOptions`` of a driver JVM feedlake starts for ``landing_bytes`` of landing files.
 
-    In this order (the JVM takes the last of a repeated option): the small input's
-    ``spark.small_batch.driver_java_options`` (conf: C1 compilation only and the parallel
-    collector, measured in conf/ingest.yaml), the options of ``spark.conf`` (the user's,
-    which win), then the class-data archive (:func:`with_class_archive`). A collector is
-    the one option the JVM does not take twice (it refuses to start), so a collector the
-    JVM gets from the user (``spark.conf``'s
-    ``spark.driver.extraJavaOptions`` or ``defaultJavaOptions``, ``JAVA_TOOL_OPTIONS``,
-    ``JDK_JAVA_OPTIONS`` in ``environ``, default this process's) replaces the small
-    input's (:func:`yield_collector`).
+    In this order (the JVM takes the last of a repeated option): a local master's
+    ``spark.local_driver_java_options`` (conf: the parallel collector, measured in
+    conf/ingest.yaml), the small input's ``spark.small_batch.driver_java_options`` (conf:
+    C1 compilation only), the options of ``spark.conf`` (the user's, which win), then the
+    class-data archive (:func:`with_class_archive`). A collector is the one option the JVM
+    does not take twice (it refuses to start two different ones), so a collector the JVM
+    gets from the user (``spark.conf``'s ``spark.driver.extraJavaOptions`` or
+    ``defaultJavaOptions``, ``JAVA_TOOL_OPTIONS``, ``JDK_JAVA_OPTIONS`` in ``environ``,
+    default this process's) replaces feedlake's, and the small input's replaces the
+    local master's (:func:`yield_collector`).
 
     >>> from feedlake.settings.job import SmallBatchSettings
     >>> small = SmallBatchSettings(max_bytes=100, driver_java_options="-XX:TieredStopAtLevel=1 -XX:+UseParallelGC")
@@ -328,13 +329,22 @@ def driver_java_options(settings: SparkSettings, landing_bytes: int = 0, environ
     >>> own = SparkSettings(master="local[2]", conf={"spark.driver.extraJavaOptions": "-XX:+UseG1GC"}, small_batch=small)
     >>> driver_java_options(own, 10, environ={}).split()[:2]
     ['-XX:TieredStopAtLevel=1', '-XX:+UseG1GC']
+    >>> local = SparkSettings(master="local[2]", small_batch=small, local_driver_java_options="-XX:+UseSerialGC -Xss4m")
+    >>> driver_java_options(local, 1000, environ={}).split()[:2]
+    ['-XX:+UseSerialGC', '-Xss4m']
+    >>> driver_java_options(local, 10, environ={}).split()[:3]
+    ['-Xss4m', '-XX:TieredStopAtLevel=1', '-XX:+UseParallelGC']
+    >>> cluster = SparkSettings(master="spark://head:7077", local_driver_java_options="-XX:+UseSerialGC")
+    >>> "-XX:+UseSerialGC" in driver_java_options(cluster, 1000, environ={})
+    False
     """
     own = settings.conf.get("spark.driver.extraJavaOptions", "")
     users = (own, settings.conf.get("spark.driver.defaultJavaOptions", ""), *jvm_env_options(environ))
     small = yield_collector(settings.small_batch.java_options(landing_bytes, settings.master or ""), users)
     if small:
         log.info("a small landing input (%d bytes) on a local master: the driver JVM starts with %s", landing_bytes, small)
-    options = " ".join(o for o in (small, own) if o)
+    local = yield_collector(settings.local_java_options(), (small, *users))
+    options = " ".join(o for o in (local, small, own) if o)
     archive = class_archive(jvm_packages(), settings.conf.get("spark.jars.ivy"))
     return with_class_archive(options, archive if os.path.isfile(archive) else None)
 
