@@ -73,7 +73,7 @@ from feedlake.landing.layouts import (
     with_location,
 )
 from feedlake.settings.config import ConfigError
-from feedlake.settings.job import S3_READ_MODES, S3_SETTING_KEYS, S3Settings
+from feedlake.settings.job import S3_READ_MODES, S3_SETTING_KEYS, S3Settings, is_local_master
 from feedlake.settings.session import hadoop_configuration, jvm
 
 log = logging.getLogger(__name__)
@@ -491,8 +491,7 @@ def choose_read_mode(spark, settings: S3Settings) -> str:
         return settings.read_mode
     if spark_reads_s3(spark) and _session_endpoint_matches(spark, settings):
         return "direct"
-    master = spark.sparkContext.master or ""
-    return "spool" if master.startswith("local") else "direct"
+    return "spool" if is_local_master(spark.sparkContext.master) else "direct"
 
 
 def download_objects(files: Sequence[LandingFile], folder: str, settings: S3Settings) -> dict[str, str]:

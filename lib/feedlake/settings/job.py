@@ -107,6 +107,17 @@ def _text_mapping(section: str, raw: Any) -> dict[str, str]:
 # --- sections --------------------------------------------------------------------------------
 
 
+def is_local_master(master: str | None) -> bool:
+    """True for a master named ``local...`` (``local[2]``, ``local-cluster[...]``): driver and executors on this machine.
+
+    ``None`` (the master spark-submit or the cluster gives) is not known, so not local.
+
+    >>> [is_local_master(m) for m in ("local[2]", "local-cluster[2,1,1024]", "spark://head:7077", None)]
+    [True, True, False, False]
+    """
+    return bool(master) and master.startswith("local")
+
+
 @dataclass(frozen=True)
 class SmallBatchSettings:
     """``spark.small_batch``: runtime SQL settings for a run whose landing input is small, on a local master.
@@ -131,7 +142,7 @@ class SmallBatchSettings:
 
     def within(self, batch_bytes: int, master: str) -> bool:
         """True for 1 to ``max_bytes`` bytes of input on a local master (a cluster run keeps its settings)."""
-        return 0 < batch_bytes <= self.max_bytes and master.startswith("local")
+        return 0 < batch_bytes <= self.max_bytes and is_local_master(master)
 
     def applies(self, batch_bytes: int, master: str) -> bool:
         """True when ``session_conf`` applies to a batch: some settings, and the batch is :meth:`within` the limit."""
@@ -158,8 +169,8 @@ class SparkSettings:
     local_driver_java_options: str = ""
 
     def local_java_options(self) -> str:
-        """``local_driver_java_options`` when the master is local (the driver runs the tasks too), else ``""``."""
-        return self.local_driver_java_options if (self.master or "").startswith("local") else ""
+        """``local_driver_java_options`` when the master is local (:func:`is_local_master`), else ``""``."""
+        return self.local_driver_java_options if is_local_master(self.master) else ""
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> SparkSettings:

@@ -25,7 +25,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from feedlake.settings.job import JobSettings, SparkSettings
+from feedlake.settings.job import JobSettings, SparkSettings, is_local_master
 
 log = logging.getLogger("feedlake.settings.session")
 
@@ -230,7 +230,7 @@ def build_session(
     submitted = launched_by_spark_submit()
     if master and not submitted:
         builder = builder.master(master)
-        if master.startswith("local"):
+        if is_local_master(master):
             builder = builder.config("spark.pyspark.python", sys.executable).config(
                 "spark.pyspark.driver.python", sys.executable
             )
@@ -361,8 +361,8 @@ def wants_jvm_packages(settings: JobSettings) -> bool:
     if setting != "auto":
         return bool(setting)
     engine = settings.engine
-    master = settings.spark.master or ""
-    return engine == "delta-spark" or (engine == "auto" and not master.startswith("local")) or settings.s3.read_mode == "direct"
+    remote = not is_local_master(settings.spark.master)
+    return engine == "delta-spark" or (engine == "auto" and remote) or settings.s3.read_mode == "direct"
 
 
 def launched_by_spark_submit() -> bool:
@@ -471,7 +471,7 @@ def sql_conf_overlay(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[N
 def local_master(spark: SparkSession) -> bool:
     """True when driver and executors share this machine (a ``local[...]`` master)."""
     try:
-        return spark.sparkContext.master.startswith("local")
+        return is_local_master(spark.sparkContext.master)
     except Exception:  # Spark Connect has no SparkContext: treat it as a remote cluster
         return False
 
