@@ -90,23 +90,25 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     windows: dict[str, list[tuple[float, float, int, int]]] = {e: [] for e in ENGINES}
     try:
-        for round_ in range(args.repeat + 1):
-            for engine in ENGINES if round_ % 2 == 0 else reversed(ENGINES):
-                warehouse = work / f"warehouse-{engine}"
-                shutil.rmtree(warehouse, ignore_errors=True)
-                cpu, start = jvm_cpu_seconds(jvm), time.time()
-                with redirect_stdout(io.StringIO()):  # the run's own summary table
-                    code = feedlake(["ingest", "--landing", str(args.landing), "--warehouse", str(warehouse),
-                                     "--engine", engine])
-                end = time.time()
-                if code != 0:
-                    raise SystemExit(f"feedlake ingest --engine {engine} exited {code}")
-                if round_:  # round 0 warms the JVM up on both engines
-                    windows[engine].append((end - start, jvm_cpu_seconds(jvm) - cpu, int(start * 1000), int(end * 1000)))
+        try:
+            for round_ in range(args.repeat + 1):
+                for engine in ENGINES if round_ % 2 == 0 else reversed(ENGINES):
+                    warehouse = work / f"warehouse-{engine}"
+                    shutil.rmtree(warehouse, ignore_errors=True)
+                    cpu, start = jvm_cpu_seconds(jvm), time.time()
+                    with redirect_stdout(io.StringIO()):  # the run's own summary table
+                        code = feedlake(["ingest", "--landing", str(args.landing), "--warehouse", str(warehouse),
+                                         "--engine", engine])
+                    end = time.time()
+                    if code != 0:
+                        raise SystemExit(f"feedlake ingest --engine {engine} exited {code}")
+                    if round_:  # round 0 warms the JVM up on both engines
+                        windows[engine].append((end - start, jvm_cpu_seconds(jvm) - cpu, int(start * 1000), int(end * 1000)))
+        finally:
+            spark.stop()
+        spans = job_intervals(events)
     finally:
-        spark.stop()
-    spans = job_intervals(events)
-    shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)  # a failed run's warehouses too
     medians = {}
     for engine, runs in windows.items():
         walls = [w for w, _, _, _ in runs]
