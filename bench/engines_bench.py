@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--landing", type=Path, default=ROOT / "sample" / "landing")
     parser.add_argument("--repeat", type=int, default=2, help="measured runs per engine (median kept)")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1: round 0 only warms the JVM up")
 
     from feedlake.app.cli import main as feedlake
     from feedlake.settings.config import load_config
