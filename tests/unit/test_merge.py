@@ -256,3 +256,23 @@ def test_a_replayed_split_merge_reports_nothing_for_any_tenant(spark, tmp_path, 
         with idempotent_writes(engine, "batch-1"):
             results.append(engine.merge(tables["events"], rows, plan_for(tables["events"], ["a", "b"]), split=True))
     assert [r.by_tenant for r in results] == [{"a": (1, 0), "b": (1, 0)}, {}]
+
+
+def test_a_pinned_read_holds_the_rows_read_whatever_is_committed_after(spark, any_engine, tables):
+    """``read_pinned``: the rows of ``read`` (a null value too), resolved when read, so a plan
+    that refers to them many times plans no table scan again (the moments); a later
+    commit does not change them."""
+    from feedlake.settings.session import release
+
+    table = tables["events"]
+    rows = [("a", "k1", None, "1"), ("a", "k2", "v", "1"), ("b", "k1", "other tenant", "1")]
+    any_engine.merge(table, spark.createDataFrame(rows, EVENTS), plan_for(table, ["a", "b"]))
+    pinned = any_engine.read_pinned(table, ["a"])
+    expected = spark.createDataFrame(rows[:2], EVENTS)
+    assert_df_equality(pinned, any_engine.read(table, ["a"]), ignore_row_order=True, ignore_nullable=True)
+    any_engine.merge(table, spark.createDataFrame([("a", "k1", "newer", "2"), ("a", "k3", "new", "2")], EVENTS),
+                     plan_for(table, ["a"]))
+    assert_df_equality(pinned, expected, ignore_row_order=True, ignore_nullable=True)
+    moved_on = spark.createDataFrame([("a", "k1", "newer", "2"), ("a", "k2", "v", "1"), ("a", "k3", "new", "2")], EVENTS)
+    assert_df_equality(any_engine.read(table, ["a"]), moved_on, ignore_row_order=True, ignore_nullable=True)
+    release(pinned)

@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 
 from feedlake.delta.merge import plan_for
 from feedlake.settings.config import ConfigError, FeedlakeConfig, TableSpec, read_yaml
-from feedlake.settings.session import local_frame, union_all
+from feedlake.settings.session import local_frame, release, union_all
 from feedlake.settings.tables import ACCOUNT_METRICS_WEEKLY, ACCOUNTS, ACTIVITY_WEEKLY, CONTACT_ACCOUNTS, CONTACTS, MOMENTS
 
 SPEC = "seed 002"
@@ -320,17 +320,22 @@ def update_moments(
     """Evaluate the moments of ``tenants`` and MERGE entries and exits into ``moments``."""
     if not tenants:
         return MomentsUpdate()
-    tables = {name: engine.read(config.table(name), list(tenants)) for name in (*TABLES, CONTACT_ACCOUNTS)}
-    current = membership(moments, tenants, tables, as_of)
-    spec = config.table(MOMENTS)
-    changes = moment_changes(current, engine.read(spec, list(tenants)), now).persist()
+    # Every moment's branch and condition refers to these reads: each is resolved once.
+    tables = {name: engine.read_pinned(config.table(name), list(tenants)) for name in (*TABLES, CONTACT_ACCOUNTS)}
     try:
-        # (tenant, entering/leaving) counts: tenants × 2 rows
-        counts = changes.groupBy("tenant_id", "is_active").agg(F.count(F.lit(1)).alias("n")).collect()
-        if write and counts:
-            engine.ensure(spec)
-            engine.merge(spec, changes, plan_for(spec, list(tenants)))
+        current = membership(moments, tenants, tables, as_of)
+        spec = config.table(MOMENTS)
+        changes = moment_changes(current, engine.read(spec, list(tenants)), now).persist()
+        try:
+            # (tenant, entering/leaving) counts: tenants × 2 rows
+            counts = changes.groupBy("tenant_id", "is_active").agg(F.count(F.lit(1)).alias("n")).collect()
+            if write and counts:
+                engine.ensure(spec)
+                engine.merge(spec, changes, plan_for(spec, list(tenants)))
+        finally:
+            changes.unpersist()
     finally:
-        changes.unpersist()
+        for frame in tables.values():
+            release(frame)
     entered = {r["tenant_id"]: int(r["n"]) for r in counts if r["is_active"]}
     return MomentsUpdate(sum(entered.values()), sum(int(r["n"]) for r in counts if not r["is_active"]), entered)
