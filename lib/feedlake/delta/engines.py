@@ -842,9 +842,10 @@ class DeltaSparkEngine:
         Each time Spark plans a query, it prepares every Delta scan in it: the snapshot's
         files, pruned by the tenant partitions (a Spark job on the table's state). A plan
         that refers to one read many times (the moments: a branch per moment, a join per
-        condition) pays that per reference and per query: the moments of sample/landing's
-        two tenants took 5.1-5.6 s from a lazy read of each table and 2.6-3.0 s from pinned
-        ones (warm, 2 cores, 4 alternated runs); on delta-rs 0.8 s lazily and 1.2-1.3 s pinned.
+        condition) pays that per reference and per query. ``update_moments`` for
+        sample/landing's two tenants took 5.25 s with a lazy read of each table and 2.67 s
+        with pinned ones (medians, warm, 2 cores, alternated); on delta-rs pinning its reads
+        would cost 0.8 -> 1.3 s for the moments' plan alone (see DeltaRsEngine.read_pinned).
         """
         return pinned(self.read(table, tenants), StorageLevel.MEMORY_AND_DISK)
 
